@@ -1,0 +1,79 @@
+// Command dsbridge is the dsbridge binary: the KubeVirt hook sidecar, the
+// standalone server, the DHCP debug mode and the inspection tools.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Stamped at build time by -ldflags.
+var (
+	version = "dev"
+	commit  = "unknown"
+	date    = "unknown"
+)
+
+const usage = `usage: dsbridge <command> [flags]
+
+commands:
+  sidecar    run as a KubeVirt network binding plugin sidecar (image entrypoint)
+  serve      serve a VM in this network namespace without KubeVirt (root)
+  dhcp       serve DHCPv4/DHCPv6/RA on an existing interface, for debugging
+  inspect    print the pod's network snapshot, the plan and what would be served
+  teardown   restore the pod interface to its snapshot
+  status     print a running sidecar's status
+  version    print version, commit and build date
+`
+
+// errUsage marks a command-line mistake: exit status 2.
+var errUsage = errors.New("usage error")
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	err := dispatch(args[0], args[1:], stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "dsbridge %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func dispatch(cmd string, args []string, stdout, stderr io.Writer) error {
+	switch cmd {
+	case "sidecar":
+		return runSidecar(args, stderr)
+	case "serve":
+		return runServe(args, stderr)
+	case "dhcp":
+		return runDHCP(args, stdout, stderr)
+	case "inspect":
+		return runInspect(args, stdout, stderr)
+	case "teardown":
+		return runTeardown(args, stdout, stderr)
+	case "status":
+		return runStatus(args, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "dsbridge %s commit %s built %s\n", version, commit, date)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "dsbridge: unknown command %q\n%s", cmd, usage)
+		return errUsage
+	}
+}
