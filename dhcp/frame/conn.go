@@ -1,0 +1,211 @@
+package frame
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/packet"
+)
+
+// Conn moves whole Ethernet frames to and from one link: the VM's tap, or a
+// link standing in for it.
+type Conn interface {
+	// ReadFrame reads one whole frame into b; it honours the read deadline.
+	ReadFrame(b []byte) (int, error)
+	// WriteFrame sends one whole Ethernet frame to the VM.
+	WriteFrame(b []byte) error
+	// SetReadDeadline sets the read deadline; one in the past interrupts a
+	// blocked ReadFrame.
+	SetReadDeadline(t time.Time) error
+	Close() error
+}
+
+// Kind selects the traffic a packet socket delivers.
+type Kind int
+
+// Kinds of traffic.
+const (
+	KindDHCPv4 Kind = iota + 1 // IPv4 UDP to port 67, and ARP
+	KindDHCPv6                 // IPv6 UDP to port 547
+	KindICMPv6                 // IPv6 with next header ICMPv6
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindDHCPv4:
+		return "dhcpv4"
+	case KindDHCPv6:
+		return "dhcpv6"
+	case KindICMPv6:
+		return "icmpv6"
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// Filter says which received frames a PacketConn delivers: those of Kind
+// that SrcMAC sent and that arrived on the link (never ones sent out of it).
+type Filter struct {
+	SrcMAC net.HardwareAddr
+	Kind   Kind
+}
+
+// PacketConn is an AF_PACKET socket bound to one link with a kernel socket
+// filter. It needs CAP_NET_RAW.
+type PacketConn struct {
+	c    *packet.Conn
+	dst  packet.Addr
+	name string
+}
+
+var _ Conn = (*PacketConn)(nil)
+
+// ethPAll is ETH_P_ALL: receive every protocol (the socket filter narrows it).
+const ethPAll = 0x0003
+
+// Listen opens a packet socket on the link ifname that delivers only the
+// frames f selects. The filter is attached before the socket is bound, so no
+// other frame is ever queued.
+func Listen(ifname string, f Filter) (*PacketConn, error) {
+	prog, err := f.assemble()
+	if err != nil {
+		return nil, fmt.Errorf("failed to build socket filter for %q: %w", ifname, err)
+	}
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("failed to find link %q: %w", ifname, err)
+	}
+	c, err := packet.Listen(ifi, packet.Raw, ethPAll, &packet.Config{Filter: prog})
+	if err != nil {
+		return nil, fmt.Errorf("failed to open packet socket on %q: %w", ifname, err)
+	}
+	return &PacketConn{c: c, name: ifname}, nil
+}
+
+// ReadFrame implements Conn.
+func (p *PacketConn) ReadFrame(b []byte) (int, error) {
+	n, _, err := p.c.ReadFrom(b)
+	return n, err
+}
+
+// WriteFrame implements Conn. The frame carries its own Ethernet header.
+func (p *PacketConn) WriteFrame(b []byte) error {
+	if len(b) < EthernetLen {
+		return fmt.Errorf("frame of %d bytes is shorter than an Ethernet header", len(b))
+	}
+	dst := packet.Addr{HardwareAddr: net.HardwareAddr(b[0:6])}
+	_, err := p.c.WriteTo(b, &dst)
+	return err
+}
+
+// SetReadDeadline implements Conn.
+func (p *PacketConn) SetReadDeadline(t time.Time) error { return p.c.SetReadDeadline(t) }
+
+// Close implements Conn.
+func (p *PacketConn) Close() error { return p.c.Close() }
+
+// Name is the link the socket is bound to.
+func (p *PacketConn) Name() string { return p.name }
+
+// PipeConn is one end of an in-memory frame link for tests: what one end
+// writes, the other reads.
+type PipeConn struct {
+	in   chan []byte
+	peer *PipeConn
+
+	mu       sync.Mutex
+	deadline time.Time
+	wake     chan struct{} // closed and replaced when the deadline changes
+	closed   chan struct{}
+	once     sync.Once
+}
+
+var _ Conn = (*PipeConn)(nil)
+
+// Pipe returns two connected in-memory Conns.
+func Pipe() (*PipeConn, *PipeConn) {
+	a := &PipeConn{in: make(chan []byte, 64), wake: make(chan struct{}), closed: make(chan struct{})}
+	b := &PipeConn{in: make(chan []byte, 64), wake: make(chan struct{}), closed: make(chan struct{})}
+	a.peer, b.peer = b, a
+	return a, b
+}
+
+// ReadFrame implements Conn.
+func (p *PipeConn) ReadFrame(b []byte) (int, error) {
+	for {
+		p.mu.Lock()
+		deadline, wake := p.deadline, p.wake
+		p.mu.Unlock()
+		n, err, again := p.readOnce(b, deadline, wake)
+		if !again {
+			return n, err
+		}
+	}
+}
+
+// readOnce waits for a frame, the deadline, Close or a deadline change
+// (again: wait anew).
+func (p *PipeConn) readOnce(b []byte, deadline time.Time, wake chan struct{}) (n int, err error, again bool) {
+	var timer <-chan time.Time
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return 0, os.ErrDeadlineExceeded, false
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case f := <-p.in:
+		return copy(b, f), nil, false
+	case <-p.closed:
+		return 0, net.ErrClosed, false
+	case <-timer:
+		return 0, os.ErrDeadlineExceeded, false
+	case <-wake:
+		return 0, nil, true
+	}
+}
+
+// WriteFrame implements Conn. It fails once either end is closed.
+func (p *PipeConn) WriteFrame(b []byte) error {
+	select {
+	case <-p.closed:
+		return net.ErrClosed
+	case <-p.peer.closed:
+		return net.ErrClosed
+	default:
+	}
+	f := append([]byte(nil), b...)
+	select {
+	case p.peer.in <- f:
+		return nil
+	case <-p.closed:
+		return net.ErrClosed
+	case <-p.peer.closed:
+		return net.ErrClosed
+	}
+}
+
+// SetReadDeadline implements Conn.
+func (p *PipeConn) SetReadDeadline(t time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.deadline = t
+	close(p.wake)
+	p.wake = make(chan struct{})
+	return nil
+}
+
+// Close implements Conn.
+func (p *PipeConn) Close() error {
+	p.once.Do(func() { close(p.closed) })
+	return nil
+}
+
+// ErrTruncated reports a frame shorter than its headers claim.
+var ErrTruncated = errors.New("frame truncated")
