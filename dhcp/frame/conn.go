@@ -57,7 +57,6 @@ type Filter struct {
 // filter. It needs CAP_NET_RAW.
 type PacketConn struct {
 	c    *packet.Conn
-	dst  packet.Addr
 	name string
 }
 
