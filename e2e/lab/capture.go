@@ -1,0 +1,53 @@
+package lab
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// LeakFilter matches what dsbridge must never send onto the uplink: DHCPv4
+// replies, DHCPv6 replies and router advertisements.
+const LeakFilter = "(udp src port 67) or (udp src port 547) or (icmp6 and ip6[40] == 134)"
+
+// Capture is a tcpdump writing to a file in the test's temporary directory.
+type Capture struct {
+	path string
+	cmd  *exec.Cmd
+}
+
+// StartCapture runs tcpdump on dev in ns with a BPF filter, and returns once
+// it is capturing.
+func StartCapture(t testing.TB, ns *NS, dev, filter string) *Capture {
+	t.Helper()
+	c := &Capture{path: filepath.Join(t.TempDir(), "capture.pcap")}
+	c.cmd = ns.Start(t, "tcpdump", "-i", dev, "-n", "-U", "-w", c.path, filter)
+	// tcpdump creates the file when it starts capturing.
+	WaitFor(t, 5*time.Second, "tcpdump to start on "+dev, func() bool {
+		_, err := exec.Command("test", "-s", c.path).CombinedOutput()
+		return err == nil
+	})
+	time.Sleep(200 * time.Millisecond)
+	return c
+}
+
+// Stop ends tcpdump by PID and returns the captured packets, one decoded
+// line each (link-level headers included).
+func (c *Capture) Stop(t testing.TB) []string {
+	t.Helper()
+	stopProcess(c.cmd)
+	out, err := exec.Command("tcpdump", "-r", c.path, "-n", "-e", "-v").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r %s: %v: %s", c.path, err, out)
+	}
+	var pkts []string
+	for _, l := range strings.Split(string(out), "\n") {
+		// Packet lines start with a timestamp; continuation lines with spaces.
+		if len(l) > 0 && l[0] >= '0' && l[0] <= '9' {
+			pkts = append(pkts, l)
+		}
+	}
+	return pkts
+}
