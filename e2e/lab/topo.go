@@ -87,7 +87,7 @@ func (l *Lab) node(t testing.TB) {
 	t.Helper()
 	s, n := l.Spec, l.Node
 	Veth(t, n, l.NodeIf, l.Pod, s.PodIface)
-	n.Run(t, "ip", "link", "set", l.NodeIf, "address", s.NodeMAC)
+	setMAC(t, n, l.NodeIf, s.NodeMAC)
 	n.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
 		"net.ipv6.conf.all.accept_ra=0", "net.ipv6.conf.default.accept_ra=0",
 		"net.ipv6.conf."+l.NodeIf+".accept_ra=0", "net.ipv6.conf."+l.NodeIf+".accept_dad=0")
@@ -96,9 +96,10 @@ func (l *Lab) node(t testing.TB) {
 	n.Run(t, "ip", "addr", "add", OffLink6+"/128", "dev", "lo")
 	if s.IPv4 != "" {
 		if linkLocal4(s.Gateway4) {
-			// Calico style: the node answers ARP for everything via proxy ARP
-			// and routes the pod's /32 to the veth.
-			n.Run(t, "sysctl", "-qw", "net.ipv4.conf."+l.NodeIf+".proxy_arp=1")
+			// Calico style: the link-local gateway is a local address of
+			// the node (answered on the veth, arp_ignore=0) and the pod's
+			// /32 is routed to the veth.
+			n.Run(t, "ip", "addr", "add", s.Gateway4+"/32", "dev", "lo")
 			n.Run(t, "ip", "route", "add", hostPrefix(s.IPv4), "dev", l.NodeIf)
 		} else {
 			n.Run(t, "ip", "addr", "add", gatewayPrefix(s.Gateway4, s.IPv4), "dev", l.NodeIf)
@@ -116,7 +117,7 @@ func (l *Lab) node(t testing.TB) {
 func (l *Lab) pod(t testing.TB) {
 	t.Helper()
 	s, p, dev := l.Spec, l.Pod, l.Spec.PodIface
-	p.Run(t, "ip", "link", "set", dev, "address", s.MAC)
+	setMAC(t, p, dev, s.MAC)
 	p.Run(t, "ip", "link", "set", dev, "mtu", fmt.Sprint(s.MTU))
 	p.Run(t, "sysctl", "-qw", "net.ipv6.conf."+dev+".accept_ra=0", "net.ipv6.conf."+dev+".accept_dad=0")
 	if s.IPv4 != "" {
@@ -156,6 +157,15 @@ func (l *Lab) GatewayLLA() string {
 	hw, _ := net.ParseMAC(l.Spec.NodeMAC)
 	b := [16]byte{0: 0xfe, 1: 0x80, 8: hw[0] ^ 2, 9: hw[1], 10: hw[2], 11: 0xff, 12: 0xfe, 13: hw[3], 14: hw[4], 15: hw[5]}
 	return netip.AddrFrom16(b).String()
+}
+
+// setMAC changes dev's MAC while it is down, so the kernel derives the
+// link-local address from the new MAC when it comes back up.
+func setMAC(t testing.TB, ns *NS, dev, mac string) {
+	t.Helper()
+	ns.Run(t, "ip", "link", "set", dev, "down")
+	ns.Run(t, "ip", "link", "set", dev, "address", mac)
+	ns.Run(t, "ip", "link", "set", dev, "up")
 }
 
 func linkLocal4(ip string) bool { return strings.HasPrefix(ip, "169.254.") }
