@@ -4,7 +4,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -20,7 +19,7 @@ type Capture struct {
 
 // StartCapture runs tcpdump on dev in ns with a BPF filter, and returns once
 // it is capturing.
-func StartCapture(t testing.TB, ns *NS, dev, filter string) *Capture {
+func StartCapture(t T, ns *NS, dev, filter string) *Capture {
 	t.Helper()
 	c := &Capture{path: filepath.Join(t.TempDir(), "capture.pcap")}
 	c.cmd = ns.Start(t, "tcpdump", "-i", dev, "-n", "-U", "-w", c.path, filter)
@@ -35,7 +34,7 @@ func StartCapture(t testing.TB, ns *NS, dev, filter string) *Capture {
 
 // Stop ends tcpdump by PID and returns the captured packets, one decoded
 // line each (link-level headers included).
-func (c *Capture) Stop(t testing.TB) []string {
+func (c *Capture) Stop(t T) []string {
 	t.Helper()
 	stopProcess(c.cmd)
 	out, err := exec.Command("tcpdump", "-r", c.path, "-n", "-e", "-v").CombinedOutput()

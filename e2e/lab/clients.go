@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -91,7 +90,7 @@ type Client struct {
 	name string
 }
 
-func (l *Lab) clientDir(t testing.TB, name, script string) string {
+func (l *Lab) clientDir(t T, name, script string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "script"), []byte(script), 0o755); err != nil {
@@ -100,7 +99,7 @@ func (l *Lab) clientDir(t testing.TB, name, script string) string {
 	return dir
 }
 
-func (l *Lab) start(t testing.TB, name, dir string, args ...string) *Client {
+func (l *Lab) start(t T, name, dir string, args ...string) *Client {
 	t.Helper()
 	cmd := append([]string{"env", "DSB_DIR=" + dir}, args...)
 	return &Client{Dir: dir, Cmd: l.Guest.Start(t, cmd...), lab: l, name: name}
@@ -109,7 +108,7 @@ func (l *Lab) start(t testing.TB, name, dir string, args ...string) *Client {
 // Dhclient starts ISC dhclient in the foreground, family "-4" or "-6".
 // Lease and PID files live in dir, so a second call with the same dir
 // restarts from the lease (INIT-REBOOT for IPv4, Confirm for IPv6).
-func (l *Lab) Dhclient(t testing.TB, family, dir string) *Client {
+func (l *Lab) Dhclient(t T, family, dir string) *Client {
 	t.Helper()
 	if dir == "" {
 		dir = l.clientDir(t, "dhclient", dhclientScript)
@@ -126,7 +125,7 @@ func (l *Lab) Dhclient(t testing.TB, family, dir string) *Client {
 		"-pf", filepath.Join(dir, "pid"+family), l.GuestIf)
 }
 
-func (l *Lab) clientDirAt(t testing.TB, dir, script string) string {
+func (l *Lab) clientDirAt(t T, dir, script string) string {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "script"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
@@ -135,7 +134,7 @@ func (l *Lab) clientDirAt(t testing.TB, dir, script string) string {
 }
 
 // Udhcpc starts busybox udhcpc in the foreground.
-func (l *Lab) Udhcpc(t testing.TB) *Client {
+func (l *Lab) Udhcpc(t T) *Client {
 	t.Helper()
 	dir := l.clientDir(t, "udhcpc", udhcpcScript)
 	l.Guest.Run(t, "ip", "link", "set", l.GuestIf, "up")
@@ -147,7 +146,7 @@ func (l *Lab) Udhcpc(t testing.TB) *Client {
 // directories (a tmpfs in the command's own mount namespace, which
 // `ip netns exec` provides), so parallel tests never share its PID file.
 // extra selects e.g. "-4" or "-6".
-func (l *Lab) Dhcpcd(t testing.TB, extra ...string) *Client {
+func (l *Lab) Dhcpcd(t T, extra ...string) *Client {
 	t.Helper()
 	dir := l.clientDir(t, "dhcpcd", dhcpcdScript)
 	conf := filepath.Join(dir, "dhcpcd.conf")
@@ -167,7 +166,7 @@ func (l *Lab) Dhcpcd(t testing.TB, extra ...string) *Client {
 
 // Env returns the environment the client's script recorded for reason
 // (e.g. "BOUND", "BOUND6", "bound"), waiting up to timeout for it.
-func (c *Client) Env(t testing.TB, timeout time.Duration, reasons ...string) map[string]string {
+func (c *Client) Env(t T, timeout time.Duration, reasons ...string) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -220,7 +219,7 @@ type Addr struct {
 }
 
 // Addrs lists the global addresses on dev in ns as "addr/len".
-func Addrs(t testing.TB, ns *NS, dev string) []string {
+func Addrs(t T, ns *NS, dev string) []string {
 	t.Helper()
 	var links []struct {
 		AddrInfo []Addr `json:"addr_info"`
@@ -249,7 +248,7 @@ type Route struct {
 }
 
 // Routes lists ns's routes of family "-4" or "-6".
-func Routes(t testing.TB, ns *NS, family string) []Route {
+func Routes(t T, ns *NS, family string) []Route {
 	t.Helper()
 	var rs []Route
 	if err := json.Unmarshal([]byte(ns.Run(t, "ip", "-j", family, "route", "show")), &rs); err != nil {
@@ -259,7 +258,7 @@ func Routes(t testing.TB, ns *NS, family string) []Route {
 }
 
 // DefaultVia returns the default route's gateway for family, or "".
-func DefaultVia(t testing.TB, ns *NS, family string) string {
+func DefaultVia(t T, ns *NS, family string) string {
 	t.Helper()
 	for _, r := range Routes(t, ns, family) {
 		if r.Dst == "default" {
@@ -270,7 +269,7 @@ func DefaultVia(t testing.TB, ns *NS, family string) string {
 }
 
 // MTU is dev's MTU in ns.
-func MTU(t testing.TB, ns *NS, dev string) int {
+func MTU(t T, ns *NS, dev string) int {
 	t.Helper()
 	var links []struct {
 		MTU int `json:"mtu"`
@@ -282,7 +281,7 @@ func MTU(t testing.TB, ns *NS, dev string) int {
 }
 
 // WaitFor polls cond every 100 ms until it is true or timeout passes.
-func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+func WaitFor(t T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

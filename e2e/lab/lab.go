@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -35,7 +34,7 @@ func RandName(prefix string) string {
 
 // RequireRoot skips the test when network namespaces cannot be created,
 // saying why. Only a permission error skips; anything else fails.
-func RequireRoot(t testing.TB) {
+func RequireRoot(t T) {
 	t.Helper()
 	name := RandName("dsbchk")
 	out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
@@ -60,7 +59,7 @@ type NS struct {
 
 // NewNS creates a namespace with a random name and loopback up. It and every
 // process started with Start are removed at the end of the test.
-func NewNS(t testing.TB) *NS {
+func NewNS(t T) *NS {
 	t.Helper()
 	RequireRoot(t)
 	n := &NS{Name: RandName("dsb")}
@@ -72,7 +71,7 @@ func NewNS(t testing.TB) *NS {
 	return n
 }
 
-func (n *NS) destroy(t testing.TB) {
+func (n *NS) destroy(t T) {
 	n.mu.Lock()
 	procs := n.procs
 	n.procs = nil
@@ -122,7 +121,7 @@ func (n *NS) Exec(args ...string) (string, error) {
 }
 
 // Run is Exec that fails the test on error.
-func (n *NS) Run(t testing.TB, args ...string) string {
+func (n *NS) Run(t T, args ...string) string {
 	t.Helper()
 	out, err := n.Exec(args...)
 	if err != nil {
@@ -133,7 +132,7 @@ func (n *NS) Run(t testing.TB, args ...string) string {
 
 // Start runs a command in the background inside the namespace, with its
 // output going to the test log on failure. It is stopped by PID at cleanup.
-func (n *NS) Start(t testing.TB, args ...string) *exec.Cmd {
+func (n *NS) Start(t T, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
 	var buf lockedBuffer
@@ -197,7 +196,7 @@ func DoPath(path string, fn func() error) error {
 }
 
 // Veth creates a veth pair with one end in each namespace, both up.
-func Veth(t testing.TB, a *NS, aName string, b *NS, bName string) {
+func Veth(t T, a *NS, aName string, b *NS, bName string) {
 	t.Helper()
 	tmp := RandName("v")
 	if out, err := exec.Command("ip", "link", "add", tmp, "netns", a.Name, "type", "veth", "peer", "name", bName, "netns", b.Name).CombinedOutput(); err != nil {
@@ -210,7 +209,7 @@ func Veth(t testing.TB, a *NS, aName string, b *NS, bName string) {
 
 // WriteFile writes content to a file named name in the test's temporary
 // directory and returns its path.
-func WriteFile(t testing.TB, name, content string) string {
+func WriteFile(t T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"testing"
 )
 
 // PodSpec describes one pod network variant of TESTING.md's standard lab.
@@ -57,7 +56,7 @@ type Lab struct {
 }
 
 // NewLab builds the three namespaces for spec.
-func NewLab(t testing.TB, spec PodSpec) *Lab {
+func NewLab(t T, spec PodSpec) *Lab {
 	t.Helper()
 	l := &Lab{Spec: spec, Node: NewNS(t), Pod: NewNS(t), Guest: NewNS(t),
 		NodeIf: "gw0", Tap: "tap0", GuestIf: "eth0", Hostname: "vm-" + spec.Name}
@@ -83,7 +82,7 @@ func resolvConf(s PodSpec) string {
 	return b.String()
 }
 
-func (l *Lab) node(t testing.TB) {
+func (l *Lab) node(t T) {
 	t.Helper()
 	s, n := l.Spec, l.Node
 	Veth(t, n, l.NodeIf, l.Pod, s.PodIface)
@@ -114,7 +113,7 @@ func (l *Lab) node(t testing.TB) {
 	}
 }
 
-func (l *Lab) pod(t testing.TB) {
+func (l *Lab) pod(t T) {
 	t.Helper()
 	s, p, dev := l.Spec, l.Pod, l.Spec.PodIface
 	setMAC(t, p, dev, s.MAC)
@@ -130,7 +129,7 @@ func (l *Lab) pod(t testing.TB) {
 	}
 }
 
-func (l *Lab) guest(t testing.TB) {
+func (l *Lab) guest(t T) {
 	t.Helper()
 	Veth(t, l.Guest, l.GuestIf, l.Pod, l.Tap)
 	l.Guest.Run(t, "ip", "link", "set", l.GuestIf, "address", l.Spec.MAC)
@@ -161,7 +160,7 @@ func (l *Lab) GatewayLLA() string {
 
 // setMAC changes dev's MAC while it is down, so the kernel derives the
 // link-local address from the new MAC when it comes back up.
-func setMAC(t testing.TB, ns *NS, dev, mac string) {
+func setMAC(t T, ns *NS, dev, mac string) {
 	t.Helper()
 	ns.Run(t, "ip", "link", "set", dev, "down")
 	ns.Run(t, "ip", "link", "set", dev, "address", mac)
