@@ -80,7 +80,7 @@ fuzz-smoke:
 	done
 
 demo: deps build
-	./e2e/demo.sh
+	go run ./e2e/demo --dsbridge bin/dsbridge
 
 clean:
 	rm -rf bin .bin
