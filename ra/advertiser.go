@@ -1,0 +1,249 @@
+package ra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/ndp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+)
+
+// Advertiser sends Router Advertisements to one VM through a frame
+// transport on the VM's tap: solicited ones in reply to its Router
+// Solicitations, unsolicited ones once the guest has spoken. It never sends
+// a final RA with router lifetime 0 (RFC 4861 §6.2.5): the source is the
+// real gateway, and withdrawing it would cut the guest off, for instance
+// from a migration source.
+type Advertiser struct {
+	cfg  Config
+	conn frame.Conn
+	log  *slog.Logger
+	ra   *ndp.RouterAdvertisement
+
+	src       netip.Addr // IPv6 source of every RA
+	body      []byte     // the ICMPv6 message, checksum left to the frame
+	multicast []byte     // the whole all-nodes frame, built once
+
+	now func() time.Time // the clock; tests replace it
+	rnd randN            // the random source; tests replace it
+
+	stats  counters
+	warned atomic.Bool // an upstream difference was logged
+}
+
+// Stats counts what an Advertiser did; an observer for metrics.
+type Stats struct {
+	Solicitations uint64 // valid RSs from the VM
+	Multicast     uint64 // RAs sent to all nodes
+	Unicast       uint64 // RAs sent to a soliciting host
+	WriteErrors   uint64 // RAs the transport failed to send
+}
+
+type counters struct {
+	solicitations, multicast, unicast, writeErrors atomic.Uint64
+}
+
+// NewAdvertiser validates cfg and prepares the advertisement. conn must be a
+// transport carrying the VM's ICMPv6 frames (frame.KindICMPv6, filtered on
+// the VM's MAC); without one an advertising mode fails with ErrNoTransport.
+// In ModeOff, conn may be nil and Run only waits.
+func NewAdvertiser(cfg Config, conn frame.Conn, log *slog.Logger) (*Advertiser, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Advertiser{cfg: cfg, conn: conn, log: log, now: time.Now, rnd: rand.Int64N}
+	if cfg.Mode == ModeOff {
+		return a, nil
+	}
+	if conn == nil {
+		return nil, fmt.Errorf("failed to start router advertisements in mode %v: %w", cfg.Mode, ErrNoTransport)
+	}
+	ra, err := Build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	body, err := ndp.MarshalMessage(ra)
+	if err != nil {
+		return nil, fmt.Errorf("failed to encode router advertisement: %w", err)
+	}
+	a.ra, a.body, a.src = ra, body, Source(cfg)
+	a.multicast = a.appendFrame(nil, target{IP: allNodes, MAC: [6]byte(allNodesMAC)})
+	return a, nil
+}
+
+// Source is the IPv6 source address of the RAs cfg describes. In
+// ModeGateway it is the gateway's link-local address, so the guest installs
+// the gateway as its default router. In ModeFlagsOnly it is that address
+// with the universal/local bit of its interface identifier flipped back:
+// an RA with router lifetime 0 from the gateway's own address would delete
+// the default route the cluster's RAs installed (RFC 4861 §6.3.4), so
+// flags-only RAs come from a stable address nothing uses (RFC 4291
+// appendix A: for a MAC-derived address, the unmodified EUI-64).
+func Source(cfg Config) netip.Addr {
+	a := cfg.GatewayLLA.WithZone("")
+	if cfg.Mode != ModeFlagsOnly {
+		return a
+	}
+	b := a.As16()
+	b[8] ^= 0x02
+	return netip.AddrFrom16(b)
+}
+
+// appendFrame appends the RA as an Ethernet frame from the gateway MAC to
+// to, with the ICMPv6 checksum for that destination.
+func (a *Advertiser) appendFrame(dst []byte, to target) []byte {
+	return frame.AppendICMP6(dst, frame.ICMP6{
+		Eth:      frame.Ethernet{Dst: net.HardwareAddr(to.MAC[:]), Src: a.cfg.GatewayMAC},
+		Src:      a.src,
+		Dst:      to.IP,
+		HopLimit: ndpHopLimit,
+		Payload:  a.body,
+	})
+}
+
+// Advertisement returns the RA the advertiser sends; nil in ModeOff.
+func (a *Advertiser) Advertisement() *ndp.RouterAdvertisement { return a.ra }
+
+// Stats returns the counters so far; safe to call concurrently with Run.
+func (a *Advertiser) Stats() Stats {
+	return Stats{
+		Solicitations: a.stats.solicitations.Load(),
+		Multicast:     a.stats.multicast.Load(),
+		Unicast:       a.stats.unicast.Load(),
+		WriteErrors:   a.stats.writeErrors.Load(),
+	}
+}
+
+// Run serves until ctx is cancelled, which is a clean exit (nil). It
+// returns an error only when the transport fails.
+func (a *Advertiser) Run(ctx context.Context) error {
+	if a.cfg.Mode == ModeOff {
+		a.log.Info("router advertisements off")
+		<-ctx.Done()
+		return nil
+	}
+	a.log.Info("router advertisements waiting for the guest", "mode", a.cfg.Mode.String(), "source", a.src, "prefix", a.cfg.Prefix)
+	events := make(chan frameEvent, 8)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.read(gctx, events) })
+	g.Go(func() error { return a.loop(gctx, events) })
+	return g.Wait()
+}
+
+// read passes the guest's first frame and every valid RS to events.
+func (a *Advertiser) read(ctx context.Context, events chan<- frameEvent) error {
+	stop := context.AfterFunc(ctx, func() {
+		_ = a.conn.SetReadDeadline(time.Unix(1, 0)) // a failure leaves the read blocked: the transport is already broken
+	})
+	defer stop()
+	buf := make([]byte, 1<<16)
+	told := false
+	for {
+		n, err := a.conn.ReadFrame(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			return fmt.Errorf("failed to read frames from the VM: %w", err)
+		}
+		ev, err := classify(buf[:n], a.cfg.VMMAC)
+		if err != nil && !errors.Is(err, errNotRS) {
+			a.log.Debug("ignoring frame from the VM", "error", err)
+		}
+		if !ev.rs && (told || !ev.spoke) {
+			continue
+		}
+		told = true
+		select {
+		case events <- ev:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// loop owns the schedule: it takes events, and sends each RA when due.
+func (a *Advertiser) loop(ctx context.Context, events <-chan frameEvent) error {
+	s := schedule{rnd: a.rnd}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var buf []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-events:
+			a.handle(&s, ev)
+		case <-timer.C:
+		}
+		buf = a.sendDue(&s, buf)
+		if next := s.next(); next.IsZero() {
+			timer.Stop()
+		} else {
+			timer.Reset(next.Sub(a.now()))
+		}
+	}
+}
+
+func (a *Advertiser) handle(s *schedule, ev frameEvent) {
+	now := a.now()
+	if s.guestSpoke(now) {
+		a.log.Info("guest spoke, sending router advertisements")
+	}
+	if ev.rs {
+		a.stats.solicitations.Add(1)
+		a.log.Debug("router solicitation", "from", ev.from.IP)
+		s.solicited(now, ev.from)
+	}
+}
+
+// sendDue sends every RA due now; buf is reused for unicast frames.
+func (a *Advertiser) sendDue(s *schedule, buf []byte) []byte {
+	now := a.now()
+	for {
+		to, ok := s.pop(now)
+		if !ok {
+			return buf
+		}
+		b, n, dst := a.multicast, &a.stats.multicast, allNodes
+		if !to.multicast() {
+			buf = a.appendFrame(buf[:0], to)
+			b, n, dst = buf, &a.stats.unicast, to.IP
+		}
+		if err := a.conn.WriteFrame(b); err != nil {
+			a.stats.writeErrors.Add(1)
+			a.log.Warn("failed to send router advertisement to the VM", "to", dst, "error", err)
+			continue
+		}
+		n.Add(1)
+		a.log.Debug("sent router advertisement", "to", dst)
+	}
+}
+
+// ObserveUpstream reports an RA seen arriving from the uplink. When it comes
+// from the router the advertiser speaks for and differs from ours in what
+// the guest acts on (see Differences), that is logged once, as a warning.
+func (a *Advertiser) ObserveUpstream(src netip.Addr, observed *ndp.RouterAdvertisement) {
+	if a.ra == nil || src.WithZone("") != a.cfg.GatewayLLA.WithZone("") {
+		return
+	}
+	d := Differences(a.ra, observed)
+	if len(d) == 0 || a.warned.Swap(true) {
+		return
+	}
+	a.log.Warn("the gateway's own router advertisements differ from dsbridge's; guests may flap between them", "source", src, "differences", d)
+}

@@ -1,0 +1,89 @@
+package ra
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+)
+
+// ICMPv6 and NDP numbers (RFC 4861 §4.1, §4.6).
+const (
+	icmpTypeRS   = 133
+	icmpTypeRA   = 134
+	rsHeaderLen  = 8 // type, code, checksum, reserved
+	optSourceLLA = 1
+	ndpHopLimit  = 255
+)
+
+// Reasons a frame from the VM is not a valid Router Solicitation.
+var (
+	errNotFromVM   = errors.New("frame not sent by the VM")
+	errNotRS       = errors.New("not a router solicitation")
+	errInvalidRS   = errors.New("invalid router solicitation")
+	allNodes       = netip.MustParseAddr("ff02::1")
+	allNodesMAC    = frame.MulticastMAC(allNodes)
+	unspecifiedIP6 = netip.IPv6Unspecified()
+)
+
+// frameEvent is what one frame from the VM means to the advertiser.
+type frameEvent struct {
+	spoke bool   // an IPv6 frame from the VM: the guest is alive
+	rs    bool   // a valid RS: reply to from
+	from  target // the zero target for an RS from ::
+}
+
+// classify reads one frame received from the VM. Any IPv6 frame the VM sent
+// counts as the guest speaking; a Router Solicitation valid per RFC 4861
+// §6.1.1 asks for a reply. It never panics on any input.
+func classify(b []byte, vmMAC net.HardwareAddr) (frameEvent, error) {
+	eth, err := frame.ParseEthernet(b)
+	if err != nil {
+		return frameEvent{}, err
+	}
+	if !bytes.Equal(eth.Src, vmMAC) || eth.Type != frame.EtherTypeIPv6 {
+		return frameEvent{}, errNotFromVM
+	}
+	ev := frameEvent{spoke: true}
+	p, err := frame.ParseICMP6(b)
+	if err != nil {
+		return ev, err
+	}
+	if len(p.Payload) == 0 || p.Payload[0] != icmpTypeRS {
+		return ev, errNotRS
+	}
+	if err := validRS(p); err != nil {
+		return ev, err
+	}
+	ev.rs = true
+	if p.Src != unspecifiedIP6 {
+		ev.from = target{IP: p.Src, MAC: [6]byte(eth.Src)}
+	}
+	return ev, nil
+}
+
+// validRS applies RFC 4861 §6.1.1 to an RS whose checksum was verified:
+// hop limit 255, code 0, at least 8 octets, every option of non-zero length
+// within the message, no source link-layer option when the source is ::.
+// A multicast source is no host's address (RFC 4291 §2.7).
+func validRS(p frame.ICMP6) error {
+	m := p.Payload
+	if p.HopLimit != ndpHopLimit || len(m) < rsHeaderLen || m[1] != 0 {
+		return errInvalidRS
+	}
+	if p.Src.IsMulticast() {
+		return errInvalidRS
+	}
+	for opts := m[rsHeaderLen:]; len(opts) > 0; {
+		if len(opts) < 2 || opts[1] == 0 || int(opts[1])*8 > len(opts) {
+			return errInvalidRS
+		}
+		if opts[0] == optSourceLLA && p.Src == unspecifiedIP6 {
+			return errInvalidRS
+		}
+		opts = opts[int(opts[1])*8:]
+	}
+	return nil
+}
