@@ -151,7 +151,14 @@ func exerciseAdvertiser(t *testing.T, cfg Config, tap, guest frame.Conn, guestMA
 	if d := time.Since(start); d < 450*time.Millisecond || d > 900*time.Millisecond {
 		t.Errorf("unicast reply after %v, want the 500 ms random delay", d)
 	}
-	if got, want := a.Stats(), (Stats{Solicitations: 1, Multicast: 1, Unicast: 1}); got != want {
+	// The counter moves after the write returns, so the guest may read the
+	// frame first: wait for it briefly.
+	want := Stats{Solicitations: 1, Multicast: 1, Unicast: 1}
+	deadline := time.Now().Add(time.Second)
+	for a.Stats() != want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := a.Stats(); got != want {
 		t.Errorf("Stats = %+v, want %+v", got, want)
 	}
 }
