@@ -1,11 +1,88 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/dsbridge/dsbridge/hooks"
 )
 
-// runSidecar is not implemented yet; its issue replaces this file.
+// pluginNameEnv is set by KubeVirt (v1.9+) on binding sidecars to the
+// binding's name under spec.configuration.network.binding.
+const pluginNameEnv = "NETWORK_BINDING_PLUGIN_NAME"
+
+const defaultPluginName = "dsbridge"
+
+// sidecarConfig is the validated command line of `dsbridge sidecar`.
+type sidecarConfig struct {
+	pluginName string
+	hooksDir   string
+	logLevel   slog.Level
+}
+
+func parseSidecarFlags(args []string, stderr io.Writer) (sidecarConfig, error) {
+	fs := flag.NewFlagSet("dsbridge sidecar", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defName := os.Getenv(pluginNameEnv)
+	if defName == "" {
+		defName = defaultPluginName
+	}
+	cfg := sidecarConfig{}
+	fs.StringVar(&cfg.pluginName, "plugin-name", defName,
+		"network binding plugin name: serve interfaces with this binding.name; names the socket (env "+pluginNameEnv+")")
+	fs.StringVar(&cfg.hooksDir, "hooks-dir", hooks.DefaultHooksDir, "directory of the hook socket")
+	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return sidecarConfig{}, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dsbridge sidecar: unexpected arguments %q\n", fs.Args())
+		return sidecarConfig{}, errUsage
+	}
+	return cfg, nil
+}
+
+// runSidecar is the image entrypoint: record the pod interfaces, open the
+// hook socket, serve virt-launcher until Shutdown or SIGTERM, exit 0.
 func runSidecar(args []string, stderr io.Writer) error {
-	return errors.New("sidecar: not implemented yet")
+	cfg, err := parseSidecarFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := hooks.NewLogger(stderr, "dsbridge-sidecar", cfg.logLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	// Before the socket opens: virt-launcher collects Info before KubeVirt
+	// moves the pod interfaces, so this sees them as the CNI left them.
+	facts, err := hooks.InterfaceFacts()
+	if err != nil {
+		return err
+	}
+	for name, f := range facts {
+		log.Info("recorded pod interface", "interface", name, "mac", f.MAC.String(), "mtu", f.MTU)
+	}
+	srv, err := hooks.NewServer(hooks.Config{PluginName: cfg.pluginName, Facts: facts, Logger: log})
+	if err != nil {
+		return err
+	}
+	l, err := hooks.Listen(cfg.hooksDir, cfg.pluginName)
+	if err != nil {
+		return err
+	}
+	log.Info("serving KubeVirt hooks", "socket", hooks.SocketPath(cfg.hooksDir, cfg.pluginName),
+		"plugin", cfg.pluginName, "version", version)
+	if err := srv.Serve(ctx, l); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("hook server failed", "error", err.Error())
+		return err
+	}
+	log.Info("sidecar stopped")
+	return nil
 }

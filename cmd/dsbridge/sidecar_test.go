@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
+	"github.com/dsbridge/dsbridge/hooks/hookstest"
+)
+
+func TestParseSidecarFlags(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      string
+		args     []string
+		wantName string
+		wantDir  string
+	}{
+		{name: "defaults", wantName: "dsbridge", wantDir: "/var/run/kubevirt-hooks"},
+		{name: "env names the plugin", env: "dualstack", wantName: "dualstack", wantDir: "/var/run/kubevirt-hooks"},
+		{name: "flag wins over env", env: "dualstack", args: []string{"--plugin-name", "x", "--hooks-dir", "/tmp/h"},
+			wantName: "x", wantDir: "/tmp/h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(pluginNameEnv, tt.env)
+			cfg, err := parseSidecarFlags(tt.args, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.pluginName != tt.wantName || cfg.hooksDir != tt.wantDir {
+				t.Errorf("got name %q dir %q, want %q %q", cfg.pluginName, cfg.hooksDir, tt.wantName, tt.wantDir)
+			}
+		})
+	}
+	if _, err := parseSidecarFlags([]string{"--bogus"}, &bytes.Buffer{}); err != errUsage {
+		t.Errorf("unknown flag: error = %v, want errUsage", err)
+	}
+}
+
+// buildSidecar builds dsbridge into a temp dir of t.
+func buildSidecar(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "dsbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// lockedBuffer collects a process's stderr.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// sidecarProc is `dsbridge sidecar` running in a namespace that has an
+// eth0 like a pod's, with a stale socket left in its hooks dir.
+type sidecarProc struct {
+	cmd      *exec.Cmd
+	stderr   *lockedBuffer
+	hooksDir string
+	socket   string
+	exited   chan error
+}
+
+func startSidecar(t *testing.T, bin, plugin string) *sidecarProc {
+	t.Helper()
+	ns := lab.NewNS(t)
+	// A veth like the CNI's (the dummy driver may be missing from the kernel).
+	ns.Run(t, "ip", "link", "add", "eth0", "address", "0a:58:0a:f4:00:0c", "mtu", "1400", "type", "veth", "peer", "name", "peer0")
+	ns.Run(t, "ip", "link", "set", "eth0", "up")
+	p := &sidecarProc{hooksDir: t.TempDir(), stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	p.socket = filepath.Join(p.hooksDir, plugin+".sock")
+	leaveStaleSocket(t, p.socket)
+	p.cmd = exec.Command("ip", "netns", "exec", ns.Name, bin, "sidecar", "--hooks-dir", p.hooksDir)
+	p.cmd.Env = append(os.Environ(), pluginNameEnv+"="+plugin)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill() // by PID; the test failed before stopping it
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("sidecar stderr:\n%s", p.stderr.String())
+		}
+	})
+	return p
+}
+
+// leaveStaleSocket leaves a socket file nobody listens on, as a crashed
+// earlier run would.
+func leaveStaleSocket(t *testing.T, path string) {
+	t.Helper()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+}
+
+// waitExit waits up to limit for the process and checks it exited 0.
+func (p *sidecarProc) waitExit(t *testing.T, limit time.Duration) {
+	t.Helper()
+	start := time.Now()
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		if err != nil {
+			t.Fatalf("sidecar exited with %v, want status 0", err)
+		}
+		t.Logf("sidecar exited 0 after %v", time.Since(start))
+	case <-time.After(limit):
+		t.Fatalf("sidecar still running %v later", limit)
+	}
+}
+
+func (p *sidecarProc) dirEntries(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(p.hooksDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// vmRSS reads the resident set size of pid in KiB.
+func vmRSS(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", v, err)
+			}
+			return kib
+		}
+	}
+	t.Fatal("no VmRSS in /proc/<pid>/status")
+	return 0
+}
+
+func readFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "hooks", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestSidecarBinary runs the built `dsbridge sidecar` in a namespace and
+// drives it as virt-launcher does: Info, OnDefineDomain, then Shutdown or
+// SIGTERM, each ending in exit status 0 within a second.
+func TestSidecarBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	lab.RequireRoot(t)
+	bin := buildSidecar(t)
+	t.Run("Shutdown", func(t *testing.T) {
+		p := startSidecar(t, bin, "dsbridge")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		l, err := hookstest.Connect(ctx, p.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Info answered in %v", l.InfoLatency)
+		if l.InfoLatency > 100*time.Millisecond {
+			t.Errorf("Info took %v, want a few ms", l.InfoLatency)
+		}
+		if l.Version != "v1alpha3" || !l.Subscribed("OnDefineDomain") || !l.Subscribed("Shutdown") || l.Subscribed("PreCloudInitIso") {
+			t.Errorf("Info = %v, want v1alpha3 with OnDefineDomain and Shutdown only", l.Info)
+		}
+		in := readFixture(t, "domain.xml")
+		out, err := l.OnDefineDomain(ctx, in, readFixture(t, "vmi-pod.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantIface := "<interface type=\"ethernet\">\n\t\t\t<source/>\n\t\t\t<target dev=\"tap0\" managed=\"no\"/>\n" +
+			"\t\t\t<model type=\"virtio-non-transitional\"/>\n\t\t\t<mac address=\"0a:58:0a:f4:00:0c\"/>\n" +
+			"\t\t\t<mtu size=\"1400\"/>\n\t\t\t<alias name=\"ua-default\"/>\n\t\t\t<rom enabled=\"no\"/>\n\t\t</interface>\n\t\t"
+		if got := strings.Replace(string(out), wantIface, "", 1); got != string(in) {
+			t.Errorf("OnDefineDomain result is not the domain plus ua-default:\n%s", out)
+		}
+		again, err := l.OnDefineDomain(ctx, out, readFixture(t, "vmi-pod.json"))
+		if err != nil || !bytes.Equal(again, out) {
+			t.Errorf("second OnDefineDomain changed the domain (err %v)", err)
+		}
+		if _, err := l.OnDefineDomain(ctx, []byte("<domain>"), readFixture(t, "vmi-pod.json")); err == nil ||
+			!strings.Contains(err.Error(), "invalid domain XML") {
+			t.Errorf("bad XML: error = %v, want one naming the invalid domain XML", err)
+		}
+		rss := vmRSS(t, p.cmd.Process.Pid)
+		t.Logf("idle sidecar VmRSS: %d KiB", rss)
+		if rss > 20*1024 { // ARCHITECTURE.md §6: < 20 MiB serving one interface
+			t.Errorf("idle sidecar VmRSS = %d KiB, want < 20 MiB", rss)
+		}
+		if diff := cmp.Diff([]string{"dsbridge.sock"}, p.dirEntries(t)); diff != "" {
+			t.Errorf("hooks dir (-want +got):\n%s", diff)
+		}
+		if err := l.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		p.waitExit(t, time.Second)
+		if got := p.dirEntries(t); len(got) != 0 {
+			t.Errorf("hooks dir after exit = %v, want empty", got)
+		}
+		checkLogLines(t, p.stderr.String())
+	})
+	t.Run("SIGTERM", func(t *testing.T) {
+		p := startSidecar(t, bin, "dualstack")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := hookstest.Connect(ctx, p.socket); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		p.waitExit(t, time.Second)
+	})
+}
+
+// checkLogLines checks that every stderr line is a KubeVirt-style JSON log.
+func checkLogLines(t *testing.T, stderr string) {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(stderr))
+	n := 0
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Errorf("log line is not JSON: %q", sc.Text())
+			continue
+		}
+		for _, key := range []string{"component", "level", "msg", "timestamp", "pos"} {
+			if _, ok := line[key]; !ok {
+				t.Errorf("log line lacks %q: %s", key, sc.Text())
+			}
+		}
+		n++
+	}
+	if n == 0 {
+		t.Error("sidecar logged nothing")
+	}
+}
