@@ -24,7 +24,7 @@ DEB_PACKAGES := git iproute2 util-linux libcap2-bin procps protobuf-compiler \
 
 GO_TEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build deps tools generate check-generate lint test test-short bench fuzz-smoke demo clean
+.PHONY: all build deps tools generate check-generate lint test test-short bench fuzz-smoke demo clean image
 
 all: build
 
@@ -63,6 +63,7 @@ lint:
 # the end-to-end lab (root needed for the last two).
 test: deps check-generate lint
 	go test $(GO_TEST_FLAGS) ./...
+	cd deploy && go test -count=1 ./...
 
 test-short:
 	go test -short -count=1 ./...
@@ -81,6 +82,20 @@ fuzz-smoke:
 
 demo: deps build
 	go run ./e2e/demo --dsbridge bin/dsbridge
+
+# image builds the sidecar and CNI installer images from the Containerfile
+# with podman or docker (ENGINE), for TARGETARCH (amd64 or arm64).
+IMAGE      ?= ghcr.io/dsbridge/dsbridge
+CNI_IMAGE  ?= ghcr.io/dsbridge/dsbridge-cni
+ENGINE     ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+TARGETARCH ?= $(shell go env GOARCH)
+IMAGE_ARGS  = --platform linux/$(TARGETARCH) --build-arg VERSION=$(VERSION) \
+	--build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -f Containerfile
+
+image:
+	@test -n "$(ENGINE)" || { echo "make image needs podman or docker (set ENGINE)"; exit 1; }
+	$(ENGINE) build $(IMAGE_ARGS) --target sidecar -t $(IMAGE):$(VERSION) .
+	$(ENGINE) build $(IMAGE_ARGS) --target cni-installer -t $(CNI_IMAGE):$(VERSION) .
 
 clean:
 	rm -rf bin .bin

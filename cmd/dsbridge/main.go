@@ -32,6 +32,12 @@ commands:
 var errUsage = errors.New("usage error")
 
 func main() {
+	// File capabilities are granted as permitted only (an effective bit
+	// would make exec fail wherever the pod's bounding set lacks them):
+	// raise what was granted before anything else runs.
+	if _, err := raiseNetCaps(); err != nil {
+		fmt.Fprintf(os.Stderr, "dsbridge: cannot raise permitted network capabilities: %v\n", err)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -1,0 +1,461 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
+)
+
+// cniBin is the plugin built once for the package's tests, as a runtime
+// would find it in /opt/cni/bin.
+var cniBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dsbcni")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cniBin = filepath.Join(dir, "dsbridge-cni")
+	cmd := exec.Command("go", "build", "-o", cniBin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// invocation is one plugin run: the CNI_* environment and stdin.
+type invocation struct {
+	Command     string
+	ContainerID string
+	Netns       string
+	IfName      string
+	Args        string
+	Conf        string
+}
+
+// result is the plugin's stdout and exit status.
+type result struct {
+	Stdout string
+	Stderr string
+	Exit   int
+}
+
+// run executes the plugin as a runtime does.
+func run(t *testing.T, inv invocation) result {
+	t.Helper()
+	cmd := exec.Command(cniBin)
+	cmd.Env = []string{
+		"CNI_COMMAND=" + inv.Command,
+		"CNI_CONTAINERID=" + inv.ContainerID,
+		"CNI_NETNS=" + inv.Netns,
+		"CNI_IFNAME=" + inv.IfName,
+		"CNI_ARGS=" + inv.Args,
+		"CNI_PATH=/opt/cni/bin",
+	}
+	cmd.Stdin = strings.NewReader(inv.Conf)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("run %s: %v", cniBin, err)
+	}
+	return result{Stdout: stdout.String(), Stderr: stderr.String(), Exit: cmd.ProcessState.ExitCode()}
+}
+
+// mustRun runs inv and fails the test unless it exits 0.
+func mustRun(t *testing.T, inv invocation) string {
+	t.Helper()
+	r := run(t, inv)
+	if r.Exit != 0 {
+		t.Fatalf("%s exited %d: stdout %s stderr %s", inv.Command, r.Exit, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// confJSON is a network configuration with the given extra fields and
+// cni-args; stateDir is always set.
+func confJSON(t *testing.T, stateDir string, extra map[string]any, cniArgs map[string]any) string {
+	t.Helper()
+	c := map[string]any{"cniVersion": "1.0.0", "name": "dsbridge-binding", "type": "dsbridge-cni", "stateDir": stateDir}
+	for k, v := range extra {
+		c[k] = v
+	}
+	if cniArgs != nil {
+		c["args"] = map[string]any{"cni": cniArgs}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func logicNet(name string) map[string]any { return map[string]any{"logicNetworkName": name} }
+
+// sysctls reads the two sysctls ADD sets inside ns.
+func sysctls(t *testing.T, ns *lab.NS) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, name := range []string{sysctlUnprivPortStart, sysctlArpIgnoreAll} {
+		s := strings.TrimSpace(ns.Run(t, "cat", filepath.Join(procSys, name)))
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatalf("sysctl %s = %q: %v", name, s, err)
+		}
+		out[name] = v
+	}
+	return out
+}
+
+func pristine() map[string]int {
+	return map[string]int{sysctlUnprivPortStart: 1024, sysctlArpIgnoreAll: 0}
+}
+
+func configured() map[string]int {
+	return map[string]int{sysctlUnprivPortStart: 0, sysctlArpIgnoreAll: 1}
+}
+
+func TestAddDelSysctls(t *testing.T) {
+	ns := lab.NewNS(t)
+	dir := t.TempDir()
+	inv := invocation{Command: "ADD", ContainerID: "c1", Netns: ns.Path(), IfName: "net1",
+		Args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=vms;K8S_POD_NAME=virt-launcher-a",
+		Conf: confJSON(t, dir, nil, logicNet("default"))}
+	if diff := cmp.Diff(pristine(), sysctls(t, ns)); diff != "" {
+		t.Fatalf("fresh namespace sysctls (-want +got):\n%s", diff)
+	}
+
+	out := mustRun(t, inv)
+	if diff := cmp.Diff(`{"cniVersion":"1.0.0"}`, compact(t, out)); diff != "" {
+		t.Errorf("ADD result (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(configured(), sysctls(t, ns)); diff != "" {
+		t.Errorf("sysctls after ADD (-want +got):\n%s", diff)
+	}
+	st, err := loadState(statePath(dir, "c1", "net1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &state{Version: 1, Network: "dsbridge-binding", ContainerID: "c1", IfName: "net1", Netns: ns.Path(),
+		LogicNetwork: "default", PodIface: "eth0", Sysctls: []sysctlChange{
+			{Name: sysctlUnprivPortStart, Prev: 1024, Set: 0},
+			{Name: sysctlArpIgnoreAll, Prev: 0, Set: 1},
+		}}
+	if diff := cmp.Diff(want, st); diff != "" {
+		t.Errorf("state after ADD (-want +got):\n%s", diff)
+	}
+
+	inv.Command = "CHECK"
+	mustRun(t, inv)
+
+	inv.Command = "DEL"
+	mustRun(t, inv)
+	if diff := cmp.Diff(pristine(), sysctls(t, ns)); diff != "" {
+		t.Errorf("sysctls after DEL (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(statePath(dir, "c1", "net1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state file after DEL: %v, want it gone", err)
+	}
+	// A second DEL finds nothing to undo and succeeds.
+	mustRun(t, inv)
+}
+
+// jsonRoundTrip normalises a value to what encoding/json decodes it to.
+func jsonRoundTrip(v map[string]any) map[string]any {
+	b, _ := json.Marshal(v)
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+func compact(t *testing.T, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		t.Fatalf("not JSON: %q: %v", s, err)
+	}
+	return b.String()
+}
+
+func TestAddPassesPrevResultThrough(t *testing.T) {
+	ns := lab.NewNS(t)
+	prev := map[string]any{
+		"cniVersion": "1.0.0",
+		"interfaces": []any{map[string]any{"name": "eth0", "mac": "0a:58:0a:10:00:05", "sandbox": ns.Path()}},
+		"ips": []any{
+			map[string]any{"address": "10.16.0.5/16", "gateway": "10.16.0.1", "interface": 0},
+			map[string]any{"address": "fd00:10:16::5/112", "gateway": "fd00:10:16::1", "interface": 0},
+		},
+		"routes": []any{map[string]any{"dst": "0.0.0.0/0", "gw": "10.16.0.1"}},
+		"dns":    map[string]any{"nameservers": []any{"10.96.0.10"}, "search": []any{"vms.svc.cluster.local"}},
+	}
+	conf := confJSON(t, t.TempDir(), map[string]any{"prevResult": prev}, logicNet("default"))
+	out := mustRun(t, invocation{Command: "ADD", ContainerID: "c1", Netns: ns.Path(), IfName: "eth0", Conf: conf})
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("ADD result %q: %v", out, err)
+	}
+	if diff := cmp.Diff(prev, got, cmp.Transformer("json", jsonRoundTrip)); diff != "" {
+		t.Errorf("ADD result (-want +got):\n%s", diff)
+	}
+}
+
+// TestDelUndoesOnlyItsOwnChanges: a sysctl changed by someone else after ADD
+// keeps that value.
+func TestDelUndoesOnlyItsOwnChanges(t *testing.T) {
+	ns := lab.NewNS(t)
+	inv := invocation{Command: "ADD", ContainerID: "c1", Netns: ns.Path(), IfName: "net1", Conf: confJSON(t, t.TempDir(), nil, logicNet("default"))}
+	ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=2")
+	mustRun(t, inv)
+	ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=8")
+	inv.Command = "DEL"
+	mustRun(t, inv)
+	want := map[string]int{sysctlUnprivPortStart: 1024, sysctlArpIgnoreAll: 8}
+	if diff := cmp.Diff(want, sysctls(t, ns)); diff != "" {
+		t.Errorf("sysctls after DEL (-want +got):\n%s", diff)
+	}
+}
+
+// TestTwoAttachmentsShareSysctls: a VM with two dsbridge interfaces gets two
+// ADDs in one pod; the sysctls are restored only when the last one goes,
+// to the values from before the first.
+func TestTwoAttachmentsShareSysctls(t *testing.T) {
+	for _, order := range [][2]string{{"net1", "net2"}, {"net2", "net1"}} {
+		t.Run(order[0]+"-first", func(t *testing.T) {
+			ns := lab.NewNS(t)
+			dir := t.TempDir()
+			mk := func(cmd, ifname, network string) invocation {
+				return invocation{Command: cmd, ContainerID: "c1", Netns: ns.Path(), IfName: ifname, Conf: confJSON(t, dir, nil, logicNet(network))}
+			}
+			mustRun(t, mk("ADD", "net1", "default"))
+			mustRun(t, mk("ADD", "net2", "blue"))
+			st, err := loadState(statePath(dir, "c1", "net2"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff([]sysctlChange{{sysctlUnprivPortStart, 1024, 0}, {sysctlArpIgnoreAll, 0, 1}}, st.Sysctls); diff != "" {
+				t.Errorf("second attachment's record (-want +got):\n%s", diff)
+			}
+			if st.PodIface != "pod16477688c0e" {
+				t.Errorf("pod interface of network blue = %q, want pod16477688c0e", st.PodIface)
+			}
+			mustRun(t, mk("DEL", order[0], "default"))
+			if diff := cmp.Diff(configured(), sysctls(t, ns)); diff != "" {
+				t.Errorf("sysctls after the first DEL (-want +got):\n%s", diff)
+			}
+			mustRun(t, mk("DEL", order[1], "default"))
+			if diff := cmp.Diff(pristine(), sysctls(t, ns)); diff != "" {
+				t.Errorf("sysctls after the last DEL (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestDelWithoutNetns: the namespace is gone (or the runtime passes none);
+// DEL succeeds and forgets the attachment.
+func TestDelWithoutNetns(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		netns func(ns *lab.NS) string
+	}{
+		{"deleted", func(ns *lab.NS) string { return ns.Path() }},
+		{"empty CNI_NETNS", func(*lab.NS) string { return "" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := lab.NewNS(t)
+			dir := t.TempDir()
+			conf := confJSON(t, dir, nil, logicNet("default"))
+			mustRun(t, invocation{Command: "ADD", ContainerID: "c1", Netns: ns.Path(), IfName: "net1", Conf: conf})
+			path := tc.netns(ns)
+			if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
+				t.Fatalf("ip netns del: %v: %s", err, out)
+			}
+			t.Cleanup(func() { _ = exec.Command("ip", "netns", "add", ns.Name).Run() }) // lab's cleanup deletes it again
+			mustRun(t, invocation{Command: "DEL", ContainerID: "c1", Netns: path, IfName: "net1", Conf: conf})
+			if _, err := os.Stat(statePath(dir, "c1", "net1")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("state file after DEL: %v, want it gone", err)
+			}
+		})
+	}
+}
+
+// TestErrors: each bad input gives the CNI error code and message a runtime
+// shows the user, and changes nothing.
+func TestErrors(t *testing.T) {
+	ns := lab.NewNS(t)
+	dir := t.TempDir()
+	good := confJSON(t, dir, nil, logicNet("default"))
+	tests := []struct {
+		name string
+		inv  invocation
+		want types.Error
+	}{
+		{"malformed JSON", invocation{Conf: `{"cniVersion":"1.0.0","name":"x",`},
+			types.Error{Code: 6, Msg: "error unmarshall network config: unexpected end of JSON input"}},
+		{"unknown cni-arg", invocation{Conf: confJSON(t, dir, nil, map[string]any{"logicNetworkName": "default", "podNetwork": "x"})},
+			types.Error{Code: 2, Msg: `unknown cni-arg "podNetwork": dsbridge-cni knows only logicNetworkName`}},
+		{"unknown field", invocation{Conf: confJSON(t, dir, map[string]any{"plumbng": true}, logicNet("default"))},
+			types.Error{Code: 2, Msg: `unknown field "plumbng" in network configuration`}},
+		{"wrong type", invocation{Conf: confJSON(t, dir, map[string]any{"plumbing": "yes"}, logicNet("default"))},
+			types.Error{Code: 6, Msg: "failed to decode network configuration",
+				Details: "json: cannot unmarshal string into Go struct field netConf.plumbing of type bool"}},
+		{"cni-args not an object", invocation{Conf: confJSON(t, dir, map[string]any{"args": map[string]any{"cni": "x"}}, nil)},
+			types.Error{Code: 6, Msg: "failed to decode cni-args (args.cni)",
+				Details: "json: cannot unmarshal string into Go value of type main.cniArgs"}},
+		{"missing logicNetworkName", invocation{Conf: confJSON(t, dir, nil, nil)},
+			types.Error{Code: 7, Msg: "missing cni-arg logicNetworkName: attach this network through a KubeVirt binding (networkAttachmentDefinition), which sets it"}},
+		{"relative stateDir", invocation{Conf: confJSON(t, "state", nil, logicNet("default"))},
+			types.Error{Code: 7, Msg: `stateDir "state" is not an absolute path`}},
+		{"tapQueues without plumbing", invocation{Conf: confJSON(t, dir, map[string]any{"tapQueues": 4}, logicNet("default"))},
+			types.Error{Code: 7, Msg: "tapQueues 4 needs plumbing: true and a positive count"}},
+		{"old CNI version", invocation{Conf: strings.Replace(good, `"1.0.0"`, `"0.4.0"`, 1)},
+			types.Error{Code: 1, Msg: "incompatible CNI versions",
+				Details: `config is "0.4.0", plugin supports ["1.0.0" "1.1.0"]`}},
+		{"unknown CNI_ARGS key", invocation{Conf: good, Args: "K8S_POD_NAME=a;FOO=bar"},
+			types.Error{Code: 4, Msg: "invalid CNI_ARGS", Details: `ARGS: unknown args ["FOO=bar"]`}},
+		{"missing netns", invocation{Conf: good, Netns: "/var/run/netns/" + lab.RandName("gone")},
+			types.Error{Code: 8, Msg: "network namespace %NETNS%"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inv := tc.inv
+			inv.Command, inv.ContainerID, inv.IfName = "ADD", "c1", "net1"
+			if inv.Netns == "" {
+				inv.Netns = ns.Path()
+			}
+			r := run(t, inv)
+			if r.Exit != 1 {
+				t.Fatalf("exit %d, want 1; stdout %s", r.Exit, r.Stdout)
+			}
+			var got types.Error
+			if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil {
+				t.Fatalf("error output %q: %v", r.Stdout, err)
+			}
+			want := tc.want
+			want.Msg = strings.ReplaceAll(want.Msg, "%NETNS%", strconv.Quote(inv.Netns))
+			if tc.name == "missing netns" {
+				want.Details = "stat " + inv.Netns + ": no such file or directory"
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("CNI error (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(pristine(), sysctls(t, ns)); diff != "" {
+				t.Errorf("sysctls after a failed ADD (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out := mustRun(t, invocation{Command: "VERSION"})
+	if diff := cmp.Diff(`{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}`, compact(t, out)); diff != "" {
+		t.Errorf("VERSION (-want +got):\n%s", diff)
+	}
+}
+
+func TestCheckDetectsDrift(t *testing.T) {
+	ns := lab.NewNS(t)
+	inv := invocation{Command: "ADD", ContainerID: "c1", Netns: ns.Path(), IfName: "net1", Conf: confJSON(t, t.TempDir(), nil, logicNet("default"))}
+	mustRun(t, inv)
+	ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=1024")
+	inv.Command = "CHECK"
+	r := run(t, inv)
+	var got types.Error
+	if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil || r.Exit != 1 {
+		t.Fatalf("CHECK exit %d output %q (%v), want a CNI error", r.Exit, r.Stdout, err)
+	}
+	want := types.Error{Code: 999, Msg: "pod interface eth0 is not as ADD left it",
+		Details: `sysctl "net/ipv4/ip_unprivileged_port_start" is 1024, want 0`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("CHECK error (-want +got):\n%s", diff)
+	}
+
+	inv.Command, inv.ContainerID = "CHECK", "never-added"
+	r = run(t, inv)
+	if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil || got.Code != types.ErrUnknownContainer {
+		t.Errorf("CHECK of an unknown attachment: exit %d output %q, want code 3", r.Exit, r.Stdout)
+	}
+}
+
+// TestGC: attachments the runtime no longer lists are undone and forgotten;
+// listed ones and other networks' are kept.
+func TestGC(t *testing.T) {
+	keep, drop := lab.NewNS(t), lab.NewNS(t)
+	dir := t.TempDir()
+	conf := confJSON(t, dir, map[string]any{"cniVersion": "1.1.0"}, logicNet("default"))
+	mustRun(t, invocation{Command: "ADD", ContainerID: "keep", Netns: keep.Path(), IfName: "net1", Conf: conf})
+	mustRun(t, invocation{Command: "ADD", ContainerID: "drop", Netns: drop.Path(), IfName: "net1", Conf: conf})
+	other := confJSON(t, dir, map[string]any{"cniVersion": "1.1.0", "name": "other"}, logicNet("default"))
+	mustRun(t, invocation{Command: "ADD", ContainerID: "other", Netns: drop.Path(), IfName: "net2", Conf: other})
+
+	gcConf := confJSON(t, dir, map[string]any{"cniVersion": "1.1.0",
+		"cni.dev/valid-attachments": []any{map[string]any{"containerID": "keep", "ifname": "net1"}}}, nil)
+	mustRun(t, invocation{Command: "GC", Conf: gcConf})
+
+	var left []string
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if diff := cmp.Diff([]string{"keep-net1.json", "other-net2.json"}, left); diff != "" {
+		t.Errorf("state files after GC (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(configured(), sysctls(t, keep)); diff != "" {
+		t.Errorf("kept attachment's sysctls (-want +got):\n%s", diff)
+	}
+	// "drop" shared its namespace with the other network's attachment,
+	// which still needs the sysctls.
+	if diff := cmp.Diff(configured(), sysctls(t, drop)); diff != "" {
+		t.Errorf("sysctls shared with a live attachment (-want +got):\n%s", diff)
+	}
+}
+
+func TestGCUndoes(t *testing.T) {
+	ns := lab.NewNS(t)
+	dir := t.TempDir()
+	conf := confJSON(t, dir, map[string]any{"cniVersion": "1.1.0"}, logicNet("default"))
+	mustRun(t, invocation{Command: "ADD", ContainerID: "c1", Netns: ns.Path(), IfName: "net1", Conf: conf})
+	mustRun(t, invocation{Command: "GC", Conf: confJSON(t, dir, map[string]any{"cniVersion": "1.1.0"}, nil)})
+	if diff := cmp.Diff(pristine(), sysctls(t, ns)); diff != "" {
+		t.Errorf("sysctls after GC (-want +got):\n%s", diff)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, invocation{Command: "STATUS", Conf: confJSON(t, dir, map[string]any{"cniVersion": "1.1.0"}, nil)})
+
+	file := lab.WriteFile(t, "not-a-dir", "")
+	r := run(t, invocation{Command: "STATUS", Conf: confJSON(t, filepath.Join(file, "state"), map[string]any{"cniVersion": "1.1.0"}, nil)})
+	var got types.Error
+	if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil || r.Exit != 1 {
+		t.Fatalf("STATUS exit %d output %q (%v), want a CNI error", r.Exit, r.Stdout, err)
+	}
+	want := types.Error{Code: 50, Msg: fmt.Sprintf("state directory %q is not usable", filepath.Join(file, "state")),
+		Details: "mkdir " + file + ": not a directory"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("STATUS error (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
+)
+
+// linkInfo is what the test compares of one link.
+type linkInfo struct {
+	Type   string
+	Master string
+}
+
+// links returns every link but lo in ns with its type and master.
+func links(t *testing.T, ns *lab.NS) map[string]linkInfo {
+	t.Helper()
+	out := map[string]linkInfo{}
+	err := ns.Do(func() error {
+		all, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		names := map[int]string{}
+		for _, l := range all {
+			names[l.Attrs().Index] = l.Attrs().Name
+		}
+		for _, l := range all {
+			if l.Attrs().Name == "lo" {
+				continue
+			}
+			typ := l.Type()
+			if typ == "ifb" {
+				// netsetup holds the addresses on an ifb where the kernel
+				// lacks the dummy driver (as on this project's test VMs).
+				typ = "dummy"
+			}
+			out[l.Attrs().Name] = linkInfo{Type: typ, Master: names[l.Attrs().MasterIndex]}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// podNS is a pod as a CNI leaves it: ifname (a veth to a node namespace)
+// with Kube-OVN's default dual-stack addresses and default routes.
+func podNS(t *testing.T, ifname string) *lab.NS {
+	t.Helper()
+	node, pod := lab.NewNS(t), lab.NewNS(t)
+	lab.Veth(t, pod, ifname, node, "uplink")
+	node.Run(t, "ip", "addr", "add", "10.16.0.1/16", "dev", "uplink")
+	node.Run(t, "ip", "addr", "add", "fd00:10:16::1/112", "dev", "uplink", "nodad")
+	pod.Run(t, "ip", "addr", "add", "10.16.0.5/16", "dev", ifname)
+	pod.Run(t, "ip", "addr", "add", "fd00:10:16::5/112", "dev", ifname, "nodad")
+	pod.Run(t, "ip", "route", "add", "default", "via", "10.16.0.1", "dev", ifname)
+	pod.Run(t, "ip", "-6", "route", "add", "default", "via", "fd00:10:16::1", "dev", ifname)
+	return pod
+}
+
+// routesAndAddrs is the pod's addressing as "ip" prints it, for before and
+// after comparisons.
+func routesAndAddrs(t *testing.T, ns *lab.NS, ifname string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"ip", "-br", "addr", "show", "dev", ifname, "scope", "global"},
+		{"ip", "-4", "route", "show", "dev", ifname},
+		{"ip", "-6", "route", "show", "dev", ifname, "default"},
+	} {
+		b.WriteString(ns.Run(t, args...))
+	}
+	return b.String()
+}
+
+// TestPlumbing: with "plumbing": true ADD builds KubeVirt's managedTap
+// layout for the pod network and for a Multus network, CHECK accepts it,
+// and DEL puts the pod back as it was.
+func TestPlumbing(t *testing.T) {
+	tests := []struct {
+		network  string
+		podIface string
+		want     map[string]linkInfo
+	}{
+		{"default", "eth0", map[string]linkInfo{
+			"k6t-eth0": {Type: "bridge"},
+			"eth0-nic": {Type: "veth", Master: "k6t-eth0"},
+			"tap0":     {Type: "tuntap", Master: "k6t-eth0"},
+			"eth0":     {Type: "dummy"},
+		}},
+		{"blue", "pod16477688c0e", map[string]linkInfo{
+			"k6t-16477688c0e": {Type: "bridge"},
+			"16477688c0e-nic": {Type: "veth", Master: "k6t-16477688c0e"},
+			"tap16477688c0e":  {Type: "tuntap", Master: "k6t-16477688c0e"},
+			"pod16477688c0e":  {Type: "dummy"},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.network, func(t *testing.T) {
+			pod := podNS(t, tc.podIface)
+			before := routesAndAddrs(t, pod, tc.podIface)
+			inv := invocation{Command: "ADD", ContainerID: "c1", Netns: pod.Path(), IfName: "net1",
+				Conf: confJSON(t, t.TempDir(), map[string]any{"plumbing": true}, logicNet(tc.network))}
+			mustRun(t, inv)
+			if diff := cmp.Diff(tc.want, links(t, pod)); diff != "" {
+				t.Errorf("links after ADD (-want +got):\n%s", diff)
+			}
+			tap := strings.TrimPrefix(tc.podIface, "pod")
+			if tap == "eth0" {
+				tap = "tap0"
+			} else {
+				tap = "tap" + tap
+			}
+			if got := pod.Run(t, "cat", fmt.Sprintf("/sys/class/net/%s/owner", tap)); strings.TrimSpace(got) != "107" {
+				t.Errorf("tap owner = %q, want 107", got)
+			}
+			if diff := cmp.Diff(configured(), sysctls(t, pod)); diff != "" {
+				t.Errorf("sysctls after ADD (-want +got):\n%s", diff)
+			}
+			inv.Command = "CHECK"
+			mustRun(t, inv)
+
+			inv.Command = "DEL"
+			mustRun(t, inv)
+			if diff := cmp.Diff(map[string]linkInfo{tc.podIface: {Type: "veth"}}, links(t, pod)); diff != "" {
+				t.Errorf("links after DEL (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(before, routesAndAddrs(t, pod, tc.podIface)); diff != "" {
+				t.Errorf("addresses and routes after DEL (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(pristine(), sysctls(t, pod)); diff != "" {
+				t.Errorf("sysctls after DEL (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestPlumbingCheckDetectsDrift: CHECK names the link that is gone.
+func TestPlumbingCheckDetectsDrift(t *testing.T) {
+	pod := podNS(t, "eth0")
+	inv := invocation{Command: "ADD", ContainerID: "c1", Netns: pod.Path(), IfName: "net1",
+		Conf: confJSON(t, t.TempDir(), map[string]any{"plumbing": true}, logicNet("default"))}
+	mustRun(t, inv)
+	pod.Run(t, "ip", "link", "del", "tap0")
+	inv.Command = "CHECK"
+	r := run(t, inv)
+	if r.Exit != 1 || !strings.Contains(r.Stdout, `link \"tap0\": expected a tap attached to \"k6t-eth0\", found no such link`) {
+		t.Errorf("CHECK exit %d output %s, want the missing tap named", r.Exit, r.Stdout)
+	}
+}
+
+// TestPlumbingMissingPodIface: a Multus network whose pod interface does not
+// exist fails ADD with the interface named and leaves the sysctls alone.
+func TestPlumbingMissingPodIface(t *testing.T) {
+	pod := podNS(t, "eth0")
+	dir := t.TempDir()
+	inv := invocation{Command: "ADD", ContainerID: "c1", Netns: pod.Path(), IfName: "net1",
+		Conf: confJSON(t, dir, map[string]any{"plumbing": true}, logicNet("blue"))}
+	r := run(t, inv)
+	if r.Exit != 1 || !strings.Contains(r.Stdout, `"msg": "failed to set up pod16477688c0e for network \"blue\""`) {
+		t.Errorf("ADD exit %d output %s, want a failure naming pod16477688c0e", r.Exit, r.Stdout)
+	}
+	if diff := cmp.Diff(pristine(), sysctls(t, pod)); diff != "" {
+		t.Errorf("sysctls after a failed ADD (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(statePath(dir, "c1", "net1")); err == nil {
+		t.Error("state file written for a failed ADD")
+	}
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// procSys is the sysctl tree. Files under net/ belong to the network
+// namespace of the thread that opens them, so these run inside netsetup.Do.
+const procSys = "/proc/sys"
+
+// The sysctls ADD sets in the pod's network namespace.
+const (
+	// sysctlUnprivPortStart lowered to 0 lets the uid-107 sidecar bind UDP
+	// 67 (DHCPv4) and 547 (DHCPv6); it governs IPv6 binds too.
+	sysctlUnprivPortStart = "net/ipv4/ip_unprivileged_port_start"
+	// sysctlArpIgnoreAll = 1 keeps the pod from answering ARP for the VM's
+	// IPv4 address, which stays on the dummy (KubeVirt managedTap does the
+	// same).
+	sysctlArpIgnoreAll = "net/ipv4/conf/all/arp_ignore"
+)
+
+// wantSysctls are the values ADD sets, in order.
+var wantSysctls = []struct {
+	name string
+	val  int
+}{
+	{sysctlUnprivPortStart, 0},
+	{sysctlArpIgnoreAll, 1},
+}
+
+func readSysctl(name string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(procSys, name))
+	if err != nil {
+		return 0, fmt.Errorf("failed to read sysctl %q: %w", name, err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("failed to parse sysctl %q: %w", name, err)
+	}
+	return v, nil
+}
+
+func writeSysctl(name string, v int) error {
+	if err := os.WriteFile(filepath.Join(procSys, name), []byte(strconv.Itoa(v)), 0o644); err != nil {
+		return fmt.Errorf("failed to write sysctl %q: %w", name, err)
+	}
+	return nil
+}
+
+// applySysctls sets wantSysctls and returns what it changed. prev, when
+// non-nil, supplies the values from before any dsbridge attachment of this
+// pod (a sibling's record), since the live values may already be ours.
+func applySysctls(prev map[string]int) ([]sysctlChange, error) {
+	var out []sysctlChange
+	for _, w := range wantSysctls {
+		cur, err := readSysctl(w.name)
+		if err != nil {
+			return out, err
+		}
+		if p, ok := prev[w.name]; ok {
+			cur = p
+		}
+		if err := writeSysctl(w.name, w.val); err != nil {
+			return out, err
+		}
+		out = append(out, sysctlChange{Name: w.name, Prev: cur, Set: w.val})
+	}
+	return out, nil
+}
+
+// restoreSysctls puts back each value ADD changed, in reverse order, unless
+// something else changed it since (then that value stays).
+func restoreSysctls(changes []sysctlChange) error {
+	for i := len(changes) - 1; i >= 0; i-- {
+		c := changes[i]
+		cur, err := readSysctl(c.Name)
+		if err != nil {
+			return err
+		}
+		if cur != c.Set || c.Prev == c.Set {
+			continue
+		}
+		if err := writeSysctl(c.Name, c.Prev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkSysctls reports the first sysctl no longer at the value ADD set.
+func checkSysctls(changes []sysctlChange) error {
+	for _, c := range changes {
+		cur, err := readSysctl(c.Name)
+		if err != nil {
+			return err
+		}
+		if cur != c.Set {
+			return fmt.Errorf("sysctl %q is %d, want %d", c.Name, cur, c.Set)
+		}
+	}
+	return nil
+}
