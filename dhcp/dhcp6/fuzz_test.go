@@ -1,0 +1,165 @@
+package dhcp6
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/insomniacslk/dhcp/dhcpv6"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+)
+
+// seedMessages are client messages as real clients send them.
+func seedMessages(t testing.TB) [][]byte {
+	var out [][]byte
+	for _, m := range []dhcpv6.DHCPv6{
+		msg(t, dhcpv6.MessageTypeSolicit, cid(), ia(iaid), dhcpv6.OptRequestedOption(23, 24),
+			dhcpv6.OptElapsedTime(0), fqdnOpt(fqdnS, "vm1")),
+		msg(t, dhcpv6.MessageTypeSolicit, cid(), ia(iaid), &dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionRapidCommit},
+			&dhcpv6.OptIAPD{IaId: iaid}),
+		msg(t, dhcpv6.MessageTypeRequest, cid(), sid(), ia(iaid, podAddr)),
+		msg(t, dhcpv6.MessageTypeRenew, cid(), sid(), ia(iaid, wrongAddr), ia(secondID)),
+		msg(t, dhcpv6.MessageTypeRebind, cid(), ia(iaid, podAddr)),
+		msg(t, dhcpv6.MessageTypeConfirm, cid(), ia(iaid, podAddr)),
+		msg(t, dhcpv6.MessageTypeRelease, cid(), sid(), ia(iaid, podAddr)),
+		msg(t, dhcpv6.MessageTypeDecline, cid(), sid(), ia(iaid, podAddr)),
+		msg(t, dhcpv6.MessageTypeInformationRequest, dhcpv6.OptRequestedOption(23, 24)),
+		relayForward(t, 0, msg(t, dhcpv6.MessageTypeSolicit, cid(), ia(iaid)), dhcpv6.OptInterfaceID([]byte("eth0"))),
+		relayForward(t, 1, relayForward(t, 0, msg(t, dhcpv6.MessageTypeRenew, cid(), sid(), ia(iaid)))),
+	} {
+		out = append(out, m.ToBytes())
+	}
+	return out
+}
+
+// FuzzHandle: no input panics the handler, and every reply parses, carries
+// our server ID and echoes the client's ID.
+func FuzzHandle(f *testing.F) {
+	for _, b := range seedMessages(f) {
+		f.Add(b)
+	}
+	h := newTestHandler(f)
+	sidBytes := serverDUID.ToBytes()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in, err := dhcpv6.FromBytes(b)
+		if err != nil {
+			return
+		}
+		reply := h.Handle(in)
+		if reply == nil {
+			return
+		}
+		back, err := dhcpv6.FromBytes(reply.ToBytes())
+		if err != nil {
+			t.Fatalf("reply does not parse: %v\nreply: %v", err, reply)
+		}
+		inner, err := back.GetInnerMessage()
+		if err != nil {
+			t.Fatalf("reply holds no message: %v", err)
+		}
+		if got := optionBytes(inner, dhcpv6.OptionServerID); !bytes.Equal(got, sidBytes) {
+			t.Errorf("reply server ID = %x, want %x", got, sidBytes)
+		}
+		req, err := in.GetInnerMessage()
+		if err != nil {
+			t.Fatalf("answered a message without one inside: %v", err)
+		}
+		if want, got := optionBytes(req, dhcpv6.OptionClientID), optionBytes(inner, dhcpv6.OptionClientID); !bytes.Equal(want, got) {
+			t.Errorf("reply client ID = %x, want %x", got, want)
+		}
+	})
+}
+
+// recordConn is a frame.Conn that records what is written.
+type recordConn struct {
+	frame.Conn
+	written [][]byte
+}
+
+func (r *recordConn) WriteFrame(b []byte) error {
+	r.written = append(r.written, append([]byte(nil), b...))
+	return nil
+}
+
+// FuzzPacketReceive drives the frame-level receive path: any frame is
+// either ignored or answered with one valid UDP frame to the VM.
+func FuzzPacketReceive(f *testing.F) {
+	for _, b := range seedMessages(f) {
+		f.Add(udpFrame(vmMAC, vmLLA, allDHCP, clientPort, serverPort, b))
+	}
+	f.Add(udpFrame(otherMAC, vmLLA, allDHCP, clientPort, serverPort, seedMessages(f)[0]))
+	rec := &recordConn{}
+	s := NewPacketServer(newTestHandler(f), rec, discard())
+	p := s.t.(*packetTransport)
+	lim := newLimiter(0, 0)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec.written = rec.written[:0]
+		var ev Event
+		s.Observer = func(e Event) { ev = e }
+		s.serve(p.parse(b), lim)
+		if ev.Outcome == OutcomePanic {
+			t.Fatalf("handling panicked")
+		}
+		if len(rec.written) != map[bool]int{true: 1, false: 0}[ev.Outcome == OutcomeReplied] {
+			t.Fatalf("outcome %v with %d frames written", ev.Outcome, len(rec.written))
+		}
+		for _, w := range rec.written {
+			u, err := frame.ParseUDP6(w)
+			if err != nil {
+				t.Fatalf("reply frame does not parse: %v", err)
+			}
+			if !bytes.Equal(u.Eth.Dst, vmMAC) || u.Src != serverLLA || u.SrcPort != serverPort {
+				t.Fatalf("reply frame %s:%d -> %s (%s) is not from us to the VM", u.Src, u.SrcPort, u.Dst, u.Eth.Dst)
+			}
+			if _, err := dhcpv6.FromBytes(u.Payload); err != nil {
+				t.Fatalf("reply payload does not parse: %v", err)
+			}
+		}
+	})
+}
+
+func benchHandle(b *testing.B, req dhcpv6.DHCPv6) {
+	h := newTestHandler(b)
+	wire := req.ToBytes()
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := dhcpv6.FromBytes(wire)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if r := h.Handle(m); r == nil {
+			b.Fatal("no reply")
+		} else {
+			_ = r.ToBytes()
+		}
+	}
+}
+
+// BenchmarkHandleSolicit is parse, handle and encode of a dhclient-like
+// Solicit.
+func BenchmarkHandleSolicit(b *testing.B) {
+	benchHandle(b, msg(b, dhcpv6.MessageTypeSolicit, cid(), ia(iaid), dhcpv6.OptRequestedOption(23, 24), dhcpv6.OptElapsedTime(0)))
+}
+
+// BenchmarkHandleRequest is the same for a Request.
+func BenchmarkHandleRequest(b *testing.B) {
+	benchHandle(b, msg(b, dhcpv6.MessageTypeRequest, cid(), sid(), ia(iaid, podAddr), dhcpv6.OptRequestedOption(23, 24),
+		dhcpv6.OptElapsedTime(0)))
+}
+
+// BenchmarkPacketServerSolicit is the whole frame path: parse the frame,
+// filter, handle, build and write the reply frame.
+func BenchmarkPacketServerSolicit(b *testing.B) {
+	rec := &recordConn{}
+	s := NewPacketServer(newTestHandler(b), rec, discard())
+	p := s.t.(*packetTransport)
+	lim := newLimiter(0, 0)
+	in := solicitFrame(b)
+	buf := make([]byte, len(in))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(buf, in)
+		rec.written = rec.written[:0]
+		s.serve(p.parse(buf), lim)
+	}
+}
