@@ -20,11 +20,11 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 # tools for the network-namespace tests and the demo.
 DEB_PACKAGES := git iproute2 util-linux libcap2-bin procps protobuf-compiler \
 	isc-dhcp-client dhcpcd-base busybox-static ndisc6 tcpdump kea-admin \
-	dnsmasq-base iputils-ping
+	dnsmasq-base iputils-ping ethtool
 
 GO_TEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build deps tools generate check-generate lint test test-short bench fuzz-smoke demo clean image
+.PHONY: all build deps tools generate generate-bpf check-generate lint test test-short bench fuzz-smoke demo clean image
 
 all: build
 
@@ -45,14 +45,23 @@ tools:
 	GOBIN=$(CURDIR)/.bin go install $(PROTOC_GEN_GO)
 	GOBIN=$(CURDIR)/.bin go install $(PROTOC_GEN_GO_GRPC)
 
-generate: tools
+# BPF_CLANG_DEB pins the compiler of the kernel RA responder's object
+# (ra/kernel/responder.o): the same clang gives the same bytes.
+BPF_CLANG_DEB := clang-16=1:16.0.6-15~deb12u1 llvm-16=1:16.0.6-15~deb12u1
+
+generate: tools generate-bpf
 	cd hooks/proto && protoc --go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
 		info/api_info.proto v1alpha2/api_v1alpha2.proto v1alpha3/api_v1alpha3.proto
 
+# generate-bpf compiles the kernel RA responder (ra/kernel/gen.go).
+generate-bpf:
+	@dpkg -s clang-16 llvm-16 >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BPF_CLANG_DEB); }
+	go generate ./ra/kernel
+
 # check-generate fails when the committed generated code is stale.
 check-generate: generate
-	@git diff --exit-code -- hooks/proto || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- hooks/proto ra/kernel || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

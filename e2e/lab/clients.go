@@ -12,7 +12,8 @@ import (
 )
 
 // The client scripts configure the guest with ip(8) and record the client's
-// environment in $DSB_DIR/<reason>.env, so nothing on the host (resolv.conf,
+// environment in $DSB_DIR/<reason>.env (DSB_DIR is written into each
+// script), so nothing on the host (resolv.conf,
 // hostname) ever changes.
 
 const dhclientScript = `#!/bin/sh
@@ -92,17 +93,12 @@ type Client struct {
 
 func (l *Lab) clientDir(t T, name, script string) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "script"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return l.clientDirAt(t, t.TempDir(), script)
 }
 
 func (l *Lab) start(t T, name, dir string, args ...string) *Client {
 	t.Helper()
-	cmd := append([]string{"env", "DSB_DIR=" + dir}, args...)
-	return &Client{Dir: dir, Cmd: l.Guest.Start(t, cmd...), lab: l, name: name}
+	return &Client{Dir: dir, Cmd: l.Guest.Start(t, args...), lab: l, name: name}
 }
 
 // Dhclient starts ISC dhclient in the foreground, family "-4" or "-6".
@@ -125,8 +121,11 @@ func (l *Lab) Dhclient(t T, family, dir string) *Client {
 		"-pf", filepath.Join(dir, "pid"+family), l.GuestIf)
 }
 
+// clientDirAt writes the script into dir with DSB_DIR set in the script
+// itself: dhclient and dhcpcd run their scripts with a fresh environment.
 func (l *Lab) clientDirAt(t T, dir, script string) string {
 	t.Helper()
+	script = strings.Replace(script, "#!/bin/sh\n", "#!/bin/sh\nDSB_DIR='"+dir+"'\n", 1)
 	if err := os.WriteFile(filepath.Join(dir, "script"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
