@@ -9,9 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
+	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
 	"github.com/dsbridge/dsbridge/hooks"
+	"github.com/dsbridge/dsbridge/netsetup"
+	"github.com/dsbridge/dsbridge/ra"
 )
 
 // pluginNameEnv is set by KubeVirt (v1.9+) on binding sidecars to the
@@ -24,6 +28,9 @@ const defaultPluginName = "dsbridge"
 type sidecarConfig struct {
 	pluginName string
 	hooksDir   string
+	stateDir   string
+	resolvConf string
+	raMode     string
 	logLevel   slog.Level
 }
 
@@ -38,9 +45,15 @@ func parseSidecarFlags(args []string, stderr io.Writer) (sidecarConfig, error) {
 	fs.StringVar(&cfg.pluginName, "plugin-name", defName,
 		"network binding plugin name: serve interfaces with this binding.name; names the socket (env "+pluginNameEnv+")")
 	fs.StringVar(&cfg.hooksDir, "hooks-dir", hooks.DefaultHooksDir, "directory of the hook socket")
+	fs.StringVar(&cfg.stateDir, "state-dir", "", "directory for saved network snapshots (default: <hooks-dir>/<plugin-name>, a sub-directory as KubeVirt requires)")
+	fs.StringVar(&cfg.resolvConf, "resolv-conf", netsetup.DefaultResolvConf, "resolv.conf with the DNS servers and search domains to hand out")
+	fs.StringVar(&cfg.raMode, "ra-mode", "gateway", "router advertisements: gateway, flags-only or off")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return sidecarConfig{}, errUsage
+	}
+	if cfg.stateDir == "" {
+		cfg.stateDir = filepath.Join(cfg.hooksDir, cfg.pluginName)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dsbridge sidecar: unexpected arguments %q\n", fs.Args())
@@ -60,16 +73,25 @@ func runSidecar(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	// Before the socket opens: virt-launcher collects Info before KubeVirt
-	// moves the pod interfaces, so this sees them as the CNI left them.
-	facts, err := hooks.InterfaceFacts()
+	mode, err := ra.ParseMode(cfg.raMode)
 	if err != nil {
 		return err
 	}
-	for name, f := range facts {
-		log.Info("recorded pod interface", "interface", name, "mac", f.MAC.String(), "mtu", f.MTU)
+	priv, err := netsetup.Probe()
+	if err != nil {
+		return err
 	}
-	srv, err := hooks.NewServer(hooks.Config{PluginName: cfg.pluginName, Facts: facts, Logger: log})
+	mgr := service.NewManager(ctx, log)
+	defer mgr.Stop()
+	b := &binder{mgr: mgr, priv: priv, stateDir: cfg.stateDir, raMode: mode, log: log,
+		snap: netsetup.SnapshotOptions{ResolvConf: cfg.resolvConf}}
+	// Before the socket opens: virt-launcher collects Info before KubeVirt
+	// moves the pod interfaces, so this sees them as the CNI left them.
+	facts, err := snapshotPodInterfaces(ctx, b)
+	if err != nil {
+		return err
+	}
+	srv, err := hooks.NewServer(hooks.Config{PluginName: cfg.pluginName, Facts: facts, Binder: b, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -73,7 +74,8 @@ func (d *demo) run(bin string) {
 	client := l.Dhcpcd(d)
 	v4, v6 := d.waitConfigured(l, start)
 	env := client.Env(d, 5*time.Second, "BOUND", "REBOOT")
-	d.report(l, v4, v6, env)
+	env6 := client.Env(d, 5*time.Second, "BOUND6", "REBOOT6")
+	d.report(l, v4, v6, env, env6)
 	d.pings(l)
 	client.Stop()
 	pkts := leak.Stop(d)
@@ -116,9 +118,12 @@ func (d *demo) waitConfigured(l *lab.Lab, start time.Time) (v4, v6 time.Duration
 	return v4, v6
 }
 
+// onLinkPrefix is the masked prefix of a pod address.
+func onLinkPrefix(addr string) string { return netip.MustParsePrefix(addr).Masked().String() }
+
 func hostAddr(prefix string) string { return prefix[:strings.IndexByte(prefix, '/')] }
 
-func (d *demo) report(l *lab.Lab, v4, v6 time.Duration, env map[string]string) {
+func (d *demo) report(l *lab.Lab, v4, v6 time.Duration, env, env6 map[string]string) {
 	g := l.Guest
 	fmt.Printf("guest %s (dhcpcd, link up to configured):\n", l.GuestIf)
 	fmt.Printf("  IPv4 %-22s default via %-26s %6.2f s\n", l.Spec.IPv4, lab.DefaultVia(d, g, "-4"), v4.Seconds())
@@ -129,8 +134,15 @@ func (d *demo) report(l *lab.Lab, v4, v6 time.Duration, env map[string]string) {
 		}
 	}
 	fmt.Printf("  IPv6 %-22s default via %-26s %6.2f s\n", strings.Join(v6addrs, " "), lab.DefaultVia(d, g, "-6"), v6.Seconds())
-	fmt.Printf("  MTU %d, DNS %s, search %s, hostname %s\n", lab.MTU(d, g, l.GuestIf),
-		env["new_domain_name_servers"], env["new_domain_search"], env["new_host_name"])
+	for _, r := range lab.Routes(d, g, "-6") {
+		if r.Dst == onLinkPrefix(l.Spec.IPv6) && r.Gateway == "" {
+			fmt.Printf("  IPv6 %-22s on-link (router advertisement, no SLAAC address)\n", r.Dst)
+		}
+	}
+	fmt.Printf("  MTU %s (dhcpcd applies it to its routes), hostname %s\n", env["new_interface_mtu"], env["new_host_name"])
+	fmt.Printf("  DNS %s and %s, search %s\n", env["new_domain_name_servers"], env6["new_dhcp6_name_servers"],
+		env["new_domain_search"])
+	fmt.Println("  (dhcpcd probes its IPv4 address by ARP for several seconds before using it, RFC 5227)")
 	if got := lab.DefaultVia(d, g, "-6"); got != l.GatewayLLA() {
 		d.Errorf("guest IPv6 default router %q, want the gateway's link-local %s", got, l.GatewayLLA())
 	}

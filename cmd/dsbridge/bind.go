@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"regexp"
+
+	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
+	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
+	"github.com/dsbridge/dsbridge/hooks"
+	"github.com/dsbridge/dsbridge/netsetup"
+	"github.com/dsbridge/dsbridge/ra"
+)
+
+// binder makes every interface bound to the plugin ready and serves it:
+// plumbing adopted or built, DHCPv4, DHCPv6 and RA started. It runs on
+// every OnDefineDomain (1-3 times per start, once on a migration target);
+// an interface already served is left as it is.
+type binder struct {
+	mgr      *service.Manager
+	priv     netsetup.Privileges
+	stateDir string
+	snap     netsetup.SnapshotOptions
+	raMode   ra.Mode
+	log      *slog.Logger
+}
+
+var _ hooks.Binder = (*binder)(nil)
+
+// Bind implements hooks.Binder.
+func (b *binder) Bind(ctx context.Context, vmi hooks.VMIIdentity, ifaces []hooks.BoundInterface) error {
+	for _, in := range ifaces {
+		if _, ok := b.mgr.Lookup(in.Name); ok {
+			continue
+		}
+		spec, err := service.Prepare(ctx, service.Request{
+			Name: in.Name, Index: in.Index, PodIface: in.PodIface, Tap: in.Tap, VMMAC: in.MAC,
+			Identity: vmi.UID, Network: in.Network, Extra: dhcpExtras(in.DHCPOptions, b.log),
+			RAMode: b.raMode, StateDir: b.stateDir, Snapshot: b.snap, Privileges: b.priv,
+			Log: b.log.With("interface", in.Name),
+		})
+		if err != nil {
+			return fmt.Errorf("interface %q: %w", in.Name, err)
+		}
+		if err := b.mgr.Start(spec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DHCPv4 option codes of the VMI's dhcpOptions (RFC 2132).
+const (
+	optNTPServers     = 42
+	optTFTPServerName = 66
+	optBootFileName   = 67
+)
+
+// dhcpExtras turns the VMI's dhcpOptions into raw DHCPv4 options, as
+// KubeVirt's own server does: NTP servers (IPv4 only), TFTP server name,
+// boot file name, private options 224-254.
+func dhcpExtras(o *hooks.DHCPOptions, log *slog.Logger) []dhcp4.Option {
+	if o == nil {
+		return nil
+	}
+	var out []dhcp4.Option
+	if o.TFTPServerName != "" {
+		out = append(out, dhcp4.Option{Code: optTFTPServerName, Value: []byte(o.TFTPServerName)})
+	}
+	if o.BootFileName != "" {
+		out = append(out, dhcp4.Option{Code: optBootFileName, Value: []byte(o.BootFileName)})
+	}
+	var ntp []byte
+	for _, s := range o.NTPServers {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			log.Warn("ignoring an NTP server that is not an IPv4 address", "ntpServer", s)
+			continue
+		}
+		ntp = append(ntp, a.AsSlice()...)
+	}
+	if len(ntp) > 0 {
+		out = append(out, dhcp4.Option{Code: optNTPServers, Value: ntp})
+	}
+	for _, p := range o.PrivateOptions {
+		if p.Option < 224 || p.Option > 254 {
+			log.Warn("ignoring a private DHCP option outside 224-254", "option", p.Option)
+			continue
+		}
+		out = append(out, dhcp4.Option{Code: uint8(p.Option), Value: []byte(p.Value)})
+	}
+	return out
+}
+
+// podIfaceRE matches the pod interfaces KubeVirt binds: eth0, the hashed
+// Multus names pod<11 hex> and the legacy ordinal net<i>.
+var podIfaceRE = regexp.MustCompile(`^(eth0|pod[0-9a-f]{11}|net[0-9]+)$`)
+
+// snapshotPodInterfaces records every pod interface before the hook socket
+// opens (before KubeVirt moves them), saving each snapshot in the state
+// directory, and returns their MAC and MTU for the domain editor.
+func snapshotPodInterfaces(ctx context.Context, b *binder) (hooks.StaticFacts, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("failed to list the pod interfaces: %w", err)
+	}
+	facts := hooks.StaticFacts{}
+	for _, ifi := range ifs {
+		if !podIfaceRE.MatchString(ifi.Name) {
+			continue
+		}
+		facts[ifi.Name] = hooks.IfaceFacts{MAC: ifi.HardwareAddr, MTU: ifi.MTU}
+		s, err := service.Snapshot(ctx, service.Request{PodIface: ifi.Name, StateDir: b.stateDir, Snapshot: b.snap,
+			Log: b.log.With("podIface", ifi.Name)})
+		if err != nil {
+			b.log.Warn("cannot record the pod interface's network", "podIface", ifi.Name, "error", err.Error())
+			continue
+		}
+		facts[ifi.Name] = hooks.IfaceFacts{MAC: net.HardwareAddr(s.MAC), MTU: s.MTU}
+		b.log.Info("recorded pod interface", "podIface", ifi.Name, "mac", s.MAC.String(), "mtu", s.MTU,
+			"ipv4", s.IPv4, "ipv6", s.IPv6)
+	}
+	return facts, nil
+}

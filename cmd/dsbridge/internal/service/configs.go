@@ -1,0 +1,128 @@
+// Package service turns a pod's network snapshot into the DHCPv4, DHCPv6 and
+// router advertisement configurations (the one place where that happens) and
+// runs those services for each VM interface under one context.
+package service
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+
+	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
+	"github.com/dsbridge/dsbridge/dhcp/dhcp6"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/netsetup"
+	"github.com/dsbridge/dsbridge/ra"
+)
+
+// Spec is one VM interface to serve.
+type Spec struct {
+	// Name identifies the interface: the VMI interface name, or the pod
+	// interface in standalone mode.
+	Name string
+	// Index is the interface's position among the VMI's interfaces; it
+	// picks the DHCPv4 server identifier 169.254.75.1<Index>.
+	Index    int
+	Snapshot *netsetup.Snapshot
+	Layout   netsetup.Layout
+	VMMAC    net.HardwareAddr
+	// Identity and Network name the server identities (DHCPv6 DUID, service
+	// MAC): the VMI UID and network name in the sidecar, so they survive
+	// restarts and live migration.
+	Identity, Network string
+	Extra             []dhcp4.Option // the VMI's dhcpOptions
+	RAMode            ra.Mode
+	Plan              netsetup.Plan
+}
+
+// Configs are the service configurations for one interface; nil where the
+// pod has nothing to serve in that family.
+type Configs struct {
+	DHCPv4 *dhcp4.Config
+	DHCPv6 *dhcp6.Config
+	RA     *ra.Config
+}
+
+// ConfigsFor computes every service configuration from the snapshot.
+func ConfigsFor(s Spec) (Configs, error) {
+	snap := s.Snapshot
+	if snap == nil {
+		return Configs{}, errors.New("no network snapshot")
+	}
+	if len(s.VMMAC) != 6 {
+		return Configs{}, fmt.Errorf("VM MAC %q is not a 6-byte Ethernet address", s.VMMAC)
+	}
+	svc := ServiceMAC(s.Identity, s.Network)
+	var c Configs
+	if len(snap.IPv4) > 0 {
+		c.DHCPv4 = dhcp4Config(s, svc)
+	}
+	if len(snap.IPv6) > 0 {
+		c.DHCPv6 = &dhcp6.Config{
+			VMMAC: s.VMMAC, ServiceMAC: svc, ServerLinkLocal: frame.LinkLocalFromMAC(svc),
+			ServerDUID: dhcp6.ServerDUID(s.Identity, s.Network),
+			Address:    snap.IPv6[0].Addr(), DNS: family(snap.DNS, false), Search: snap.Search,
+		}
+		if gw := snap.Gateway6; gw != nil && gw.LinkLocal.IsValid() && len(gw.MAC) == 6 {
+			c.RA = &ra.Config{
+				Mode: s.RAMode, GatewayLLA: gw.LinkLocal, GatewayMAC: net.HardwareAddr(gw.MAC),
+				Prefix: snap.IPv6[0], MTU: snap.MTU, DNS: family(snap.DNS, false), Search: snap.Search,
+				VMMAC: s.VMMAC,
+			}
+		}
+	}
+	return c, nil
+}
+
+func dhcp4Config(s Spec, svc net.HardwareAddr) *dhcp4.Config {
+	snap := s.Snapshot
+	c := &dhcp4.Config{
+		VMMAC: s.VMMAC, ServiceMAC: svc, ServerID: dhcp4.ServerIDForIndex(s.Index),
+		Address: snap.IPv4[0], DNS: family(snap.DNS, true), Search: snap.Search,
+		Hostname: snap.Hostname, DomainName: longest(snap.Search), MTU: snap.MTU, Extra: s.Extra,
+	}
+	if snap.Gateway4 != nil {
+		c.Gateway = snap.Gateway4.IP
+	}
+	for _, r := range snap.Routes {
+		if r.Dst.Addr().Is4() && r.Dst.Bits() > 0 {
+			c.Routes = append(c.Routes, dhcp4.Route{Dst: r.Dst, Via: r.Via})
+		}
+	}
+	return c
+}
+
+// ServiceMAC is the stable, locally administered unicast MAC that DHCP
+// replies come from: derived from the identity, never from a pod MAC, so it
+// is the same on a migration target.
+func ServiceMAC(identity, network string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte("dsbridge service mac\x00" + identity + "\x00" + network))
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = mac[0]&^0x01 | 0x02 // unicast, locally administered
+	return mac
+}
+
+// family keeps the IPv4 (v4) or IPv6 addresses of addrs.
+func family(addrs []netip.Addr, v4 bool) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range addrs {
+		if a.Is4() == v4 {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// longest is the longest search domain, KubeVirt's choice for option 15
+// (the most specific: "<ns>.svc.cluster.local").
+func longest(search []string) string {
+	s := append([]string(nil), search...)
+	sort.SliceStable(s, func(i, j int) bool { return len(s[i]) > len(s[j]) })
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
