@@ -22,7 +22,7 @@ type Capture struct {
 func StartCapture(t T, ns *NS, dev, filter string) *Capture {
 	t.Helper()
 	c := &Capture{path: filepath.Join(t.TempDir(), "capture.pcap")}
-	c.cmd = ns.Start(t, "tcpdump", "-i", dev, "-n", "-U", "-w", c.path, filter)
+	c.cmd = ns.Start(t, "tcpdump", "-i", dev, "-n", "-U", "--immediate-mode", "-w", c.path, filter)
 	// tcpdump creates the file when it starts capturing.
 	WaitFor(t, 5*time.Second, "tcpdump to start on "+dev, func() bool {
 		_, err := exec.Command("test", "-s", c.path).CombinedOutput()

@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
+)
+
+// dsbridgeBin is the binary under test, built once by TestMain.
+var dsbridgeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dsbridge-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	dsbridgeBin = filepath.Join(dir, "dsbridge")
+	build := exec.Command("go", "build", "-o", dsbridgeBin, "github.com/dsbridge/dsbridge/cmd/dsbridge")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building dsbridge: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is a running `dsbridge serve` (or sidecar) in the pod namespace.
+type server struct {
+	cmd      *exec.Cmd
+	out      *syncBuffer
+	stateDir string
+}
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// serve starts `dsbridge serve` in l's pod for the lab's pod interface and
+// tap, with the lab's resolv.conf and hostname, and waits until it serves.
+// stateDir "" means a fresh one. The process is stopped by PID at cleanup.
+func serve(t *testing.T, l *lab.Lab, stateDir string, extra ...string) *server {
+	t.Helper()
+	if stateDir == "" {
+		stateDir = t.TempDir()
+	}
+	args := append([]string{"ip", "netns", "exec", l.Pod.Name, dsbridgeBin, "serve",
+		"--pod-iface", l.Spec.PodIface, "--tap", l.Tap, "--resolv-conf", l.ResolvConf,
+		"--hostname", l.Hostname, "--state-dir", stateDir, "--log-level", "debug"}, extra...)
+	s := &server{out: &syncBuffer{}, stateDir: stateDir}
+	s.cmd = exec.Command(args[0], args[1:]...)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start dsbridge serve: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		s.stop()
+		<-exited
+		if t.Failed() {
+			t.Logf("dsbridge serve output:\n%s", s.out.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(s.out.String(), `"msg":"serving interface`) {
+		select {
+		case <-exited:
+			t.Fatalf("dsbridge serve exited early (%v):\n%s", s.cmd.ProcessState, s.out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dsbridge serve not serving after 15 s:\n%s", s.out.String())
+		}
+	}
+	return s
+}
+
+// stop ends the server with SIGTERM by PID.
+func (s *server) stop() {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(os.Interrupt)
+	}
+}
+
+// kill ends the server with SIGKILL by PID, as a crash would.
+func (s *server) kill() {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+	}
+}
+
+// want is what a passing guest shows (TESTING.md).
+type want struct {
+	addrs                 []string // global addresses, exactly
+	gw4, gw6              string   // default routers
+	mtu                   int
+	dns, search, hostname string
+}

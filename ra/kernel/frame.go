@@ -1,0 +1,102 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/ra"
+	"github.com/mdlayher/ndp"
+)
+
+// DefaultRefresh is Config.Refresh's default: while the guest keeps checking
+// its default router (NUD every 15 to 45 s when it sends traffic, RFC 4861
+// §6.3.2 REACHABLE_TIME), its route is refreshed about once a minute, far
+// inside the 1800 s router lifetime.
+const DefaultRefresh = 60 * time.Second
+
+// minRefresh is MIN_DELAY_BETWEEN_RAS (RFC 4861 §10). The program also
+// relies on a non-zero interval to let its own clone of the NS go upstream.
+const minRefresh = 3 * time.Second
+
+// Frame sizes the program accepts (bpf/responder.c MIN_FRAME, MAX_FRAME).
+const (
+	minFrame = frame.EthernetLen + frame.IPv6Len + 16
+	maxFrame = 1296
+)
+
+// allNodes is the RA's IPv6 destination (RFC 4861 §6.2.6): fixed, so the
+// checksum is computed once. The Ethernet destination is the VM's MAC, so
+// the bridge forwards the RA to the VM's tap only.
+var allNodes = netip.MustParseAddr("ff02::1")
+
+// ndpHopLimit is the hop limit of every ND message (RFC 4861 §6.1.2).
+const ndpHopLimit = 255
+
+// Config is what the responder advertises and when.
+type Config struct {
+	// RA is the advertisement, as for the userspace advertiser; RA.VMMAC
+	// selects the frames served. ModeGateway or ModeFlagsOnly.
+	RA ra.Config
+	// Refresh is the least time between two advertisements sent because
+	// the VM solicited the gateway's link-local address; 0 means
+	// DefaultRefresh. ModeFlagsOnly advertises no router, so it never
+	// refreshes.
+	Refresh time.Duration
+}
+
+// vars are the values of the program's read-only globals.
+type vars struct {
+	vmMAC     [6]byte
+	gwLLA     [16]byte
+	refreshNS uint64
+	frame     []byte
+}
+
+// compile validates cfg and computes the program's globals: the whole RA
+// frame with its checksum, and the match keys. It is pure.
+func compile(cfg Config) (vars, error) {
+	if cfg.RA.Mode == ra.ModeOff {
+		return vars{}, errors.New("router advertisement mode off: nothing to attach")
+	}
+	if cfg.Refresh != 0 && cfg.Refresh < minRefresh {
+		return vars{}, fmt.Errorf("refresh interval %v is below %v", cfg.Refresh, minRefresh)
+	}
+	msg, err := ra.Build(cfg.RA)
+	if err != nil {
+		return vars{}, err
+	}
+	body, err := ndp.MarshalMessage(msg)
+	if err != nil {
+		return vars{}, fmt.Errorf("failed to encode router advertisement: %w", err)
+	}
+	f := frame.AppendICMP6(make([]byte, 0, maxFrame), frame.ICMP6{
+		Eth:      frame.Ethernet{Dst: cfg.RA.VMMAC, Src: cfg.RA.GatewayMAC, Type: frame.EtherTypeIPv6},
+		Src:      ra.Source(cfg.RA),
+		Dst:      allNodes,
+		HopLimit: ndpHopLimit,
+		Payload:  body,
+	})
+	if len(f) < minFrame || len(f) > maxFrame {
+		return vars{}, fmt.Errorf("router advertisement frame of %d bytes is outside [%d, %d]", len(f), minFrame, maxFrame)
+	}
+	v := vars{
+		vmMAC: [6]byte(cfg.RA.VMMAC),
+		gwLLA: cfg.RA.GatewayLLA.WithZone("").As16(),
+		frame: f,
+	}
+	if cfg.RA.Mode == ra.ModeGateway {
+		v.refreshNS = uint64(orDefault(cfg.Refresh, DefaultRefresh))
+	}
+	return v, nil
+}
+
+// orDefault returns d, or def when d is 0.
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
