@@ -14,8 +14,10 @@ import (
 	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
-// dsbridgeBin is the binary under test, built once by TestMain.
-var dsbridgeBin string
+// dsbridgeBin and cniBin are the binaries under test, built once by
+// TestMain into a directory any uid may read (the unprivileged tier runs
+// the sidecar as uid 107).
+var dsbridgeBin, cniBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "dsbridge-e2e-")
@@ -23,12 +25,18 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	dsbridgeBin = filepath.Join(dir, "dsbridge")
-	build := exec.Command("go", "build", "-o", dsbridgeBin, "github.com/dsbridge/dsbridge/cmd/dsbridge")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building dsbridge: %v\n%s", err, out)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	dsbridgeBin, cniBin = filepath.Join(dir, "dsbridge"), filepath.Join(dir, "dsbridge-cni")
+	for bin, pkg := range map[string]string{dsbridgeBin: "./cmd/dsbridge", cniBin: "./cmd/dsbridge-cni"} {
+		build := exec.Command("go", "build", "-o", bin, "github.com/dsbridge/dsbridge/"+pkg[2:])
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

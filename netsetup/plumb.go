@@ -32,6 +32,13 @@ type PlumbOptions struct {
 	// Queues > 1 creates a multi-queue tap (KubeVirt's
 	// networkInterfaceMultiqueue with virtio).
 	Queues int
+	// BridgeLinkLocal keeps the kernel's IPv6 link-local address on the
+	// bridge, as KubeVirt's managedTap bridge has (DAD off, so it is usable
+	// at once): the UDP transport's DHCPv6 replies need it as their source.
+	// Without it the bridge has no address at all (addrgenmode none), so
+	// the pod sends nothing of its own onto the uplink: the full tier,
+	// whose services use the packet transport on the tap.
+	BridgeLinkLocal bool
 	// Log receives one line per change; nil discards.
 	Log *slog.Logger
 }
@@ -112,14 +119,19 @@ func (p *plumber) bridge() error {
 	return err
 }
 
-// bridgeConfig: no addresses of its own (addrgenmode none before it first
-// comes up, accept_ra 0), TX checksum offload off as KubeVirt does, up.
+// bridgeConfig: no IPv4, and no IPv6 address either (addrgenmode none
+// before it first comes up) or a link-local one only (BridgeLinkLocal, DAD
+// off); accept_ra 0; TX checksum offload off as KubeVirt does; up.
 func (p *plumber) bridgeConfig() error {
 	br, err := linkOfType(p.l.Bridge, "bridge")
 	if err != nil {
 		return err
 	}
-	if err := setAddrGenModeNone(br); err != nil {
+	if p.opts.BridgeLinkLocal {
+		if err := setIPv6Conf(p.l.Bridge, "accept_dad", 0); err != nil {
+			return err
+		}
+	} else if err := setAddrGenModeNone(br); err != nil {
 		return err
 	}
 	if err := setIPv6Conf(p.l.Bridge, "accept_ra", 0); err != nil {

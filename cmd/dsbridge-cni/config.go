@@ -59,6 +59,10 @@ type netConf struct {
 	TapQueues int `json:"tapQueues,omitempty"`
 	// StateDir holds what ADD changed, for DEL, CHECK and GC.
 	StateDir string `json:"stateDir,omitempty"`
+	// RAResponder attaches the kernel RS->RA responder (tc BPF) to the
+	// pod's uplink when the pod has an IPv6 default gateway; default true.
+	// It gives the unprivileged tier router advertisements.
+	RAResponder *bool `json:"raResponder,omitempty"`
 
 	// RuntimeConfig and Args are set by the runtime and Multus.
 	RuntimeConfig json.RawMessage            `json:"runtimeConfig,omitempty"`
@@ -155,13 +159,18 @@ func (c *netConf) validate(needLogicNetwork bool) error {
 
 // plumbOptions turns the tap settings into netsetup's options.
 func (c *netConf) plumbOptions() netsetup.PlumbOptions {
-	opts := netsetup.PlumbOptions{TapOwner: netsetup.DefaultTapOwner, Queues: c.TapQueues}
+	// The legacy tier's sidecar serves DHCPv6 from a UDP socket on the
+	// bridge, which needs the bridge's link-local address as the source.
+	opts := netsetup.PlumbOptions{TapOwner: netsetup.DefaultTapOwner, Queues: c.TapQueues, BridgeLinkLocal: true}
 	if c.TapOwner != nil {
 		opts.TapOwner = *c.TapOwner
 		opts.RootTap = *c.TapOwner == 0
 	}
 	return opts
 }
+
+// raResponder reports whether ADD attaches the kernel RA responder.
+func (c *netConf) raResponder() bool { return c.RAResponder == nil || *c.RAResponder }
 
 // podIface maps the logical (VMI) network to its pod interface: eth0 for
 // the pod network, KubeVirt's hashed name for a Multus network.

@@ -48,9 +48,9 @@ func TestPlumbOptions(t *testing.T) {
 		owner *int
 		want  netsetup.PlumbOptions
 	}{
-		{"default qemu user", nil, netsetup.PlumbOptions{TapOwner: 107, Queues: 4}},
-		{"root VM", &zero, netsetup.PlumbOptions{TapOwner: 0, RootTap: true, Queues: 4}},
-		{"other uid", &other, netsetup.PlumbOptions{TapOwner: 1000, Queues: 4}},
+		{"default qemu user", nil, netsetup.PlumbOptions{TapOwner: 107, Queues: 4, BridgeLinkLocal: true}},
+		{"root VM", &zero, netsetup.PlumbOptions{TapOwner: 0, RootTap: true, Queues: 4, BridgeLinkLocal: true}},
+		{"other uid", &other, netsetup.PlumbOptions{TapOwner: 1000, Queues: 4, BridgeLinkLocal: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

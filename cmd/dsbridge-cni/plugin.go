@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"syscall"
 	"time"
@@ -15,6 +16,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/dsbridge/dsbridge/netsetup"
+	"github.com/dsbridge/dsbridge/ra"
+	"github.com/dsbridge/dsbridge/ra/kernel"
 )
 
 // Spec-defined error codes the library does not name.
@@ -102,10 +105,48 @@ func (p *plugin) apply(conf *netConf, st *state, prev map[string]int, earlier *s
 	if err != nil {
 		return err
 	}
+	if conf.raResponder() {
+		if err := attachResponder(st, earlier, p.log); err != nil {
+			return err
+		}
+	}
 	if !conf.Plumbing {
 		return nil
 	}
 	return plumb(conf, st, earlier)
+}
+
+// attachResponder attaches the kernel RS->RA responder to the pristine
+// uplink, from its snapshot: while the uplink still has its addresses and
+// routes, so the gateway and prefix are known. It survives KubeVirt's
+// rename, MAC change and enslaving. A pod without an IPv6 default gateway
+// (or one already plumbed) gets none.
+func attachResponder(st, earlier *state, log *slog.Logger) error {
+	if earlier != nil && earlier.RAResponder {
+		st.RAResponder = true
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), plumbTimeout)
+	defer cancel()
+	snap, err := netsetup.Take(ctx, netsetup.SnapshotOptions{PodIface: st.PodIface, ResolvConf: os.DevNull, Hostname: "-"})
+	if err != nil {
+		// Not fatal: the pod still works, and the sidecar's plan says RA is
+		// off and why.
+		log.Warn("no kernel RA responder: cannot read the pod interface", "podIface", st.PodIface, "err", err)
+		return nil
+	}
+	gw := snap.Gateway6
+	if snap.Plumbed || len(snap.IPv6) == 0 || gw == nil || len(gw.MAC) != 6 || !gw.LinkLocal.IsValid() {
+		log.Info("no kernel RA responder: the pod interface has no IPv6 default gateway with a known MAC", "podIface", st.PodIface)
+		return nil
+	}
+	cfg := kernel.Config{RA: ra.Config{Mode: ra.ModeGateway, GatewayLLA: gw.LinkLocal, GatewayMAC: net.HardwareAddr(gw.MAC),
+		Prefix: snap.IPv6[0], MTU: snap.MTU, VMMAC: net.HardwareAddr(snap.MAC)}}
+	if err := kernel.Attach(st.PodIface, cfg); err != nil {
+		return fmt.Errorf("failed to attach the kernel RA responder to %q: %w", st.PodIface, err)
+	}
+	st.RAResponder = true
+	return nil
 }
 
 // plumb builds the managedTap layout for the attachment's pod interface. A
@@ -153,6 +194,14 @@ func undo(st *state, siblingsRemain bool) error {
 	if st.Plumbing != nil {
 		if err := netsetup.Teardown(st.Plumbing.Snapshot, st.Plumbing.Layout); err != nil {
 			return err
+		}
+	}
+	if st.RAResponder {
+		// The uplink may have been renamed <x>-nic since ADD.
+		for _, name := range []string{st.PodIface, netsetup.LayoutFor(st.PodIface, "").Uplink} {
+			if err := kernel.Detach(name); err != nil {
+				return fmt.Errorf("failed to detach the kernel RA responder from %q: %w", name, err)
+			}
 		}
 	}
 	if siblingsRemain {

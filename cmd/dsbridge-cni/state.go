@@ -28,6 +28,8 @@ type state struct {
 	Sysctls []sysctlChange `json:"sysctls"`
 	// Plumbing is set when ADD built the managedTap layout.
 	Plumbing *plumbState `json:"plumbing,omitempty"`
+	// RAResponder is set when ADD attached the kernel RA responder.
+	RAResponder bool `json:"raResponder,omitempty"`
 }
 
 // sysctlChange is one sysctl ADD wrote: its value before and the value set.

@@ -10,6 +10,7 @@ import (
 	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
+	"github.com/dsbridge/dsbridge/ra/kernel"
 	"github.com/vishvananda/netlink"
 )
 
@@ -43,7 +44,7 @@ func Prepare(ctx context.Context, req Request) (Spec, error) {
 	layout := netsetup.LayoutFor(req.PodIface, req.Tap)
 	layout.TapStandIn = standIn(layout.Tap)
 	plan := netsetup.PlanFor(req.Privileges, snap, netsetup.PlanOptions{
-		LayoutExists: layoutExists(layout), RAResponder: req.RAResponder,
+		LayoutExists: layoutExists(layout), RAResponder: req.RAResponder || responderAttached(layout, req.Log),
 	})
 	if err := plumb(ctx, snap, layout, plan, req.Log); err != nil {
 		return Spec{}, err
@@ -118,4 +119,21 @@ func layoutExists(l netsetup.Layout) bool {
 		}
 	}
 	return true
+}
+
+// responderAttached reports whether the binding CNI's kernel RS->RA
+// responder is attached to the uplink (renamed or not yet): then dsbridge
+// sends no RA itself.
+func responderAttached(l netsetup.Layout, log *slog.Logger) bool {
+	for _, name := range []string{l.Uplink, l.PodIface} {
+		ok, err := kernel.Attached(name)
+		if err != nil {
+			log.Debug("cannot tell whether the kernel RA responder is attached", "link", name, "error", err.Error())
+			continue
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }

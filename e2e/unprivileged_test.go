@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
+	"github.com/dsbridge/dsbridge/hooks/hookstest"
+	"github.com/dsbridge/dsbridge/netsetup"
+)
+
+// TestUnprivilegedTier is KubeVirt's default posture end to end: the
+// binding CNI's ADD on the pristine pod (port sysctl, arp_ignore, kernel
+// RS->RA responder), the sidecar started as uid 107 with no capabilities
+// (it records the pod before the socket opens), virt-handler's managedTap
+// plumbing, then OnDefineDomain: the sidecar adopts the layout and serves
+// DHCPv4 and DHCPv6 from UDP sockets while the kernel answers RS. A guest
+// running dhcpcd gets both families and both default routes.
+func TestUnprivilegedTier(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long end-to-end row")
+	}
+	l := lab.NewLab(t, lab.KubeOVN)
+	leak := lab.StartCapture(t, l.Node, l.NodeIf, "icmp6 and ip6[40] == 134")
+	cniAdd(t, l)
+
+	// t.TempDir's parent is private to root: uid 107 needs a path it can
+	// traverse, as the sidecar's emptyDir is in a pod.
+	dir, err := os.MkdirTemp("", "dsb-hooks-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chown(dir, 107, 107); err != nil {
+		t.Fatal(err)
+	}
+	resolv := filepath.Join(dir, "resolv.conf")
+	copyFile(t, l.ResolvConf, resolv)
+	side := &syncBuffer{}
+	cmd := exec.Command("ip", "netns", "exec", l.Pod.Name, "setpriv", "--reuid", "107", "--regid", "107",
+		"--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+		dsbridgeBin, "sidecar", "--hooks-dir", dir, "--resolv-conf", resolv, "--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = side, side
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("sidecar output:\n%s", side.String())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	launcher, err := hookstest.Connect(ctx, filepath.Join(dir, "dsbridge.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	managedTap(t, l)
+	domain, vmi := readFixture(t, "domain.xml"), readFixture(t, "vmi-pod.json")
+	if _, err := launcher.OnDefineDomain(ctx, domain, vmi); err != nil {
+		t.Fatalf("OnDefineDomain: %v", err)
+	}
+	plan := side.String()
+	for _, want := range []string{`"tier":"Unprivileged"`, `"plumbing":{"on":true,"transport":"adopt"`,
+		`"dhcpv4":{"on":true,"transport":"udp"}`, `"dhcpv6":{"on":true,"transport":"udp"}`, `"ra":{"on":true,"transport":"tc-bpf"}`} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("sidecar plan lacks %s", want)
+		}
+	}
+
+	l.Dhcpcd(t)
+	waitAddrs(t, l, []string{"10.16.0.5/16", "fd00:10:16::5/128"}, 30*time.Second)
+	waitDefault(t, l, "-4", "10.16.0.1", 5*time.Second)
+	waitDefault(t, l, "-6", l.GatewayLLA(), 5*time.Second)
+	pingAll(t, l, 3, gatewayPings(l.Spec)...)
+
+	if err := launcher.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("sidecar exit: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("sidecar still runs 2 s after Shutdown")
+	}
+	if pkts := leak.Stop(t); len(pkts) > 0 {
+		t.Errorf("router advertisements on the uplink:\n%s", strings.Join(pkts, "\n"))
+	}
+}
+
+// cniAdd runs the binding CNI's ADD in the pod as a runtime would.
+func cniAdd(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	conf := `{"cniVersion":"1.0.0","name":"dsbridge-binding","type":"dsbridge-cni","stateDir":"` + t.TempDir() +
+		`","args":{"cni":{"logicNetworkName":"default"}}}`
+	cmd := exec.Command(cniBin)
+	cmd.Env = append(os.Environ(), "CNI_COMMAND=ADD", "CNI_CONTAINERID="+lab.RandName("ctr"),
+		"CNI_NETNS="+l.Pod.Path(), "CNI_IFNAME=dsb0", "CNI_PATH="+filepath.Dir(cniBin))
+	cmd.Stdin = strings.NewReader(conf)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CNI ADD: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(l.Pod.Run(t, "sysctl", "-n", "net.ipv4.ip_unprivileged_port_start")); got != "0" {
+		t.Fatalf("after CNI ADD ip_unprivileged_port_start = %s, want 0", got)
+	}
+}
+
+// managedTap builds what virt-handler's managedTap builds, as root: the
+// bridge keeps its kernel link-local address, as KubeVirt's does.
+func managedTap(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	err := l.Pod.Do(func() error {
+		snap, err := netsetup.Take(context.Background(), netsetup.SnapshotOptions{PodIface: l.Spec.PodIface, ResolvConf: os.DevNull})
+		if err != nil {
+			return err
+		}
+		layout := netsetup.LayoutFor(l.Spec.PodIface, l.Tap)
+		layout.TapStandIn = true
+		return netsetup.Ensure(context.Background(), snap, layout, netsetup.PlumbOptions{BridgeLinkLocal: true})
+	})
+	if err != nil {
+		t.Fatalf("managedTap plumbing: %v", err)
+	}
+}
+
+func readFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "hooks", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
