@@ -121,11 +121,3 @@ func (s *server) kill() {
 		_ = s.cmd.Process.Kill()
 	}
 }
-
-// want is what a passing guest shows (TESTING.md).
-type want struct {
-	addrs                 []string // global addresses, exactly
-	gw4, gw6              string   // default routers
-	mtu                   int
-	dns, search, hostname string
-}
