@@ -6,11 +6,11 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // NewLogger returns a logger writing KubeVirt-style JSON lines:
-// {"component":...,"level":"info","msg":...,"pos":"file.go:42","timestamp":...}.
+// {"component":...,"level":"info","msg":...,"pos":"file.go:42","timestamp":...},
+// the timestamp in UTC with microseconds as KubeVirt writes it.
 func NewLogger(w io.Writer, component string, level slog.Leveler) *slog.Logger {
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{
 		AddSource:   true,
@@ -20,6 +20,9 @@ func NewLogger(w io.Writer, component string, level slog.Leveler) *slog.Logger {
 	return slog.New(h).With("component", component)
 }
 
+// timestampFormat is KubeVirt's: RFC 3339 with microseconds.
+const timestampFormat = "2006-01-02T15:04:05.000000Z07:00"
+
 // kubevirtStyle renames slog's built-in keys to KubeVirt's.
 func kubevirtStyle(groups []string, a slog.Attr) slog.Attr {
 	if len(groups) > 0 {
@@ -27,7 +30,7 @@ func kubevirtStyle(groups []string, a slog.Attr) slog.Attr {
 	}
 	switch a.Key {
 	case slog.TimeKey:
-		return slog.String("timestamp", a.Value.Time().UTC().Format(time.RFC3339Nano))
+		return slog.String("timestamp", a.Value.Time().UTC().Format(timestampFormat))
 	case slog.LevelKey:
 		return slog.String("level", strings.ToLower(a.Value.String()))
 	case slog.SourceKey:

@@ -25,6 +25,10 @@ import (
 // real gateway, and withdrawing it would cut the guest off, for instance
 // from a migration source.
 type Advertiser struct {
+	// Observer, when set before Run, is called on Run's goroutine for every
+	// valid Router Solicitation and every RA sent or failed to send.
+	Observer func(Event)
+
 	cfg  Config
 	conn frame.Conn
 	log  *slog.Logger
@@ -37,8 +41,46 @@ type Advertiser struct {
 	now func() time.Time // the clock; tests replace it
 	rnd randN            // the random source; tests replace it
 
-	stats  counters
-	warned atomic.Bool // an upstream difference was logged
+	stats       counters
+	warned      atomic.Bool // an upstream difference was logged
+	sendFailing bool        // the last send failed: log further failures at debug level
+}
+
+// EventType says what an Event reports.
+type EventType int
+
+// Event types.
+const (
+	EventSolicitation  EventType = iota + 1 // a valid RS from the VM
+	EventAdvertisement                      // an RA sent to the VM
+	EventSendFailed                         // an RA the transport failed to send
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventSolicitation:
+		return "solicitation"
+	case EventAdvertisement:
+		return "advertisement"
+	case EventSendFailed:
+		return "send-failed"
+	}
+	return fmt.Sprintf("event(%d)", int(t))
+}
+
+// Event is one thing the advertiser did, for metrics and status.
+type Event struct {
+	Type EventType
+	// Peer is the RS's source (:: when unspecified) or the RA's
+	// destination (ff02::1 for a multicast RA).
+	Peer netip.Addr
+	Err  error // EventSendFailed: why
+}
+
+func (a *Advertiser) observe(ev Event) {
+	if a.Observer != nil {
+		a.Observer(ev)
+	}
 }
 
 // Stats counts what an Advertiser did; an observer for metrics.
@@ -208,6 +250,11 @@ func (a *Advertiser) handle(s *schedule, ev frameEvent) {
 		a.stats.solicitations.Add(1)
 		a.log.Debug("router solicitation", "from", ev.from.IP)
 		s.solicited(now, ev.from)
+		from := ev.from.IP
+		if !from.IsValid() {
+			from = unspecifiedIP6
+		}
+		a.observe(Event{Type: EventSolicitation, Peer: from})
 	}
 }
 
@@ -226,12 +273,27 @@ func (a *Advertiser) sendDue(s *schedule, buf []byte) []byte {
 		}
 		if err := a.conn.WriteFrame(b); err != nil {
 			a.stats.writeErrors.Add(1)
-			a.log.Warn("failed to send router advertisement to the VM", "to", dst, "error", err)
+			a.sendFailed(dst, err)
+			a.observe(Event{Type: EventSendFailed, Peer: dst, Err: err})
 			continue
 		}
+		a.sendFailing = false
 		n.Add(1)
 		a.log.Debug("sent router advertisement", "to", dst)
+		a.observe(Event{Type: EventAdvertisement, Peer: dst})
 	}
+}
+
+// sendFailed logs a failed send: the first of a run at warning level, the
+// rest at debug level.
+func (a *Advertiser) sendFailed(dst netip.Addr, err error) {
+	const msg = "failed to send router advertisement to the VM"
+	if a.sendFailing {
+		a.log.Debug(msg, "to", dst, "error", err)
+		return
+	}
+	a.sendFailing = true
+	a.log.Warn(msg, "to", dst, "error", err)
 }
 
 // ObserveUpstream reports an RA seen arriving from the uplink. When it comes

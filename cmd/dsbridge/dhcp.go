@@ -1,11 +1,353 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
+	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
+	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/trace"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/hooks"
+	"github.com/dsbridge/dsbridge/netsetup"
+	"github.com/dsbridge/dsbridge/ra"
 )
 
-// runDHCP is not implemented yet; its issue replaces this file.
+// debugTier names the plan of the dhcp debug mode: no plumbing, packet
+// transport on the given interface.
+const debugTier netsetup.Tier = "dhcp debug mode"
+
+// dhcpConfig is the validated command line of `dsbridge dhcp`.
+type dhcpConfig struct {
+	iface        string
+	vmMAC        net.HardwareAddr
+	snapshot     *netsetup.Snapshot
+	services     []string
+	raMode       ra.Mode
+	identity     string
+	index        int
+	trace        bool
+	dryRun       bool
+	statusSocket string
+	logLevel     slog.Level
+}
+
+// dhcpFlags are the raw flags, before validation.
+type dhcpFlags struct {
+	iface, vmMAC, ipv4, gateway4, ipv6, gateway6, gateway6MAC string
+	dns, search, hostname, services, raMode, snapshot         string
+	identity, statusSocket                                    string
+	mtu, index                                                int
+	trace, dryRun                                             bool
+	logLevel                                                  slog.Level
+}
+
+const allServices = netsetup.ServiceDHCPv4 + "," + netsetup.ServiceDHCPv6 + "," + netsetup.ServiceRA
+
+func parseDHCPFlags(args []string, stderr io.Writer) (dhcpConfig, error) {
+	fs := flag.NewFlagSet("dsbridge dhcp", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f dhcpFlags
+	fs.StringVar(&f.iface, "iface", "", "the interface facing the guest (a tap, or a veth whose peer is the guest); required")
+	fs.StringVar(&f.vmMAC, "vm-mac", "", "the guest's MAC: the only client answered (default with --snapshot: the snapshot's MAC)")
+	fs.StringVar(&f.ipv4, "ipv4", "", "IPv4 address and prefix to hand out, e.g. 10.16.0.5/16")
+	fs.StringVar(&f.gateway4, "gateway4", "", "IPv4 default gateway to hand out")
+	fs.StringVar(&f.ipv6, "ipv6", "", "IPv6 address and prefix to hand out, e.g. fd00:10:16::5/112")
+	fs.StringVar(&f.gateway6, "gateway6", "", "IPv6 gateway: a link-local address, or a global one with --gateway6-mac")
+	fs.StringVar(&f.gateway6MAC, "gateway6-mac", "", "the IPv6 gateway's MAC: the RA's source link-layer address (and its link-local address for a global --gateway6)")
+	fs.StringVar(&f.dns, "dns", "", "comma-separated DNS servers, both families")
+	fs.StringVar(&f.search, "search", "", "comma-separated search domains")
+	fs.IntVar(&f.mtu, "mtu", 0, "MTU to hand out (0: none)")
+	fs.StringVar(&f.hostname, "hostname", "", "hostname to hand out")
+	fs.StringVar(&f.services, "services", allServices, "services to run: a comma-separated subset of "+allServices)
+	fs.StringVar(&f.raMode, "ra-mode", "gateway", "router advertisements: gateway or flags-only")
+	fs.StringVar(&f.snapshot, "snapshot", "", "serve what a saved snapshot (from dsbridge inspect or a state directory) describes, instead of the address flags")
+	fs.StringVar(&f.identity, "identity", "", "seed of the server identities (DHCPv6 DUID, service MAC); default: from the VM MAC")
+	fs.IntVar(&f.index, "index", 0, "interface index: the DHCPv4 server identifier is 169.254.75.1<index>")
+	fs.BoolVar(&f.trace, "trace", false, "print one decoded line per request received, reply sent and packet dropped (with why) on stdout")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "decode and print the replies that would be sent, and send nothing (implies --trace)")
+	fs.StringVar(&f.statusSocket, "status-socket", "", "serve /status and /metrics on this unix socket (default: none)")
+	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return dhcpConfig{}, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dsbridge dhcp: unexpected arguments %q\n", fs.Args())
+		return dhcpConfig{}, errUsage
+	}
+	c, err := f.validate()
+	if err != nil {
+		fmt.Fprintf(stderr, "dsbridge dhcp: %v\n", err)
+		return dhcpConfig{}, errUsage
+	}
+	return c, nil
+}
+
+// validate turns the flags into a config, reporting every problem.
+func (f dhcpFlags) validate() (dhcpConfig, error) {
+	c := dhcpConfig{iface: f.iface, identity: f.identity, index: f.index, trace: f.trace || f.dryRun,
+		dryRun: f.dryRun, statusSocket: f.statusSocket, logLevel: f.logLevel}
+	var errs []error
+	bad := func(err error) { errs = append(errs, err) }
+	if f.iface == "" {
+		bad(errors.New("--iface is required"))
+	}
+	var err error
+	if f.vmMAC != "" {
+		if c.vmMAC, err = net.ParseMAC(f.vmMAC); err != nil || len(c.vmMAC) != 6 {
+			bad(fmt.Errorf("--vm-mac %q is not an Ethernet MAC", f.vmMAC))
+		}
+	}
+	if c.raMode, err = ra.ParseMode(f.raMode); err != nil {
+		bad(err)
+	}
+	if c.services, err = parseServices(f.services); err != nil {
+		bad(err)
+	}
+	if f.snapshot != "" {
+		if c.snapshot, err = netsetup.Load(f.snapshot); err != nil {
+			bad(err)
+		} else if c.vmMAC == nil {
+			c.vmMAC = net.HardwareAddr(c.snapshot.MAC)
+		}
+	} else {
+		s, serr := f.snapshotFromFlags()
+		errs = append(errs, serr...)
+		c.snapshot = s
+	}
+	if c.vmMAC == nil && f.vmMAC == "" {
+		bad(errors.New("--vm-mac is required without --snapshot"))
+	}
+	return c, errors.Join(errs...)
+}
+
+func parseServices(s string) ([]string, error) {
+	var out []string
+	for _, name := range strings.Split(s, ",") {
+		name = strings.TrimSpace(name)
+		switch name {
+		case netsetup.ServiceDHCPv4, netsetup.ServiceDHCPv6, netsetup.ServiceRA:
+			out = append(out, name)
+		case "":
+		default:
+			return nil, fmt.Errorf("--services: unknown service %q (want %s)", name, allServices)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--services names no service")
+	}
+	return out, nil
+}
+
+// snapshotFromFlags describes the network the flags give, as a snapshot
+// would.
+func (f dhcpFlags) snapshotFromFlags() (*netsetup.Snapshot, []error) {
+	var errs []error
+	s := &netsetup.Snapshot{Version: netsetup.SnapshotVersion, PodIface: f.iface, MTU: f.mtu, Hostname: f.hostname}
+	if f.ipv4 == "" && f.ipv6 == "" {
+		errs = append(errs, errors.New("give --ipv4, --ipv6 or both (or --snapshot)"))
+	}
+	if f.ipv4 != "" {
+		p, err := netip.ParsePrefix(f.ipv4)
+		if err != nil || !p.Addr().Is4() {
+			errs = append(errs, fmt.Errorf("--ipv4 %q is not an IPv4 address/prefix", f.ipv4))
+		}
+		s.IPv4 = []netip.Prefix{p}
+	}
+	if f.gateway4 != "" {
+		a, err := netip.ParseAddr(f.gateway4)
+		if err != nil || !a.Is4() {
+			errs = append(errs, fmt.Errorf("--gateway4 %q is not an IPv4 address", f.gateway4))
+		}
+		s.Gateway4 = &netsetup.Gateway{IP: a}
+	}
+	if f.ipv6 != "" {
+		p, err := netip.ParsePrefix(f.ipv6)
+		if err != nil || !p.Addr().Is6() {
+			errs = append(errs, fmt.Errorf("--ipv6 %q is not an IPv6 address/prefix", f.ipv6))
+		}
+		s.IPv6 = []netip.Prefix{p}
+	}
+	gw6, err := f.gateway6Of()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	s.Gateway6 = gw6
+	for _, d := range splitList(f.dns) {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--dns %q is not an IP address", d))
+		}
+		s.DNS = append(s.DNS, a)
+	}
+	s.Search = splitList(f.search)
+	return s, errs
+}
+
+// gateway6Of is the IPv6 gateway with the link-local address RAs come from:
+// the gateway itself when link-local, else fe80:: + EUI-64 of its MAC.
+func (f dhcpFlags) gateway6Of() (*netsetup.Gateway, error) {
+	if f.gateway6 == "" {
+		return nil, nil
+	}
+	a, err := netip.ParseAddr(f.gateway6)
+	if err != nil || !a.Is6() {
+		return nil, fmt.Errorf("--gateway6 %q is not an IPv6 address", f.gateway6)
+	}
+	gw := &netsetup.Gateway{IP: a}
+	if f.gateway6MAC != "" {
+		mac, err := net.ParseMAC(f.gateway6MAC)
+		if err != nil || len(mac) != 6 {
+			return nil, fmt.Errorf("--gateway6-mac %q is not an Ethernet MAC", f.gateway6MAC)
+		}
+		gw.MAC = netsetup.MAC(mac)
+	}
+	switch {
+	case a.IsLinkLocalUnicast():
+		gw.LinkLocal = a
+	case gw.MAC != nil:
+		gw.LinkLocal = frame.LinkLocalFromMAC(net.HardwareAddr(gw.MAC))
+	}
+	return gw, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// debugSpec is the interface to serve: the snapshot's values on --iface
+// itself, each selected service on the packet transport when the snapshot
+// has something for it to hand out.
+func (c dhcpConfig) debugSpec() service.Spec {
+	snap := c.snapshot
+	identity := c.identity
+	if identity == "" {
+		identity = "debug/" + c.vmMAC.String()
+	}
+	plan := netsetup.Plan{PodIface: c.iface, Tier: debugTier}
+	for _, name := range []string{netsetup.ServiceDHCPv4, netsetup.ServiceDHCPv6, netsetup.ServiceRA} {
+		sp := netsetup.ServicePlan{Service: name}
+		switch {
+		case !slices.Contains(c.services, name):
+			sp.Reason = "not selected by --services"
+		case name == netsetup.ServiceDHCPv4 && len(snap.IPv4) == 0:
+			sp.Reason = "no IPv4 address to hand out"
+		case name != netsetup.ServiceDHCPv4 && len(snap.IPv6) == 0:
+			sp.Reason = "no IPv6 address to hand out"
+		case name == netsetup.ServiceRA && (snap.Gateway6 == nil || !snap.Gateway6.LinkLocal.IsValid() || len(snap.Gateway6.MAC) != 6):
+			sp.Reason = "router advertisements need --gateway6 and --gateway6-mac"
+		default:
+			sp.On, sp.Transport = true, netsetup.TransportPacket
+		}
+		plan.Services = append(plan.Services, sp)
+	}
+	return service.Spec{
+		Name: c.iface, Index: c.index, Snapshot: snap, VMMAC: c.vmMAC,
+		Layout:   netsetup.Layout{PodIface: c.iface, Tap: c.iface, TapStandIn: true},
+		Identity: identity, Network: c.iface, RAMode: c.raMode, Plan: plan,
+	}
+}
+
+// runDHCP serves DHCPv4, DHCPv6 and RA on an existing interface from flags
+// or a snapshot, without KubeVirt and without building anything, until
+// SIGINT or SIGTERM: a debugging tool to run against a real client.
 func runDHCP(args []string, stdout, stderr io.Writer) error {
-	return errors.New("dhcp: not implemented yet")
+	c, err := parseDHCPFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := hooks.NewLogger(stderr, "dsbridge-dhcp", c.logLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	spec := c.debugSpec()
+	model := status.NewModel(status.Info{Version: version, Commit: commit, Mode: "dhcp"})
+	model.SetTier(string(debugTier))
+	opts := service.Options{Status: model}
+	if c.trace {
+		p := trace.NewPrinter(stdout)
+		opts.Listen = tracingListen(p, c.dryRun)
+		opts.Observe = func(_ string, ev status.Event) { traceOutcome(p, ev) }
+	}
+	if c.statusSocket != "" {
+		wait, err := startStatusServer(ctx, c.statusSocket, model, log)
+		if err != nil {
+			return err
+		}
+		defer wait()
+	}
+	m := service.NewManagerWith(ctx, log, opts)
+	if err := m.Start(spec); err != nil {
+		m.Stop()
+		return err
+	}
+	if c.dryRun {
+		log.Info("dry run: replies are printed, never sent")
+	}
+	<-ctx.Done()
+	m.Stop()
+	return nil
+}
+
+// tracingListen opens the packet transport and wraps it to print every
+// frame; with dryRun nothing is sent.
+func tracingListen(p *trace.Printer, dryRun bool) func(string, frame.Filter) (frame.Conn, error) {
+	return func(ifname string, f frame.Filter) (frame.Conn, error) {
+		conn, err := frame.Listen(ifname, f)
+		if err != nil {
+			return nil, err
+		}
+		return &trace.Conn{Conn: conn, P: p, DryRun: dryRun}, nil
+	}
+}
+
+// traceOutcome prints why a packet got no reply; replies were printed as
+// they were sent.
+func traceOutcome(p *trace.Printer, ev status.Event) {
+	var verb string
+	switch ev.Outcome {
+	case status.OutcomeDropped:
+		verb = trace.VerbDrop
+	case status.OutcomeUnanswered:
+		verb = trace.VerbNoReply
+	default:
+		return
+	}
+	typ := ev.Request
+	if !ev.Received {
+		typ = ev.Reply
+	}
+	if typ == "" {
+		typ = "packet"
+	}
+	line := typ
+	if ev.XID != "" {
+		line += " xid=" + ev.XID
+	}
+	if ev.Reason != "" {
+		line += " reason=" + ev.Reason
+	}
+	if ev.Detail != "" {
+		line += fmt.Sprintf(" (%s)", ev.Detail)
+	}
+	if ev.Latency > 0 {
+		line += " after " + ev.Latency.Round(time.Microsecond).String()
+	}
+	p.Line(verb, ev.Protocol, line)
 }

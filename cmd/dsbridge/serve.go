@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
+	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/hooks"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
@@ -77,15 +79,24 @@ func runServe(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	model := status.NewModel(status.Info{Version: version, Commit: commit, Mode: "serve"})
+	model.SetTier(string(netsetup.PlanFor(priv, nil, netsetup.PlanOptions{}).Tier))
+	wait, err := startStatusServer(ctx, filepath.Join(c.stateDir, status.SocketName), model, log)
+	if err != nil {
+		return err
+	}
+	defer wait()
+	defer stop() // before wait: the status server stops with ctx
 	spec, err := service.Prepare(ctx, service.Request{
 		Name: c.podIface, PodIface: c.podIface, Tap: c.tap, VMMAC: mac, Identity: c.identity,
 		RAMode: mode, StateDir: c.stateDir, Privileges: priv, Log: log,
 		Snapshot: netsetup.SnapshotOptions{ResolvConf: c.resolvConf, Hostname: c.hostname},
 	})
 	if err != nil {
+		model.Error("", "prepare", err)
 		return err
 	}
-	m := service.NewManager(ctx, log)
+	m := service.NewManagerWith(ctx, log, service.Options{Status: model})
 	if err := m.Start(spec); err != nil {
 		m.Stop()
 		return err

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
+	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/hooks"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
@@ -69,7 +70,8 @@ func runSidecar(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := hooks.NewLogger(stderr, "dsbridge-sidecar", cfg.logLevel)
+	ident := newIdentityHandler(hooks.NewLogger(stderr, "dsbridge-sidecar", cfg.logLevel).Handler())
+	log := slog.New(ident)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -81,7 +83,17 @@ func runSidecar(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	mgr := service.NewManager(ctx, log)
+	model := status.NewModel(status.Info{Version: version, Commit: commit, Mode: "sidecar"})
+	model.SetTier(string(netsetup.PlanFor(priv, nil, netsetup.PlanOptions{}).Tier))
+	// The status socket lives in the plugin's own subdirectory: KubeVirt
+	// takes every socket at the top of the hooks directory for a hook.
+	wait, err := startStatusServer(ctx, filepath.Join(cfg.stateDir, status.SocketName), model, log)
+	if err != nil {
+		return err
+	}
+	defer wait()
+	defer stop() // runs before wait: the status server ends with ctx
+	mgr := service.NewManagerWith(ctx, log, service.Options{Status: model})
 	defer mgr.Stop()
 	b := &binder{mgr: mgr, priv: priv, stateDir: cfg.stateDir, raMode: mode, log: log,
 		snap: netsetup.SnapshotOptions{ResolvConf: cfg.resolvConf}}
@@ -91,7 +103,8 @@ func runSidecar(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := hooks.NewServer(hooks.Config{PluginName: cfg.pluginName, Facts: facts, Binder: b, Logger: log})
+	srv, err := hooks.NewServer(hooks.Config{PluginName: cfg.pluginName, Facts: facts, Logger: log,
+		Binder: &identifyingBinder{Binder: b, model: model, ident: ident}})
 	if err != nil {
 		return err
 	}
@@ -107,4 +120,23 @@ func runSidecar(args []string, stderr io.Writer) error {
 	}
 	log.Info("sidecar stopped")
 	return nil
+}
+
+// identifyingBinder records the VMI, once known, in the status and in every
+// later log line, then binds its interfaces.
+type identifyingBinder struct {
+	hooks.Binder
+	model *status.Model
+	ident *identityHandler
+}
+
+// Bind implements hooks.Binder.
+func (b *identifyingBinder) Bind(ctx context.Context, vmi hooks.VMIIdentity, ifaces []hooks.BoundInterface) error {
+	b.model.SetVMI(status.VMI{Namespace: vmi.Namespace, Name: vmi.Name, UID: vmi.UID})
+	b.ident.set(vmi)
+	err := b.Binder.Bind(ctx, vmi, ifaces)
+	if err != nil {
+		b.model.Error("", "bind", err)
+	}
+	return err
 }

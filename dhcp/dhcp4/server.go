@@ -23,6 +23,7 @@ type Event struct {
 	Reply   dhcpv4.MessageType // MessageTypeNone when nothing was sent
 	Drop    DropReason         // why nothing was sent, when a reply was due or the packet was refused
 	Latency time.Duration      // from the end of the read to the end of the write
+	XID     uint32             // the request's transaction ID; 0 for ARP and unparsable packets
 }
 
 // RateLimit is a token bucket: Rate packets per second on average, Burst at
@@ -65,6 +66,8 @@ type Server struct {
 	lim  limiter
 
 	sendFailing bool // the last write failed: log further failures at debug level
+	readFailing bool // the last read failed: log further failures at debug level
+	panics      logEvery
 }
 
 // NewPacketServer serves h over conn, a link on which every frame comes from
@@ -78,7 +81,7 @@ func NewPacketServer(h *Handler, conn frame.Conn, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{Limit: RateLimit{Rate: DefaultRate, Burst: DefaultBurst}, h: h, log: log, conn: conn,
-		in: make([]byte, bufSize), out: make([]byte, 0, bufSize)}
+		in: make([]byte, bufSize), out: make([]byte, 0, bufSize), panics: logEvery{interval: loudInterval}}
 }
 
 // Run serves until ctx is cancelled, then returns nil. It returns an error
@@ -106,17 +109,24 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		s.readFailing = false
 		s.serveFrame(s.in[:n])
 	}
 }
 
-// readFailed returns err when the transport is gone, else logs it and waits
+// readFailed returns err when the transport is gone, else logs it (the
+// first of a run at warning level, the rest at debug level) and waits
 // readBackoff (or until ctx is done) before the next read.
 func (s *Server) readFailed(ctx context.Context, err error) error {
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("failed to read DHCPv4 request: %w", err)
 	}
-	s.log.Warn("failed to read DHCPv4 request, retrying", "error", err)
+	if s.readFailing {
+		s.log.Debug("failed to read DHCPv4 request, retrying", "error", err)
+	} else {
+		s.readFailing = true
+		s.log.Warn("failed to read DHCPv4 request, retrying", "error", err)
+	}
 	t := time.NewTimer(readBackoff)
 	defer t.Stop()
 	select {
@@ -145,8 +155,7 @@ func (s *Server) serveFrame(in []byte) {
 func (s *Server) recoverFrame(in []byte, now time.Time) (out []byte, ev Event) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("recovered from a panic while handling a DHCPv4 frame",
-				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			s.logPanic("recovered from a panic while handling a DHCPv4 frame", r, now)
 			out, ev = nil, Event{Drop: DropPanic}
 		}
 	}()
@@ -207,7 +216,7 @@ func (s *Server) handleUDPFrame(in []byte, eth frame.Ethernet) ([]byte, Event) {
 		return nil, Event{Drop: DropMalformed}
 	}
 	reply, dest := s.h.Handle(req)
-	ev := Event{Type: req.MessageType(), Drop: dest.Drop}
+	ev := Event{Type: req.MessageType(), Drop: dest.Drop, XID: xidOf(req)}
 	if reply == nil {
 		return nil, ev
 	}
@@ -234,6 +243,22 @@ func (s *Server) sendFailed(err error) {
 	}
 	s.sendFailing = true
 	s.log.Warn("failed to send DHCPv4 reply", "error", err)
+}
+
+// logPanic logs a recovered panic with its stack, at error level at most
+// once per loudInterval: input that panics may come in a flood.
+func (s *Server) logPanic(msg string, r any, now time.Time) {
+	if ok, held := s.panics.allow(now); ok {
+		s.log.Error(msg, "panic", fmt.Sprint(r), "stack", string(debug.Stack()), "alsoSinceLastLogged", held)
+		return
+	}
+	s.log.Debug(msg, "panic", fmt.Sprint(r))
+}
+
+// xidOf is the transaction ID of req as a number.
+func xidOf(req *dhcpv4.DHCPv4) uint32 {
+	t := req.TransactionID
+	return uint32(t[0])<<24 | uint32(t[1])<<16 | uint32(t[2])<<8 | uint32(t[3])
 }
 
 func (s *Server) observe(ev Event, start time.Time) {

@@ -115,32 +115,32 @@ func TestPacketServer(t *testing.T) {
 		in:   requestFrame(vmMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover)),
 		want: &sent{EthDst: vmMAC.String(), EthSrc: serviceMAC.String(), Src: serverID, Dst: podAddr,
 			SrcPort: 67, DstPort: 68, Type: dhcpv4.MessageTypeOffer},
-		event: Event{Type: dhcpv4.MessageTypeDiscover, Reply: dhcpv4.MessageTypeOffer},
+		event: Event{Type: dhcpv4.MessageTypeDiscover, Reply: dhcpv4.MessageTypeOffer, XID: testXID},
 	}, {
 		name: "DISCOVER with BROADCAST -> OFFER broadcast",
 		in:   requestFrame(vmMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithBroadcast(true))),
 		want: &sent{EthDst: "ff:ff:ff:ff:ff:ff", EthSrc: serviceMAC.String(), Src: serverID, Dst: bcastAddr,
 			SrcPort: 67, DstPort: 68, Type: dhcpv4.MessageTypeOffer},
-		event: Event{Type: dhcpv4.MessageTypeDiscover, Reply: dhcpv4.MessageTypeOffer},
+		event: Event{Type: dhcpv4.MessageTypeDiscover, Reply: dhcpv4.MessageTypeOffer, XID: testXID},
 	}, {
 		name: "relayed DISCOVER unicast to the server id -> OFFER to giaddr:67 at the source MAC",
 		in: requestFrame(relayMAC, relayAddr, serverID, ServerPort,
 			newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithGatewayIP(relayAddr.AsSlice()))),
 		want: &sent{EthDst: relayMAC.String(), EthSrc: serviceMAC.String(), Src: serverID, Dst: relayAddr,
 			SrcPort: 67, DstPort: 67, Type: dhcpv4.MessageTypeOffer},
-		event: Event{Type: dhcpv4.MessageTypeDiscover, Reply: dhcpv4.MessageTypeOffer},
+		event: Event{Type: dhcpv4.MessageTypeDiscover, Reply: dhcpv4.MessageTypeOffer, XID: testXID},
 	}, {
 		name: "RENEWING unicast to the server id -> ACK to ciaddr",
 		in:   requestFrame(vmMAC, podAddr, serverID, ClientPort, newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(podAddr.AsSlice()))),
 		want: &sent{EthDst: vmMAC.String(), EthSrc: serviceMAC.String(), Src: serverID, Dst: podAddr,
 			SrcPort: 67, DstPort: 68, Type: dhcpv4.MessageTypeAck},
-		event: Event{Type: dhcpv4.MessageTypeRequest, Reply: dhcpv4.MessageTypeAck},
+		event: Event{Type: dhcpv4.MessageTypeRequest, Reply: dhcpv4.MessageTypeAck, XID: testXID},
 	}, {
 		name: "INIT-REBOOT for another address -> NAK broadcast",
 		in:   requestFrame(vmMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeRequest, withAddrOpt(optRequestedIP, otherAddr))),
 		want: &sent{EthDst: "ff:ff:ff:ff:ff:ff", EthSrc: serviceMAC.String(), Src: serverID, Dst: bcastAddr,
 			SrcPort: 67, DstPort: 68, Type: dhcpv4.MessageTypeNak},
-		event: Event{Type: dhcpv4.MessageTypeRequest, Reply: dhcpv4.MessageTypeNak},
+		event: Event{Type: dhcpv4.MessageTypeRequest, Reply: dhcpv4.MessageTypeNak, XID: testXID},
 	}, {
 		name: "ARP for the server id -> reply with the service MAC",
 		in:   arpRequest(vmMAC, podAddr, serverID),
@@ -158,7 +158,7 @@ func TestPacketServer(t *testing.T) {
 	}, {
 		name:  "chaddr of another client in the VM's frame -> nothing",
 		in:    requestFrame(vmMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithHwAddr(otherMAC))),
-		event: Event{Type: dhcpv4.MessageTypeDiscover, Drop: DropForeign},
+		event: Event{Type: dhcpv4.MessageTypeDiscover, Drop: DropForeign, XID: testXID},
 	}, {
 		name:  "unicast to another server -> nothing",
 		in:    requestFrame(vmMAC, podAddr, netip.MustParseAddr("10.16.0.2"), ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover)),
@@ -329,3 +329,7 @@ func TestLimiter(t *testing.T) {
 		t.Errorf("allow() (-want +got):\n%s", diff)
 	}
 }
+
+// testXID is the transaction ID of newRequest's requests as a number, as
+// the server's events carry it.
+const testXID = 0xdeadbeef

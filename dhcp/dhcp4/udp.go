@@ -108,6 +108,7 @@ func (s *Server) runUDP(ctx context.Context) error {
 			}
 			continue
 		}
+		s.readFailing = false
 		if cm == nil || cm.IfIndex != s.udp.ifindex {
 			s.observe(Event{Drop: DropNotForServer}, time.Now())
 			continue
@@ -139,7 +140,7 @@ func (s *Server) serveDatagram(in []byte) {
 func (s *Server) recoverDatagram(in []byte, now time.Time) (payload []byte, dst *net.UDPAddr, ev Event) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("recovered from a panic while handling a DHCPv4 datagram", "panic", fmt.Sprint(r))
+			s.logPanic("recovered from a panic while handling a DHCPv4 datagram", r, now)
 			payload, dst, ev = nil, nil, Event{Drop: DropPanic}
 		}
 	}()
@@ -160,7 +161,7 @@ func (s *Server) handleDatagram(in []byte, now time.Time) ([]byte, *net.UDPAddr,
 		return nil, nil, Event{Drop: DropMalformed}
 	}
 	reply, dest := s.h.Handle(req)
-	ev := Event{Type: req.MessageType(), Drop: dest.Drop}
+	ev := Event{Type: req.MessageType(), Drop: dest.Drop, XID: xidOf(req)}
 	if reply == nil {
 		return nil, nil, ev
 	}

@@ -37,13 +37,13 @@ func TestCapturedFrames(t *testing.T) {
 		file string
 		want Event
 	}{
-		{"capture-solicit-1", Event{OutcomeReplied, dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeAdvertise}},   // dhclient, with FQDN
-		{"capture-solicit-2", Event{OutcomeReplied, dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeAdvertise}},   // perfdhcp
-		{"capture-relayforw-1", Event{OutcomeReplied, dhcpv6.MessageTypeSolicit, dhcpv6.MessageTypeAdvertise}}, // perfdhcp -A 1
-		{"capture-confirm-1", Event{OutcomeReplied, dhcpv6.MessageTypeConfirm, dhcpv6.MessageTypeReply}},
-		{"capture-inforeq-1", Event{OutcomeReplied, dhcpv6.MessageTypeInformationRequest, dhcpv6.MessageTypeReply}},
-		{"capture-request-1", Event{OutcomeUnanswered, dhcpv6.MessageTypeRequest, 0}}, // for dnsmasq
-		{"capture-release-1", Event{OutcomeUnanswered, dhcpv6.MessageTypeRelease, 0}}, // for dnsmasq
+		{"capture-solicit-1", Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeSolicit, Reply: dhcpv6.MessageTypeAdvertise}},   // dhclient, with FQDN
+		{"capture-solicit-2", Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeSolicit, Reply: dhcpv6.MessageTypeAdvertise}},   // perfdhcp
+		{"capture-relayforw-1", Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeSolicit, Reply: dhcpv6.MessageTypeAdvertise}}, // perfdhcp -A 1
+		{"capture-confirm-1", Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeConfirm, Reply: dhcpv6.MessageTypeReply}},
+		{"capture-inforeq-1", Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeInformationRequest, Reply: dhcpv6.MessageTypeReply}},
+		{"capture-request-1", Event{Outcome: OutcomeUnanswered, Type: dhcpv6.MessageTypeRequest}}, // for dnsmasq
+		{"capture-release-1", Event{Outcome: OutcomeUnanswered, Type: dhcpv6.MessageTypeRelease}}, // for dnsmasq
 	}
 	rec := &recordConn{}
 	s := NewPacketServer(newTestHandler(t), rec, discard())
@@ -52,7 +52,7 @@ func TestCapturedFrames(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			var got Event
-			s.Observer = func(e Event) { got = e }
+			s.Observer = func(e Event) { got = basic(e) }
 			s.serve(p.parse(readCorpus(t, filepath.Join("testdata/fuzz/FuzzPacketReceive", tt.file))), lim)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("event (-want +got):\n%s", diff)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
@@ -15,8 +16,9 @@ import (
 // state per client and is safe for concurrent use. Replies share option
 // values computed once in NewHandler: do not modify a reply's options.
 type Handler struct {
-	cfg Config
-	log *slog.Logger
+	cfg      Config
+	log      *slog.Logger
+	declines *logEvery
 
 	serverID []byte // our DUID on the wire, for comparisons
 	addr     net.IP
@@ -39,6 +41,7 @@ func NewHandler(cfg Config, log *slog.Logger) (*Handler, error) {
 	h := &Handler{
 		cfg:         cfg,
 		log:         log,
+		declines:    &logEvery{interval: loudInterval},
 		serverID:    cfg.ServerDUID.ToBytes(),
 		addr:        net.IP(cfg.Address.AsSlice()),
 		serverIDOpt: dhcpv6.OptServerID(cfg.ServerDUID),
@@ -161,13 +164,44 @@ func (h *Handler) handleMessage(m *dhcpv6.Message) *dhcpv6.Message {
 	case dhcpv6.MessageTypeRelease:
 		return h.status(m, iana.StatusSuccess, "released")
 	case dhcpv6.MessageTypeDecline:
-		h.log.Warn("the VM declined its IPv6 address: another node on the link uses it",
-			"address", h.cfg.Address, "client", clientID(m))
+		h.logDecline(m)
 		return h.status(m, iana.StatusSuccess, "declined")
 	case dhcpv6.MessageTypeInformationRequest:
 		return h.information(m)
 	}
 	return nil
+}
+
+// logDecline logs a Decline at warning level at most once per
+// loudInterval: a guest repeating it must not flood the log.
+func (h *Handler) logDecline(m *dhcpv6.Message) {
+	const msg = "the VM declined its IPv6 address: another node on the link uses it"
+	if ok, held := h.declines.allow(time.Now()); ok {
+		h.log.Warn(msg, "address", h.cfg.Address, "client", clientID(m), "alsoSinceLastLogged", held)
+		return
+	}
+	h.log.Debug(msg, "address", h.cfg.Address, "client", clientID(m))
+}
+
+// unanswered is why Handle returned no reply to msg, for a trace.
+func (h *Handler) unanswered(msg dhcpv6.DHCPv6) string {
+	m, ok := msg.(*dhcpv6.Message)
+	if r, isRelay := msg.(*dhcpv6.RelayMessage); isRelay {
+		_, m = unwrapRelay(r)
+		ok = m != nil
+		if !ok {
+			return "malformed or too deep relay message"
+		}
+	}
+	switch {
+	case !ok || m == nil:
+		return "not a client message"
+	case h.invalid(m) != "":
+		return h.invalid(m)
+	case m.MessageType == dhcpv6.MessageTypeConfirm:
+		return "Confirm without addresses (RFC 8415 §18.3.3)"
+	}
+	return "no reply due"
 }
 
 // invalid is why m must be discarded (RFC 8415 §16.2 to §16.12), or "".

@@ -62,6 +62,14 @@ type Event struct {
 	Type dhcpv6.MessageType
 	// Reply is the type of the reply sent (inside relays), or 0.
 	Reply dhcpv6.MessageType
+	// XID is the client message's transaction ID; 0 if unparsed.
+	XID uint32
+	// Reason says why a packet was not answered (any Outcome but
+	// OutcomeReplied), for a person reading a trace.
+	Reason string
+	// Latency is the time from the end of the read to the end of the
+	// write (or to the decision not to answer).
+	Latency time.Duration
 }
 
 // request is one received packet.
@@ -105,6 +113,7 @@ type Server struct {
 	t      transport
 	filter vmFilter
 	now    func() time.Time
+	panics *logEvery
 }
 
 func newServer(h *Handler, t transport, log *slog.Logger) *Server {
@@ -113,6 +122,7 @@ func newServer(h *Handler, t transport, log *slog.Logger) *Server {
 		h: h, log: log, t: t,
 		filter: vmFilter{mac: h.cfg.VMMAC},
 		now:    time.Now,
+		panics: &logEvery{interval: loudInterval},
 	}
 }
 
@@ -159,52 +169,88 @@ func (s *Server) logStreak(failing *bool, msg string, err error) {
 
 // serve handles one request; a panic is recovered and logged.
 func (s *Server) serve(req request, lim *limiter) {
+	start := time.Now()
 	ev := Event{}
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("recovered from panic handling DHCPv6 packet", "panic", p, "src", req.src)
-			ev.Outcome = OutcomePanic
+			s.logPanic(p, req.src)
+			ev = Event{Outcome: OutcomePanic, Type: ev.Type, XID: ev.XID, Reason: fmt.Sprint(p)}
 		}
 		if s.Observer != nil {
+			ev.Latency = time.Since(start)
 			s.Observer(ev)
 		}
 	}()
-	ev.Outcome, ev.Type, ev.Reply = s.answer(req, lim)
+	s.answer(req, lim, &ev)
 }
 
-// answer runs one request through the filters and the handler and sends the
-// reply.
-func (s *Server) answer(req request, lim *limiter) (Outcome, dhcpv6.MessageType, dhcpv6.MessageType) {
+// logPanic logs a recovered panic at error level at most once per
+// loudInterval: input that panics may come in a flood.
+func (s *Server) logPanic(p any, src netip.Addr) {
+	const msg = "recovered from panic handling DHCPv6 packet"
+	if ok, held := s.panics.allow(time.Now()); ok {
+		s.log.Error(msg, "panic", p, "src", src, "alsoSinceLastLogged", held)
+		return
+	}
+	s.log.Debug(msg, "panic", p, "src", src)
+}
+
+// answer runs one request through the filters and the handler, sends the
+// reply and fills ev.
+func (s *Server) answer(req request, lim *limiter, ev *Event) {
+	drop := func(o Outcome, reason string) { ev.Outcome, ev.Reason = o, reason }
 	if req.drop != 0 {
 		s.log.Debug("ignoring packet", "src", req.src, "reason", req.reason)
-		return req.drop, 0, 0
+		drop(req.drop, req.reason)
+		return
 	}
 	if !lim.allow(req.src, s.now()) {
 		s.log.Debug("rate limit exceeded", "src", req.src)
-		return OutcomeRateLimited, 0, 0
+		drop(OutcomeRateLimited, "over the rate limit")
+		return
 	}
 	msg, err := dhcpv6.FromBytes(req.payload)
 	if err != nil {
 		s.log.Debug("ignoring malformed DHCPv6 message", "src", req.src, "error", err)
-		return OutcomeMalformed, 0, 0
+		drop(OutcomeMalformed, err.Error())
+		return
 	}
-	typ := innerType(msg)
+	ev.Type, ev.XID = innerType(msg), innerXID(msg)
 	if !req.vm {
 		if ok, reason := s.filter.fromVM(req.src, msg); !ok {
-			s.log.Debug("not answering DHCPv6 message", "src", req.src, "msg", typ, "reason", reason)
-			return OutcomeNotVM, typ, 0
+			s.log.Debug("not answering DHCPv6 message", "src", req.src, "msg", ev.Type, "reason", reason)
+			drop(OutcomeNotVM, reason)
+			return
 		}
 	}
 	reply := s.h.Handle(msg)
 	if reply == nil {
-		return OutcomeUnanswered, typ, 0
+		drop(OutcomeUnanswered, s.h.unanswered(msg))
+		return
 	}
+	ev.Reply = innerType(reply)
 	if err := s.t.send(req, reply.ToBytes()); err != nil {
 		s.log.Debug("failed to send DHCPv6 reply", "dst", req.src, "error", err)
-		return OutcomeSendFailed, typ, innerType(reply)
+		drop(OutcomeSendFailed, err.Error())
+		return
 	}
-	s.log.Debug("answered DHCPv6 message", "src", req.src, "msg", typ, "reply", innerType(reply))
-	return OutcomeReplied, typ, innerType(reply)
+	s.log.Debug("answered DHCPv6 message", "src", req.src, "msg", ev.Type, "reply", ev.Reply)
+	ev.Outcome = OutcomeReplied
+}
+
+// innerXID is the transaction ID of the client message inside any relay
+// messages; 0 when there is none.
+func innerXID(msg dhcpv6.DHCPv6) uint32 {
+	if r, ok := msg.(*dhcpv6.RelayMessage); ok {
+		_, inner := unwrapRelay(r)
+		msg = inner
+	}
+	m, ok := msg.(*dhcpv6.Message)
+	if !ok || m == nil {
+		return 0
+	}
+	t := m.TransactionID
+	return uint32(t[0])<<16 | uint32(t[1])<<8 | uint32(t[2])
 }
 
 // innerType is the type of the client message inside any relay messages.

@@ -232,14 +232,9 @@ func appendIPv6(dst []byte, eth Ethernet, src, dstIP netip.Addr, next, hopLimit 
 	return append(dst, d[:]...)
 }
 
-// ParseUDP6 parses an Ethernet/IPv6/UDP frame without extension headers.
-// Payload aliases frame.
-//
-// It does not verify the UDP checksum: a frame read from the VM's tap (or a
-// veth) may still be CHECKSUM_PARTIAL, its checksum field holding only the
-// pseudo-header sum until a NIC would finish it (virtio-net checksum
-// offload, veth), so a correct frame would fail the check. The frame never
-// crossed a wire.
+// ParseUDP6 parses an Ethernet/IPv6/UDP frame without extension headers
+// and checks the UDP checksum, accepting a CHECKSUM_PARTIAL one (see
+// l4ChecksumOK). Payload aliases frame.
 func ParseUDP6(frame []byte) (UDP6, error) {
 	ip, err := parseIPv6(frame)
 	if err != nil {
@@ -255,6 +250,9 @@ func ParseUDP6(frame []byte) (UDP6, error) {
 	ulen := int(binary.BigEndian.Uint16(udp[4:6]))
 	if ulen < UDPLen || ulen > len(udp) {
 		return UDP6{}, ErrTruncated
+	}
+	if !l4ChecksumOK(udp[:ulen], 6, pseudo6(ip.src, ip.dst, ProtoUDP, ulen)) {
+		return UDP6{}, fmt.Errorf("udp: %w", ErrChecksum)
 	}
 	return UDP6{
 		Eth:      ip.eth,
@@ -288,8 +286,8 @@ func AppendUDP6(dst []byte, p UDP6) []byte {
 }
 
 // ParseICMP6 parses an Ethernet/IPv6/ICMPv6 frame without extension
-// headers. Like ParseUDP6 it leaves the checksum (RFC 4443 §2.3) unchecked:
-// the frame may be CHECKSUM_PARTIAL. Payload aliases frame.
+// headers and checks the ICMPv6 checksum (RFC 4443 §2.3), accepting a
+// CHECKSUM_PARTIAL one (see l4ChecksumOK). Payload aliases frame.
 func ParseICMP6(frame []byte) (ICMP6, error) {
 	ip, err := parseIPv6(frame)
 	if err != nil {
@@ -300,6 +298,9 @@ func ParseICMP6(frame []byte) (ICMP6, error) {
 	}
 	if len(ip.payload) < 4 {
 		return ICMP6{}, ErrTruncated
+	}
+	if !l4ChecksumOK(ip.payload, 2, pseudo6(ip.src, ip.dst, ProtoICMPv6, len(ip.payload))) {
+		return ICMP6{}, fmt.Errorf("icmpv6: %w", ErrChecksum)
 	}
 	return ICMP6{Eth: ip.eth, Src: ip.src, Dst: ip.dst, HopLimit: ip.hopLimit, Payload: ip.payload}, nil
 }
@@ -381,6 +382,21 @@ func LinkLocalFromMAC(mac net.HardwareAddr) netip.Addr {
 	b[11], b[12] = 0xff, 0xfe
 	b[13], b[14], b[15] = mac[3], mac[4], mac[5]
 	return netip.AddrFrom16(b)
+}
+
+// l4ChecksumOK accepts msg (a UDP datagram or ICMPv6 message whose
+// checksum field is at off) when its checksum is correct, or when it is
+// CHECKSUM_PARTIAL: a frame read from the VM's tap or a veth before any NIC
+// finished it (virtio-net and veth checksum offload) carries only the folded
+// pseudo-header sum in the field. Such a frame never crossed a wire; any
+// other value is corruption.
+func l4ChecksumOK(msg []byte, off int, pseudo uint32) bool {
+	if checksum(msg, pseudo) == 0 {
+		return true
+	}
+	field := uint16(msg[off])<<8 | uint16(msg[off+1])
+	partial := ^checksum(nil, pseudo) // the folded pseudo-header sum
+	return field == partial || field == ^partial
 }
 
 // checksum is the Internet checksum (RFC 1071) of b, starting from the

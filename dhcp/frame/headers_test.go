@@ -148,3 +148,32 @@ func FuzzParse(f *testing.F) {
 		_, _, _ = ParseARP(b)
 	})
 }
+
+// TestChecksumPartialAccepted: a correct checksum and a CHECKSUM_PARTIAL
+// one (the field holds only the pseudo-header sum) parse; any other value
+// is corruption.
+func TestChecksumPartialAccepted(t *testing.T) {
+	src, dst := netip.MustParseAddr("fe80::858:aff:fe10:5"), netip.MustParseAddr("ff02::1:2")
+	good := AppendUDP6(nil, UDP6{Eth: Ethernet{Dst: Broadcast, Src: vmMAC}, Src: src, Dst: dst,
+		SrcPort: 546, DstPort: 547, Payload: []byte("solicit")})
+	off := EthernetLen + IPv6Len + 6
+	with := func(sum uint16) []byte {
+		b := append([]byte(nil), good...)
+		b[off], b[off+1] = byte(sum>>8), byte(sum)
+		return b
+	}
+	partial := ^checksum(nil, pseudo6(src, dst, ProtoUDP, UDPLen+len("solicit")))
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		ok    bool
+	}{
+		{"complete", good, true},
+		{"partial (offloaded)", with(partial), true},
+		{"corrupt", with(partial + 1), false},
+	} {
+		if _, err := ParseUDP6(tc.frame); (err == nil) != tc.ok {
+			t.Errorf("%s: ParseUDP6 error = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}

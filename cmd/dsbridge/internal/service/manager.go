@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
 	"github.com/dsbridge/dsbridge/dhcp/dhcp6"
 	"github.com/dsbridge/dsbridge/dhcp/frame"
@@ -15,12 +16,14 @@ import (
 	"github.com/dsbridge/dsbridge/ra"
 )
 
-// Manager runs the services of every VM interface under one context.
+// Manager runs the services of every VM interface under one context, and
+// records what they see into a status model.
 type Manager struct {
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	opts   Options
 
 	mu      sync.Mutex
 	running map[string]*Running
@@ -38,11 +41,45 @@ type Running struct {
 // runner is one service's blocking loop.
 type runner interface{ Run(context.Context) error }
 
+// Options change how a Manager runs its services.
+type Options struct {
+	// Status receives every service's events; nil: a model of its own.
+	Status *status.Model
+	// Listen opens the packet transport on the VM's port; nil: frame.Listen.
+	// The dhcp debug mode wraps the transport to trace and to send nothing.
+	Listen func(ifname string, f frame.Filter) (frame.Conn, error)
+	// Observe, when set, is called with every event after Status recorded
+	// it, on the service's goroutine.
+	Observe func(ifname string, ev status.Event)
+}
+
 // NewManager returns a manager whose services stop when ctx ends or Stop
 // is called.
 func NewManager(ctx context.Context, log *slog.Logger) *Manager {
+	return NewManagerWith(ctx, log, Options{})
+}
+
+// NewManagerWith is NewManager with options.
+func NewManagerWith(ctx context.Context, log *slog.Logger, opts Options) *Manager {
+	if opts.Status == nil {
+		opts.Status = status.NewModel(status.Info{})
+	}
+	if opts.Listen == nil {
+		opts.Listen = func(ifname string, f frame.Filter) (frame.Conn, error) { return frame.Listen(ifname, f) }
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	return &Manager{log: log, ctx: ctx, cancel: cancel, running: map[string]*Running{}}
+	return &Manager{log: log, ctx: ctx, cancel: cancel, opts: opts, running: map[string]*Running{}}
+}
+
+// Status is the model the services record into.
+func (m *Manager) Status() *status.Model { return m.opts.Status }
+
+// record stores ev for interface name and passes it to the observer.
+func (m *Manager) record(name string, ev status.Event) {
+	m.opts.Status.Record(name, ev)
+	if m.opts.Observe != nil {
+		m.opts.Observe(name, ev)
+	}
 }
 
 // Start starts the services the plan allows for s. Starting an interface
@@ -59,20 +96,33 @@ func (m *Manager) Start(s Spec) error {
 	}
 	r, runners, err := m.prepare(s)
 	if err != nil {
+		m.opts.Status.Error(s.Name, "", err)
 		return fmt.Errorf("interface %q: %w", s.Name, err)
 	}
+	m.opts.Status.AddInterface(describe(r))
 	m.log.Info("serving interface "+s.Name, append([]any{"vmMAC", s.VMMAC.String(), "tap", s.Layout.Tap}, attrs(s.Plan)...)...)
 	for name, run := range runners {
+		m.opts.Status.SetRunning(s.Name, name, true)
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			if err := run.Run(m.ctx); err != nil && m.ctx.Err() == nil {
+			err := run.Run(m.ctx)
+			m.opts.Status.SetRunning(s.Name, name, false)
+			if err != nil && m.ctx.Err() == nil {
+				m.opts.Status.Error(s.Name, name, err)
 				m.log.Error("service stopped", "interface", s.Name, "service", name, "error", err)
 			}
 		}()
 	}
 	m.running[s.Name] = r
 	return nil
+}
+
+// describe is the status description of a prepared interface.
+func describe(r *Running) status.Interface {
+	s := r.Spec
+	return status.Interface{Name: s.Name, PodIface: s.Layout.PodIface, Tap: s.Layout.Tap, Bridge: s.Layout.Bridge,
+		VMMAC: s.VMMAC.String(), Plan: s.Plan, Offer: offerOf(s, r.Configs)}
 }
 
 func attrs(p netsetup.Plan) []any {
@@ -115,7 +165,7 @@ func (m *Manager) prepare(s Spec) (*Running, map[string]runner, error) {
 		runners[netsetup.ServiceDHCPv6], closers = srv, append(closers, closer)
 	}
 	if sp, ok := on(s.Plan, netsetup.ServiceRA); ok && sp.Transport == netsetup.TransportPacket && cfgs.RA != nil && s.RAMode != ra.ModeOff {
-		conn, err := frame.Listen(s.Layout.Tap, frame.Filter{SrcMAC: s.VMMAC, Kind: frame.KindICMPv6})
+		conn, err := m.opts.Listen(s.Layout.Tap, frame.Filter{SrcMAC: s.VMMAC, Kind: frame.KindICMPv6})
 		if err != nil {
 			return fail(fmt.Errorf("router advertisements: %w", err))
 		}
@@ -124,6 +174,7 @@ func (m *Manager) prepare(s Spec) (*Running, map[string]runner, error) {
 		if err != nil {
 			return fail(fmt.Errorf("router advertisements: %w", err))
 		}
+		adv.Observer = func(ev ra.Event) { m.record(s.Name, EventRA(ev)) }
 		r.RA, runners[netsetup.ServiceRA] = adv, closeAfter(adv, conn.Close)
 	}
 	return r, runners, nil
@@ -135,17 +186,22 @@ func (m *Manager) dhcpv4(r *Running, sp netsetup.ServicePlan, log *slog.Logger) 
 		return nil, nil, fmt.Errorf("dhcpv4: %w", err)
 	}
 	r.DHCPv4 = h
+	cfg, name := r.Configs.DHCPv4, r.Spec.Name
+	observe := func(ev dhcp4.Event) { m.record(name, Event4(ev, cfg)) }
 	if sp.Transport == netsetup.TransportPacket {
-		conn, err := frame.Listen(r.Spec.Layout.Tap, frame.Filter{SrcMAC: r.Spec.VMMAC, Kind: frame.KindDHCPv4})
+		conn, err := m.opts.Listen(r.Spec.Layout.Tap, frame.Filter{SrcMAC: r.Spec.VMMAC, Kind: frame.KindDHCPv4})
 		if err != nil {
 			return nil, nil, fmt.Errorf("dhcpv4: %w", err)
 		}
-		return closeAfter(dhcp4.NewPacketServer(h, conn, log.With("service", "dhcpv4")), conn.Close), conn.Close, nil
+		srv := dhcp4.NewPacketServer(h, conn, log.With("service", "dhcpv4"))
+		srv.Observer = observe
+		return closeAfter(srv, conn.Close), conn.Close, nil
 	}
 	srv, err := dhcp4.NewUDPServer(h, r.Spec.Layout.Bridge, log.With("service", "dhcpv4"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("dhcpv4: %w", err)
 	}
+	srv.Observer = observe
 	return srv, srv.Close, nil
 }
 
@@ -155,17 +211,22 @@ func (m *Manager) dhcpv6(r *Running, sp netsetup.ServicePlan, log *slog.Logger) 
 		return nil, nil, fmt.Errorf("dhcpv6: %w", err)
 	}
 	r.DHCPv6 = h
+	cfg, name := h.Config(), r.Spec.Name
+	observe := func(ev dhcp6.Event) { m.record(name, Event6(ev, &cfg)) }
 	if sp.Transport == netsetup.TransportPacket {
-		conn, err := frame.Listen(r.Spec.Layout.Tap, frame.Filter{SrcMAC: r.Spec.VMMAC, Kind: frame.KindDHCPv6})
+		conn, err := m.opts.Listen(r.Spec.Layout.Tap, frame.Filter{SrcMAC: r.Spec.VMMAC, Kind: frame.KindDHCPv6})
 		if err != nil {
 			return nil, nil, fmt.Errorf("dhcpv6: %w", err)
 		}
-		return closeAfter(dhcp6.NewPacketServer(h, conn, log.With("service", "dhcpv6")), conn.Close), conn.Close, nil
+		srv := dhcp6.NewPacketServer(h, conn, log.With("service", "dhcpv6"))
+		srv.Observer = observe
+		return closeAfter(srv, conn.Close), conn.Close, nil
 	}
 	srv, err := dhcp6.NewUDPServer(h, r.Spec.Layout.Bridge, log.With("service", "dhcpv6"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("dhcpv6: %w", err)
 	}
+	srv.Observer = observe
 	return srv, func() error { return nil }, nil
 }
 

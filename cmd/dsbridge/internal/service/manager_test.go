@@ -1,0 +1,203 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv6"
+
+	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
+	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status/statustest"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/netsetup"
+	"github.com/dsbridge/dsbridge/ra"
+)
+
+var (
+	vmMAC    = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
+	otherMAC = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x99}
+	gwMAC    = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x01}
+)
+
+func testSpec() Spec {
+	snap := &netsetup.Snapshot{
+		PodIface: "eth0", MAC: netsetup.MAC(vmMAC), MTU: 1400,
+		IPv4:     []netip.Prefix{netip.MustParsePrefix("10.16.0.5/16")},
+		IPv6:     []netip.Prefix{netip.MustParsePrefix("fd00:10:16::5/112")},
+		Gateway4: &netsetup.Gateway{IP: netip.MustParseAddr("10.16.0.1")},
+		Gateway6: &netsetup.Gateway{IP: netip.MustParseAddr("fd00:10:16::1"), MAC: netsetup.MAC(gwMAC),
+			LinkLocal: frame.LinkLocalFromMAC(gwMAC)},
+		DNS:    []netip.Addr{netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("fd00:10:96::a")},
+		Search: []string{"default.svc.cluster.local"}, Hostname: "vm",
+	}
+	plan := netsetup.Plan{PodIface: "eth0", Tier: netsetup.TierFull}
+	for _, s := range []string{netsetup.ServiceDHCPv4, netsetup.ServiceDHCPv6, netsetup.ServiceRA} {
+		plan.Services = append(plan.Services, netsetup.ServicePlan{Service: s, On: true, Transport: netsetup.TransportPacket})
+	}
+	return Spec{Name: "default", Snapshot: snap, VMMAC: vmMAC, Identity: "uid", Network: "default",
+		Layout: netsetup.Layout{PodIface: "eth0", Tap: "tap0"}, Plan: plan}
+}
+
+// pipes hands out in-memory transports and keeps the guest's ends.
+type pipes struct {
+	mu    sync.Mutex
+	guest map[frame.Kind]*frame.PipeConn
+}
+
+func (p *pipes) listen(_ string, f frame.Filter) (frame.Conn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	tap, guest := frame.Pipe()
+	p.guest[f.Kind] = guest
+	return tap, nil
+}
+
+func discover4(t *testing.T, src net.HardwareAddr, mt dhcpv4.MessageType, xid byte) []byte {
+	t.Helper()
+	m, err := dhcpv4.New(dhcpv4.WithHwAddr(src), dhcpv4.WithMessageType(mt),
+		dhcpv4.WithTransactionID(dhcpv4.TransactionID{0, 0, 0, xid}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mt == dhcpv4.MessageTypeRequest {
+		m.UpdateOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 16, 0, 5)))
+	}
+	return frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: frame.Broadcast, Src: src},
+		Src: netip.IPv4Unspecified(), Dst: netip.AddrFrom4([4]byte{255, 255, 255, 255}),
+		SrcPort: 68, DstPort: 67, TTL: 64, Payload: m.ToBytes()})
+}
+
+func solicit6(t *testing.T) []byte {
+	t.Helper()
+	m, err := dhcpv6.NewSolicit(vmMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := netip.MustParseAddr("ff02::1:2")
+	return frame.AppendUDP6(nil, frame.UDP6{Eth: frame.Ethernet{Dst: frame.MulticastMAC(all), Src: vmMAC},
+		Src: frame.LinkLocalFromMAC(vmMAC), Dst: all, SrcPort: 546, DstPort: 547, HopLimit: 1, Payload: m.ToBytes()})
+}
+
+// readReply waits for one frame to the guest.
+func readReply(t *testing.T, c *frame.PipeConn) {
+	t.Helper()
+	buf := make([]byte, 2048)
+	if err := c.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadFrame(buf); err != nil {
+		t.Fatalf("no reply: %v", err)
+	}
+}
+
+// TestManagerRecords: the counters on /metrics and the lease in /status
+// match exactly the exchanges the test made.
+func TestManagerRecords(t *testing.T) {
+	p := &pipes{guest: map[frame.Kind]*frame.PipeConn{}}
+	model := status.NewModel(status.Info{Version: "test"})
+	var mu sync.Mutex
+	var observed []string
+	m := NewManagerWith(context.Background(), slog.New(slog.DiscardHandler), Options{Status: model, Listen: p.listen,
+		Observe: func(name string, ev status.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			observed = append(observed, name+" "+ev.Protocol+" "+ev.Request+">"+ev.Reply+" "+ev.Outcome)
+		}})
+	defer m.Stop()
+	spec := testSpec()
+	spec.RAMode = ra.ModeOff // the RA schedule is tested in ra; here only DHCP counts
+	if err := m.Start(spec); err != nil {
+		t.Fatal(err)
+	}
+	g4, g6 := p.guest[frame.KindDHCPv4], p.guest[frame.KindDHCPv6]
+	for _, f := range [][]byte{discover4(t, vmMAC, dhcpv4.MessageTypeDiscover, 1), discover4(t, vmMAC, dhcpv4.MessageTypeDiscover, 2),
+		discover4(t, vmMAC, dhcpv4.MessageTypeRequest, 2)} {
+		if err := g4.WriteFrame(f); err != nil {
+			t.Fatal(err)
+		}
+		readReply(t, g4)
+	}
+	if err := g4.WriteFrame(discover4(t, otherMAC, dhcpv4.MessageTypeDiscover, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := g6.WriteFrame(solicit6(t)); err != nil {
+		t.Fatal(err)
+	}
+	readReply(t, g6)
+	wantObserved := []string{
+		"default dhcpv4 DISCOVER>OFFER replied", "default dhcpv4 DISCOVER>OFFER replied", "default dhcpv4 REQUEST>ACK replied",
+		"default dhcpv4 > dropped", "default dhcpv6 SOLICIT>ADVERTISE replied",
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		mu.Lock()
+		n := len(observed)
+		mu.Unlock()
+		if n >= len(wantObserved) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	got := append([]string(nil), observed...)
+	mu.Unlock()
+	// The foreign frame and the Solicit race on two goroutines.
+	if diff := cmp.Diff(wantObserved, got, cmpSorted()); diff != "" {
+		t.Errorf("observed (-want +got):\n%s", diff)
+	}
+
+	var buf bytes.Buffer
+	if err := model.WriteMetrics(&buf); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := statustest.Parse(&buf)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	counts := []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"dsbridge_packets_received_total", map[string]string{"protocol": "dhcpv4", "type": "DISCOVER", "outcome": "replied"}, 2},
+		{"dsbridge_packets_received_total", map[string]string{"protocol": "dhcpv4", "type": "REQUEST", "outcome": "replied"}, 1},
+		{"dsbridge_packets_received_total", map[string]string{"protocol": "dhcpv4", "type": "unparsed", "outcome": "dropped"}, 1},
+		{"dsbridge_packets_dropped_total", map[string]string{"protocol": "dhcpv4", "reason": "foreign-client"}, 1},
+		{"dsbridge_replies_sent_total", map[string]string{"protocol": "dhcpv4", "type": "OFFER"}, 2},
+		{"dsbridge_replies_sent_total", map[string]string{"protocol": "dhcpv4", "type": "ACK"}, 1},
+		{"dsbridge_replies_sent_total", map[string]string{"protocol": "dhcpv6", "type": "ADVERTISE"}, 1},
+		{"dsbridge_handler_latency_seconds_count", map[string]string{"protocol": "dhcpv4"}, 4},
+		{"dsbridge_handler_latency_seconds_count", map[string]string{"protocol": "dhcpv6"}, 1},
+		{"dsbridge_lease_bound", map[string]string{"protocol": "dhcpv4"}, 1},
+		{"dsbridge_lease_bound", map[string]string{"protocol": "dhcpv6"}, 0},
+		{"dsbridge_service_up", map[string]string{"service": "dhcpv6"}, 1},
+	}
+	for _, c := range counts {
+		if got, ok := statustest.Value(fams, c.name, c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	doc := model.Status()
+	svc := doc.Interfaces[0].Services
+	if svc[0].Lease == nil || svc[0].Lease.State != status.LeaseBound || svc[0].Lease.Address != "10.16.0.5/16" {
+		t.Errorf("DHCPv4 lease = %+v, want bound 10.16.0.5/16", svc[0].Lease)
+	}
+	if svc[1].Lease == nil || svc[1].Lease.State != status.LeaseOffered || svc[1].Lease.Address != "fd00:10:16::5" {
+		t.Errorf("DHCPv6 lease = %+v, want offered fd00:10:16::5", svc[1].Lease)
+	}
+	if got, want := doc.Interfaces[0].Offer.IPv4, "10.16.0.5/16"; got != want {
+		t.Errorf("offer IPv4 %q, want %q", got, want)
+	}
+	m.Stop()
+	if got := model.Status().Interfaces[0].Services[0].Running; got {
+		t.Error("DHCPv4 still running after Stop")
+	}
+}

@@ -1,0 +1,61 @@
+package dhcp6
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/insomniacslk/dhcp/dhcpv6"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+)
+
+// TestEventDetails: the observer gets the client's transaction ID (inside
+// relays too), why a packet was not answered, and a latency.
+func TestEventDetails(t *testing.T) {
+	tests := []struct {
+		file       string
+		wantReason string
+	}{
+		{"capture-solicit-1", ""},
+		{"capture-relayforw-1", ""},
+		{"capture-request-1", "not addressed to our server identifier"},
+	}
+	s := NewPacketServer(newTestHandler(t), &recordConn{}, discard())
+	p := s.t.(*packetTransport)
+	lim := newLimiter(0, 0)
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			b := readCorpus(t, filepath.Join("testdata/fuzz/FuzzPacketReceive", tt.file))
+			var got Event
+			s.Observer = func(e Event) { got = e }
+			s.serve(p.parse(b), lim)
+			u, err := frame.ParseUDP6(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, err := dhcpv6.FromBytes(u.Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inner, err := msg.GetInnerMessage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := inner.TransactionID
+			want := struct {
+				XID    uint32
+				Reason string
+			}{uint32(x[0])<<16 | uint32(x[1])<<8 | uint32(x[2]), tt.wantReason}
+			if diff := cmp.Diff(want, struct {
+				XID    uint32
+				Reason string
+			}{got.XID, got.Reason}); diff != "" {
+				t.Errorf("event details (-want +got):\n%s", diff)
+			}
+			if got.Latency <= 0 {
+				t.Errorf("latency %v, want > 0", got.Latency)
+			}
+		})
+	}
+}

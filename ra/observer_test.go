@@ -1,0 +1,54 @@
+package ra
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+)
+
+// TestObserver: the observer sees the RS and both RAs it caused, in order.
+func TestObserver(t *testing.T) {
+	tap, guest := frame.Pipe()
+	t.Cleanup(func() { tap.Close(); guest.Close() })
+	cfg := kubeOVN112()
+	a, err := NewAdvertiser(cfg, tap, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.rnd = rndMax
+	events := make(chan Event, 8)
+	a.Observer = func(e Event) { events <- e }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := guest.WriteFrame(rsFrame(t, guestLLA, 255, nil)); err != nil {
+		t.Fatal(err)
+	}
+	var got []Event
+	for range 2 {
+		if _, ok := readRA(t, guest, cfg, 2*time.Second); !ok {
+			t.Fatal("no RA")
+		}
+	}
+	for len(got) < 3 {
+		select {
+		case e := <-events:
+			got = append(got, e)
+		case <-time.After(2 * time.Second):
+			t.Fatalf("events %v, want 3", got)
+		}
+	}
+	want := []Event{
+		{Type: EventSolicitation, Peer: guestLLA},
+		{Type: EventAdvertisement, Peer: allNodes},
+		{Type: EventAdvertisement, Peer: guestLLA},
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b Event) bool { return a.Type == b.Type && a.Peer == b.Peer })); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
