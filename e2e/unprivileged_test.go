@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,13 +22,34 @@ import (
 // plumbing, then OnDefineDomain: the sidecar adopts the layout and serves
 // DHCPv4 and DHCPv6 from UDP sockets while the kernel answers RS. A guest
 // running dhcpcd gets both families and both default routes.
+//
+// The legacy row is KubeVirt before 1.4 (domainAttachmentType: tap): the
+// CNI builds the plumbing itself before any container starts, so the
+// sidecar finds the pod already plumbed and recovers the gateways from the
+// plumbing's record.
 func TestUnprivilegedTier(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long end-to-end row")
 	}
+	for _, legacy := range []bool{false, true} {
+		name := map[bool]string{false: "managedTap", true: "legacy CNI plumbing"}[legacy]
+		t.Run(name, func(t *testing.T) { unprivilegedTier(t, legacy) })
+	}
+}
+
+func unprivilegedTier(t *testing.T, legacy bool) {
 	l := lab.NewLab(t, lab.KubeOVN)
 	leak := lab.StartCapture(t, l.Node, l.NodeIf, "icmp6 and ip6[40] == 134")
-	cniAdd(t, l)
+	if legacy {
+		// The CNI creates the real tap0; the guest's veth joins the bridge
+		// beside it, standing in for the VM on that tap.
+		l.Pod.Run(t, "ip", "link", "set", l.Tap, "down")
+		l.Pod.Run(t, "ip", "link", "set", l.Tap, "name", "vm0")
+	}
+	cniAdd(t, l, legacy)
+	if legacy {
+		l.Pod.Run(t, "ip", "link", "set", "vm0", "master", "k6t-"+l.Spec.PodIface, "up")
+	}
 
 	// t.TempDir's parent is private to root: uid 107 needs a path it can
 	// traverse, as the sidecar's emptyDir is in a pod.
@@ -63,7 +85,9 @@ func TestUnprivilegedTier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	managedTap(t, l)
+	if !legacy {
+		managedTap(t, l)
+	}
 	domain, vmi := readFixture(t, "domain.xml"), readFixture(t, "vmi-pod.json")
 	if _, err := launcher.OnDefineDomain(ctx, domain, vmi); err != nil {
 		t.Fatalf("OnDefineDomain: %v", err)
@@ -99,10 +123,10 @@ func TestUnprivilegedTier(t *testing.T) {
 }
 
 // cniAdd runs the binding CNI's ADD in the pod as a runtime would.
-func cniAdd(t *testing.T, l *lab.Lab) {
+func cniAdd(t *testing.T, l *lab.Lab, plumbing bool) {
 	t.Helper()
-	conf := `{"cniVersion":"1.0.0","name":"dsbridge-binding","type":"dsbridge-cni","stateDir":"` + t.TempDir() +
-		`","args":{"cni":{"logicNetworkName":"default"}}}`
+	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"dsbridge-binding","type":"dsbridge-cni","stateDir":%q,"plumbing":%t,"args":{"cni":{"logicNetworkName":"default"}}}`,
+		t.TempDir(), plumbing)
 	cmd := exec.Command(cniBin)
 	cmd.Env = append(os.Environ(), "CNI_COMMAND=ADD", "CNI_CONTAINERID="+lab.RandName("ctr"),
 		"CNI_NETNS="+l.Pod.Path(), "CNI_IFNAME=dsb0", "CNI_PATH="+filepath.Dir(cniBin))

@@ -268,7 +268,7 @@ func (p *plumber) tapPort() error {
 }
 
 // dummy creates <x> with the pod's original MAC and MTU, left down as
-// KubeVirt leaves it.
+// KubeVirt leaves it, and records the gateways in its alias (alias.go).
 func (p *plumber) dummy() error {
 	d, err := p.ensureAddrHolder()
 	if err != nil {
@@ -282,6 +282,11 @@ func (p *plumber) dummy() error {
 	if p.s.MTU > 0 && d.Attrs().MTU != p.s.MTU {
 		if err := netlink.LinkSetMTU(d, p.s.MTU); err != nil {
 			return fmt.Errorf("failed to set MTU of %q: %w", p.l.Dummy, err)
+		}
+	}
+	if alias := gatewayAlias(p.s); !p.s.Plumbed && d.Attrs().Alias != alias {
+		if err := netlink.LinkSetAlias(d, alias); err != nil {
+			return fmt.Errorf("failed to record the gateways on %q: %w", p.l.Dummy, err)
 		}
 	}
 	return nil

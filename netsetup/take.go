@@ -60,7 +60,8 @@ func (o SnapshotOptions) withDefaults() SnapshotOptions {
 // address), other routes, DNS, search domains and hostname. Before plumbing
 // it reads the interface the CNI made; after plumbing (ours or KubeVirt's
 // managedTap) it reads the dummy <x>, which holds the addresses but no
-// routes, and marks the snapshot Plumbed.
+// routes, and marks the snapshot Plumbed; the gateways come from the
+// dummy's alias when dsbridge's plumbing recorded them there.
 func Take(ctx context.Context, opts SnapshotOptions) (*Snapshot, error) {
 	opts = opts.withDefaults()
 	link, plumbed, err := snapshotSource(LayoutFor(opts.PodIface, ""))
@@ -83,6 +84,8 @@ func Take(ctx context.Context, opts SnapshotOptions) (*Snapshot, error) {
 		if err := readRoutes(ctx, link, s, opts.ResolveTimeout); err != nil {
 			return nil, err
 		}
+	} else if gw4, gw6, ok := parseGatewayAlias(attrs.Alias); ok {
+		s.Gateway4, s.Gateway6 = gw4, gw6
 	}
 	if err := readHost(opts, s); err != nil {
 		return nil, err

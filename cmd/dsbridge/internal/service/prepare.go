@@ -80,8 +80,12 @@ func Snapshot(ctx context.Context, req Request) (*netsetup.Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read the network of pod interface %q: %w", req.PodIface, err)
 	}
-	if snap.Plumbed {
+	switch {
+	case snap.Plumbed && snap.Gateway4 == nil && snap.Gateway6 == nil:
 		req.Log.Warn("the pod interface was already plumbed and no snapshot was saved: gateways and routes are unknown",
+			"podIface", req.PodIface, "stateFile", path)
+	case snap.Plumbed:
+		req.Log.Warn("the pod interface was already plumbed and no snapshot was saved: gateways recovered from the plumbing's record, other routes unknown",
 			"podIface", req.PodIface, "stateFile", path)
 	}
 	return snap, nil
