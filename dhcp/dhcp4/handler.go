@@ -3,6 +3,7 @@ package dhcp4
 import (
 	"bytes"
 	"fmt"
+	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -79,7 +80,7 @@ type Handler struct {
 	yiaddr     net.IP
 	options    []option // in priority order: dropped from the end when a reply runs out of room
 	coreSize   int      // wire size of the core options
-	declines   *logEvery
+	declines   *loudlog.Every
 }
 
 // NewHandler validates cfg and precomputes every reply option. A nil log
@@ -104,7 +105,7 @@ func NewHandler(cfg Config, log *slog.Logger) (*Handler, error) {
 		sidOpt:     sid[:],
 		addr:       cfg.Address.Addr(),
 		yiaddr:     net.IP(addr[:]),
-		declines:   &logEvery{interval: loudInterval},
+		declines:   &loudlog.Every{Interval: loudlog.Interval},
 	}
 	opts, err := buildOptions(&cfg, log)
 	if err != nil {
@@ -283,7 +284,7 @@ func (h *Handler) request(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Dest) {
 
 // decline logs a DHCPDECLINE: the guest found its address in use, which for a
 // pod's own address means something else on the link answers ARP for it.
-// It is logged loudly at most once per loudInterval: a guest repeating it
+// It is logged loudly at most once per loudlog.Interval: a guest repeating it
 // must not flood the log.
 func (h *Handler) decline(req *dhcpv4.DHCPv4) Dest {
 	sid, hasSID, _ := addrOption(req, optServerID)
@@ -294,7 +295,7 @@ func (h *Handler) decline(req *dhcpv4.DHCPv4) Dest {
 	const msg = "the VM declined its DHCPv4 address: another host answers ARP for it " +
 		"(is net.ipv4.conf.all.arp_ignore=1 set in the pod network namespace?)"
 	attrs := []any{"address", requested, "binding", h.addr, "mac", req.ClientHWAddr.String()}
-	if ok, held := h.declines.allow(time.Now()); ok {
+	if ok, held := h.declines.Allow(time.Now()); ok {
 		h.log.Error(msg, append(attrs, "alsoSinceLastLogged", held)...)
 	} else {
 		h.log.Debug(msg, attrs...)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"log/slog"
 	"net"
 	"os"
@@ -67,7 +68,7 @@ type Server struct {
 
 	sendFailing bool // the last write failed: log further failures at debug level
 	readFailing bool // the last read failed: log further failures at debug level
-	panics      logEvery
+	panics      loudlog.Every
 }
 
 // NewPacketServer serves h over conn, a link on which every frame comes from
@@ -81,7 +82,7 @@ func NewPacketServer(h *Handler, conn frame.Conn, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{Limit: RateLimit{Rate: DefaultRate, Burst: DefaultBurst}, h: h, log: log, conn: conn,
-		in: make([]byte, bufSize), out: make([]byte, 0, bufSize), panics: logEvery{interval: loudInterval}}
+		in: make([]byte, bufSize), out: make([]byte, 0, bufSize), panics: loudlog.Every{Interval: loudlog.Interval}}
 }
 
 // Run serves until ctx is cancelled, then returns nil. It returns an error
@@ -246,9 +247,9 @@ func (s *Server) sendFailed(err error) {
 }
 
 // logPanic logs a recovered panic with its stack, at error level at most
-// once per loudInterval: input that panics may come in a flood.
+// once per loudlog.Interval: input that panics may come in a flood.
 func (s *Server) logPanic(msg string, r any, now time.Time) {
-	if ok, held := s.panics.allow(now); ok {
+	if ok, held := s.panics.Allow(now); ok {
 		s.log.Error(msg, "panic", fmt.Sprint(r), "stack", string(debug.Stack()), "alsoSinceLastLogged", held)
 		return
 	}

@@ -3,6 +3,7 @@ package dhcp6
 import (
 	"bytes"
 	"fmt"
+	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"log/slog"
 	"net"
 	"time"
@@ -18,7 +19,7 @@ import (
 type Handler struct {
 	cfg      Config
 	log      *slog.Logger
-	declines *logEvery
+	declines *loudlog.Every
 
 	serverID []byte // our DUID on the wire, for comparisons
 	addr     net.IP
@@ -41,7 +42,7 @@ func NewHandler(cfg Config, log *slog.Logger) (*Handler, error) {
 	h := &Handler{
 		cfg:         cfg,
 		log:         log,
-		declines:    &logEvery{interval: loudInterval},
+		declines:    &loudlog.Every{Interval: loudlog.Interval},
 		serverID:    cfg.ServerDUID.ToBytes(),
 		addr:        net.IP(cfg.Address.AsSlice()),
 		serverIDOpt: dhcpv6.OptServerID(cfg.ServerDUID),
@@ -173,10 +174,10 @@ func (h *Handler) handleMessage(m *dhcpv6.Message) *dhcpv6.Message {
 }
 
 // logDecline logs a Decline at warning level at most once per
-// loudInterval: a guest repeating it must not flood the log.
+// loudlog.Interval: a guest repeating it must not flood the log.
 func (h *Handler) logDecline(m *dhcpv6.Message) {
 	const msg = "the VM declined its IPv6 address: another node on the link uses it"
-	if ok, held := h.declines.allow(time.Now()); ok {
+	if ok, held := h.declines.Allow(time.Now()); ok {
 		h.log.Warn(msg, "address", h.cfg.Address, "client", clientID(m), "alsoSinceLastLogged", held)
 		return
 	}

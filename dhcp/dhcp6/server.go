@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -113,7 +114,7 @@ type Server struct {
 	t      transport
 	filter vmFilter
 	now    func() time.Time
-	panics *logEvery
+	panics *loudlog.Every
 }
 
 func newServer(h *Handler, t transport, log *slog.Logger) *Server {
@@ -122,7 +123,7 @@ func newServer(h *Handler, t transport, log *slog.Logger) *Server {
 		h: h, log: log, t: t,
 		filter: vmFilter{mac: h.cfg.VMMAC},
 		now:    time.Now,
-		panics: &logEvery{interval: loudInterval},
+		panics: &loudlog.Every{Interval: loudlog.Interval},
 	}
 }
 
@@ -185,10 +186,10 @@ func (s *Server) serve(req request, lim *limiter) {
 }
 
 // logPanic logs a recovered panic at error level at most once per
-// loudInterval: input that panics may come in a flood.
+// loudlog.Interval: input that panics may come in a flood.
 func (s *Server) logPanic(p any, src netip.Addr) {
 	const msg = "recovered from panic handling DHCPv6 packet"
-	if ok, held := s.panics.allow(time.Now()); ok {
+	if ok, held := s.panics.Allow(time.Now()); ok {
 		s.log.Error(msg, "panic", p, "src", src, "alsoSinceLastLogged", held)
 		return
 	}
