@@ -20,6 +20,13 @@ const (
 	sysctlIPv6ConfTemplate = "net/ipv6/conf/%s/%s"
 )
 
+// ReadSysctl reads an integer sysctl by its path under /proc/sys (e.g.
+// "net/ipv4/ip_unprivileged_port_start") in the caller's network namespace.
+func ReadSysctl(name string) (int, error) { return readSysctlInt(name) }
+
+// WriteSysctl writes an integer sysctl by its path under /proc/sys.
+func WriteSysctl(name string, v int) error { return writeSysctlInt(name, v) }
+
 func readSysctlInt(name string) (int, error) {
 	b, err := os.ReadFile(filepath.Join(procSys, name))
 	if err != nil {

@@ -116,7 +116,7 @@ func sysctls(t *testing.T, ns *lab.NS) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for _, name := range []string{sysctlUnprivPortStart, sysctlArpIgnoreAll} {
-		s := strings.TrimSpace(ns.Run(t, "cat", filepath.Join(procSys, name)))
+		s := strings.TrimSpace(ns.Run(t, "cat", filepath.Join("/proc/sys", name)))
 		v, err := strconv.Atoi(s)
 		if err != nil {
 			t.Fatalf("sysctl %s = %q: %v", name, s, err)

@@ -2,15 +2,12 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
+
+	"github.com/dsbridge/dsbridge/netsetup"
 )
 
-// procSys is the sysctl tree. Files under net/ belong to the network
-// namespace of the thread that opens them, so these run inside netsetup.Do.
-const procSys = "/proc/sys"
+// Sysctls under net/ belong to the network namespace of the thread that
+// opens them, so these run inside netsetup.Do.
 
 // The sysctls ADD sets in the pod's network namespace.
 const (
@@ -32,39 +29,20 @@ var wantSysctls = []struct {
 	{sysctlArpIgnoreAll, 1},
 }
 
-func readSysctl(name string) (int, error) {
-	b, err := os.ReadFile(filepath.Join(procSys, name))
-	if err != nil {
-		return 0, fmt.Errorf("failed to read sysctl %q: %w", name, err)
-	}
-	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return 0, fmt.Errorf("failed to parse sysctl %q: %w", name, err)
-	}
-	return v, nil
-}
-
-func writeSysctl(name string, v int) error {
-	if err := os.WriteFile(filepath.Join(procSys, name), []byte(strconv.Itoa(v)), 0o644); err != nil {
-		return fmt.Errorf("failed to write sysctl %q: %w", name, err)
-	}
-	return nil
-}
-
 // applySysctls sets wantSysctls and returns what it changed. prev, when
 // non-nil, supplies the values from before any dsbridge attachment of this
 // pod (a sibling's record), since the live values may already be ours.
 func applySysctls(prev map[string]int) ([]sysctlChange, error) {
 	var out []sysctlChange
 	for _, w := range wantSysctls {
-		cur, err := readSysctl(w.name)
+		cur, err := netsetup.ReadSysctl(w.name)
 		if err != nil {
 			return out, err
 		}
 		if p, ok := prev[w.name]; ok {
 			cur = p
 		}
-		if err := writeSysctl(w.name, w.val); err != nil {
+		if err := netsetup.WriteSysctl(w.name, w.val); err != nil {
 			return out, err
 		}
 		out = append(out, sysctlChange{Name: w.name, Prev: cur, Set: w.val})
@@ -77,14 +55,14 @@ func applySysctls(prev map[string]int) ([]sysctlChange, error) {
 func restoreSysctls(changes []sysctlChange) error {
 	for i := len(changes) - 1; i >= 0; i-- {
 		c := changes[i]
-		cur, err := readSysctl(c.Name)
+		cur, err := netsetup.ReadSysctl(c.Name)
 		if err != nil {
 			return err
 		}
 		if cur != c.Set || c.Prev == c.Set {
 			continue
 		}
-		if err := writeSysctl(c.Name, c.Prev); err != nil {
+		if err := netsetup.WriteSysctl(c.Name, c.Prev); err != nil {
 			return err
 		}
 	}
@@ -94,7 +72,7 @@ func restoreSysctls(changes []sysctlChange) error {
 // checkSysctls reports the first sysctl no longer at the value ADD set.
 func checkSysctls(changes []sysctlChange) error {
 	for _, c := range changes {
-		cur, err := readSysctl(c.Name)
+		cur, err := netsetup.ReadSysctl(c.Name)
 		if err != nil {
 			return err
 		}

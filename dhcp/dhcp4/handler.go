@@ -3,13 +3,13 @@ package dhcp4
 import (
 	"bytes"
 	"fmt"
-	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
 	"time"
 
+	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 )

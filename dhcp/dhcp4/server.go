@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"log/slog"
 	"net"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 )
 
 // Event describes one received packet, for metrics.

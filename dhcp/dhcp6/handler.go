@@ -3,11 +3,11 @@ package dhcp6
 import (
 	"bytes"
 	"fmt"
-	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"log/slog"
 	"net"
 	"time"
 
+	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/insomniacslk/dhcp/rfc1035label"

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"log/slog"
 	"net"
 	"net/netip"
 	"time"
 
+	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"github.com/insomniacslk/dhcp/dhcpv6"
 )
 
