@@ -8,11 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
-	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/hooks"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
@@ -75,13 +73,7 @@ func runServe(args []string, stderr io.Writer) error {
 	log := hooks.NewLogger(stderr, "dsbridge-serve", c.logLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	priv, err := netsetup.Probe()
-	if err != nil {
-		return err
-	}
-	model := status.NewModel(status.Info{Version: version, Commit: commit, Mode: "serve"})
-	model.SetTier(string(netsetup.PlanFor(priv, nil, netsetup.PlanOptions{}).Tier))
-	wait, err := startStatusServer(ctx, filepath.Join(c.stateDir, status.SocketName), model, log)
+	priv, model, wait, err := startRuntime(ctx, "serve", c.stateDir, log)
 	if err != nil {
 		return err
 	}

@@ -79,15 +79,9 @@ func runSidecar(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	priv, err := netsetup.Probe()
-	if err != nil {
-		return err
-	}
-	model := status.NewModel(status.Info{Version: version, Commit: commit, Mode: "sidecar"})
-	model.SetTier(string(netsetup.PlanFor(priv, nil, netsetup.PlanOptions{}).Tier))
 	// The status socket lives in the plugin's own subdirectory: KubeVirt
 	// takes every socket at the top of the hooks directory for a hook.
-	wait, err := startStatusServer(ctx, filepath.Join(cfg.stateDir, status.SocketName), model, log)
+	priv, model, wait, err := startRuntime(ctx, "sidecar", cfg.stateDir, log)
 	if err != nil {
 		return err
 	}
