@@ -264,6 +264,14 @@ func (p *plumber) tapPort() error {
 	if err := setMaster(tap, p.l.Bridge); err != nil {
 		return err
 	}
+	// No IPv6 address on the VM's port either, so the pod's own kernel
+	// sends nothing (MLD, RS, DAD) towards the guest. A stand-in that is
+	// already up keeps what it has.
+	if !p.l.TapStandIn {
+		if err := setAddrGenModeNone(tap); err != nil {
+			return err
+		}
+	}
 	return setUp(tap)
 }
 
