@@ -310,13 +310,13 @@ func (p *plumber) ensureAddrHolder() (netlink.Link, error) {
 	}
 	err := netlink.LinkAdd(&netlink.Dummy{LinkAttrs: attrs})
 	if errors.Is(err, unix.EOPNOTSUPP) {
-		p.log.Warn("kernel has no dummy driver; an ifb device holds the pod's addresses", "name", p.l.Dummy)
+		p.log.Warn("kernel has no dummy driver; an ifb device holds the pod's addresses", "link", p.l.Dummy)
 		err = netlink.LinkAdd(&netlink.Ifb{LinkAttrs: attrs})
 	}
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return nil, fmt.Errorf("failed to create dummy %q: %w", p.l.Dummy, err)
 	}
-	p.log.Info("created link", "name", p.l.Dummy, "type", "dummy")
+	p.log.Info("created link", "link", p.l.Dummy, "type", "dummy")
 	return addrHolder(p.l.Dummy)
 }
 
@@ -397,7 +397,7 @@ func ensureLink(link netlink.Link, wantType string, log *slog.Logger) (netlink.L
 		if err := netlink.LinkAdd(link); err != nil && !errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("failed to create %s %q: %w", wantType, name, err)
 		}
-		log.Info("created link", "name", name, "type", wantType)
+		log.Info("created link", "link", name, "type", wantType)
 	}
 	return linkOfType(name, wantType)
 }

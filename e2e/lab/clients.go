@@ -14,10 +14,11 @@ import (
 // The client scripts configure the guest with ip(8) and record the client's
 // environment in $DSB_DIR/<reason>.env (DSB_DIR is written into each
 // script), so nothing on the host (resolv.conf,
-// hostname) ever changes.
+// hostname) ever changes. Each record is written aside and renamed into
+// place, so Env never reads a file the script is still writing.
 
 const dhclientScript = `#!/bin/sh
-env > "$DSB_DIR/$reason.env"
+env > "$DSB_DIR/$reason.tmp" && mv "$DSB_DIR/$reason.tmp" "$DSB_DIR/$reason.env"
 case "$reason" in
 PREINIT) ip link set "$interface" up ;;
 BOUND|RENEW|REBIND|REBOOT)
@@ -51,7 +52,7 @@ request subnet-mask, broadcast-address, time-offset, routers, domain-name, domai
 `
 
 const udhcpcScript = `#!/bin/sh
-env > "$DSB_DIR/$1.env"
+env > "$DSB_DIR/$1.tmp" && mv "$DSB_DIR/$1.tmp" "$DSB_DIR/$1.env"
 case "$1" in
 deconfig) ip link set "$interface" up ;;
 bound|renew)
@@ -73,7 +74,7 @@ exit 0
 
 // dhcpcd configures addresses and routes itself; its script only records.
 const dhcpcdScript = `#!/bin/sh
-env > "$DSB_DIR/$reason.env"
+env > "$DSB_DIR/$reason.tmp" && mv "$DSB_DIR/$reason.tmp" "$DSB_DIR/$reason.env"
 exit 0
 `
 
