@@ -24,7 +24,7 @@ DEB_PACKAGES := git iproute2 util-linux libcap2-bin procps protobuf-compiler \
 
 GO_TEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build deps tools generate generate-bpf check-generate lint test test-short bench fuzz-smoke demo clean image
+.PHONY: all build deps tools generate generate-bpf check-generate lint test test-short bench perf fuzz-smoke demo clean image
 
 all: build
 
@@ -79,6 +79,12 @@ test-short:
 
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
+
+# perf runs perfdhcp against dsbridge and dnsmasq on the same lab, and times
+# real guests from link up to configured under both (README, Performance).
+perf: deps
+	DSBRIDGE_PERF=1 go test -count=1 -run TestPerfdhcpVsDnsmasq -v ./dhcp/dhcp4/ ./dhcp/dhcp6/ | grep -E 'PERF|^(ok|FAIL|---)'
+	DSBRIDGE_MEASURE=1 go test -count=1 -run TestMeasure -v ./e2e/ | grep -E 'MEASURE|^(ok|FAIL|---)' 
 
 # fuzz-smoke runs every fuzz target briefly (FUZZTIME each).
 FUZZTIME ?= 10s
