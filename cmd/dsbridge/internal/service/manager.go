@@ -176,6 +176,15 @@ func (m *Manager) prepare(s Spec) (*Running, map[string]runner, error) {
 		}
 		adv.Observer = func(ev ra.Event) { m.record(s.Name, EventRA(ev)) }
 		r.RA, runners[netsetup.ServiceRA] = adv, closeAfter(adv, conn.Close)
+		// The cluster's own RAs from the same router arrive on the uplink:
+		// watch them to warn once when their flags differ from ours. Not
+		// being able to watch costs nothing but that warning.
+		if up, err := m.opts.Listen(s.Layout.Uplink, frame.Filter{SrcMAC: cfgs.RA.GatewayMAC, Kind: frame.KindICMPv6}); err != nil {
+			log.Debug("not watching the gateway's own router advertisements", "uplink", s.Layout.Uplink, "error", err.Error())
+		} else {
+			closers = append(closers, up.Close)
+			runners["ra-upstream"] = closeAfter(upstreamWatcher{conn: up, adv: adv}, up.Close)
+		}
 	}
 	return r, runners, nil
 }
