@@ -174,12 +174,11 @@ func probe(t *testing.T, n *lab.NS, ifname string, mac net.HardwareAddr, wait ti
 
 // dhclient6 runs ISC dhclient -6 in the foreground in the guest, with its
 // files in dir (a second run with the same dir restarts from the lease).
-// (lab.Dhclient cannot be used yet: dhclient clears the environment its
-// script sees, so the script's $DSB_DIR is empty there.)
 func dhclient6(t *testing.T, l *lab.Lab, dir string) *exec.Cmd {
 	t.Helper()
 	script := filepath.Join(dir, "script")
-	body := "#!/bin/sh\nenv > " + dir + "/$reason.env\n" +
+	// Written aside and renamed, so a reader never sees a half-written file.
+	body := "#!/bin/sh\nenv > " + dir + "/$reason.tmp && mv " + dir + "/$reason.tmp " + dir + "/$reason.env\n" +
 		"case $reason in BOUND6|REBOOT6) ip -6 addr replace $new_ip6_address/$new_ip6_prefixlen dev $interface nodad ;; esac\n"
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
