@@ -1,7 +1,6 @@
 package dhcp4
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -76,23 +75,7 @@ func (l *testLab) startPacketServer(t *testing.T, cfg Config, limit RateLimit) {
 // run serves s until the test ends, then checks it stopped cleanly.
 func (l *testLab) run(t *testing.T, s *Server, closeFn func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run() = %v after cancel, want nil", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run() did not return within 5 s of cancel")
-		}
-		if err := closeFn(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
+	lab.RunUntilCleanup(t, s.Run, closeFn)
 }
 
 // startCapture records every frame on the node's end of the uplink.

@@ -11,6 +11,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
 var bcastAddr = netip.MustParseAddr("255.255.255.255")
@@ -37,22 +38,7 @@ func startServer(t *testing.T, h *Handler, limit RateLimit) (*frame.PipeConn, <-
 	s := NewPacketServer(h, srv, discardLogger())
 	s.Limit = limit
 	s.Observer = func(e Event) { events <- e }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run() = %v, want nil after cancel", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run() did not return within 5 s of cancel")
-		}
-		srv.Close()
-		vm.Close()
-	})
+	lab.RunUntilCleanup(t, s.Run, srv.Close, vm.Close)
 	return vm, events
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
 var allDHCP = netip.MustParseAddr("ff02::1:2")
@@ -73,20 +74,7 @@ func startPacketServer(t *testing.T, wrap func(frame.Conn) frame.Conn, edit func
 	if edit != nil {
 		edit(s)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run after cancel: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Errorf("Run did not return after cancel")
-		}
-	})
+	lab.RunUntilCleanup(t, s.Run)
 	return hs
 }
 

@@ -2,8 +2,8 @@ package service
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -154,7 +154,7 @@ func offerOf(s Spec, c Configs) status.Offer {
 	if d := c.DHCPv6; d != nil {
 		o.IPv6 = d.Address.String()
 		if d.ServerDUID != nil {
-			o.ServerDUID = hexColon(d.ServerDUID.ToBytes())
+			o.ServerDUID = net.HardwareAddr(d.ServerDUID.ToBytes()).String()
 		}
 		o.DNS = appendAddrs(o.DNS, d.DNS)
 		if o.Search == nil {
@@ -178,15 +178,4 @@ func appendAddrs(out []string, addrs []netip.Addr) []string {
 		out = append(out, a.String())
 	}
 	return out
-}
-
-func hexColon(b []byte) string {
-	var sb strings.Builder
-	for i, c := range b {
-		if i > 0 {
-			sb.WriteByte(':')
-		}
-		fmt.Fprintf(&sb, "%02x", c)
-	}
-	return sb.String()
 }

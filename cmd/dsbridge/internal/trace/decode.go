@@ -132,7 +132,7 @@ func options4(w *line, o dhcpv4.Options) {
 		w.kv("params", strings.Join(codes, ","))
 	}
 	if v, ok := o[61]; ok {
-		w.kv("client-id", hexColon(v))
+		w.kv("client-id", net.HardwareAddr(v).String())
 	}
 }
 
@@ -198,7 +198,7 @@ func dhcp6(u frame.UDP6) string {
 	w.kv("from", u.Src.String())
 	w.kv("to", u.Dst.String())
 	if cid := m.Options.ClientID(); cid != nil {
-		w.kv("duid", hexColon(cid.ToBytes()))
+		w.kv("duid", net.HardwareAddr(cid.ToBytes()).String())
 	}
 	options6(&w, m)
 	return w.String()
@@ -337,17 +337,6 @@ func ip4s(b []byte) string {
 		out = append(out, ip4(b[:4]))
 	}
 	return strings.Join(out, ",")
-}
-
-func hexColon(b []byte) string {
-	var sb strings.Builder
-	for i, c := range b {
-		if i > 0 {
-			sb.WriteByte(':')
-		}
-		fmt.Fprintf(&sb, "%02x", c)
-	}
-	return sb.String()
 }
 
 func b01(b bool) string {
