@@ -15,58 +15,89 @@ import (
 	"github.com/dsbridge/dsbridge/netsetup"
 )
 
-// TestUnprivilegedTier is KubeVirt's default posture end to end: the
-// binding CNI's ADD on the pristine pod (port sysctl, arp_ignore, kernel
-// RS->RA responder), the sidecar started as uid 107 with no capabilities
-// (it records the pod before the socket opens), virt-handler's managedTap
-// plumbing, then OnDefineDomain: the sidecar adopts the layout and serves
-// DHCPv4 and DHCPv6 from UDP sockets while the kernel answers RS. A guest
-// running dhcpcd gets both families and both default routes.
+// TestTiers runs each deployment tier end to end with the sidecar under
+// the privileges that tier gives it, driven by the fake virt-launcher; a
+// guest running dhcpcd gets both families and both default routes.
 //
-// The legacy row is KubeVirt before 1.4 (domainAttachmentType: tap): the
-// CNI builds the plumbing itself before any container starts, so the
-// sidecar finds the pod already plumbed and recovers the gateways from the
-// plumbing's record.
-func TestUnprivilegedTier(t *testing.T) {
+//   - unprivileged (KubeVirt's default posture): the binding CNI's ADD on the
+//     pristine pod (port sysctl, arp_ignore, kernel RS->RA responder), the
+//     sidecar as uid 107 with no capabilities (it records the pod before the
+//     socket opens), virt-handler's managedTap plumbing, then OnDefineDomain:
+//     the sidecar adopts the layout and serves DHCPv4 and DHCPv6 from UDP
+//     sockets while the kernel answers RS;
+//   - legacy (KubeVirt before 1.4, domainAttachmentType: tap): the CNI builds
+//     the plumbing itself before any container starts, so the sidecar finds
+//     the pod already plumbed and recovers the gateways from the plumbing's
+//     record;
+//   - root gate (KubeVirt's Root feature gate: root with the runtime's default
+//     capabilities, NET_RAW and NET_BIND_SERVICE but never NET_ADMIN): no
+//     CNI, managedTap plumbing, every service on the packet transport, and
+//     nothing dsbridge sends reaches the uplink.
+func TestTiers(t *testing.T) {
 	if testing.Short() {
-		t.Skip("long end-to-end row")
+		t.Skip("long end-to-end rows")
 	}
-	for _, legacy := range []bool{false, true} {
-		name := map[bool]string{false: "managedTap", true: "legacy CNI plumbing"}[legacy]
-		t.Run(name, func(t *testing.T) { unprivilegedTier(t, legacy) })
+	uid107 := []string{"--reuid", "107", "--regid", "107", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"}
+	for _, row := range []tierRow{
+		{name: "unprivileged", cni: true, uid: 107, setpriv: uid107, leak: "icmp6 and ip6[40] == 134",
+			plan: []string{`"tier":"Unprivileged"`, `"plumbing":{"on":true,"transport":"adopt"`,
+				`"dhcpv4":{"on":true,"transport":"udp"}`, `"dhcpv6":{"on":true,"transport":"udp"}`, `"ra":{"on":true,"transport":"tc-bpf"}`}},
+		{name: "legacy CNI plumbing", cni: true, cniPlumbing: true, uid: 107, setpriv: uid107, leak: "icmp6 and ip6[40] == 134",
+			plan: []string{`"tier":"Unprivileged"`, `"plumbing":{"on":true,"transport":"adopt"`,
+				`"dhcpv4":{"on":true,"transport":"udp"}`, `"dhcpv6":{"on":true,"transport":"udp"}`, `"ra":{"on":true,"transport":"tc-bpf"}`}},
+		{name: "root gate", setpriv: []string{"--inh-caps=-all", "--bounding-set=-all,+net_raw,+net_bind_service"}, leak: lab.LeakFilter,
+			plan: []string{`"tier":"Root gate"`, `"plumbing":{"on":true,"transport":"adopt"`,
+				`"dhcpv4":{"on":true,"transport":"packet"}`, `"dhcpv6":{"on":true,"transport":"packet"}`, `"ra":{"on":true,"transport":"packet"}`}},
+	} {
+		t.Run(row.name, func(t *testing.T) { runTier(t, row) })
 	}
 }
 
-func unprivilegedTier(t *testing.T, legacy bool) {
+// tierRow is one deployment tier: whether the binding CNI runs (and builds
+// the plumbing), the sidecar's privileges (setpriv arguments), the plan it
+// must log, and the uplink capture filter that must stay empty.
+type tierRow struct {
+	name             string
+	cni, cniPlumbing bool
+	uid              int // the sidecar's uid, which owns the hooks directory
+	setpriv, plan    []string
+	leak             string
+}
+
+func runTier(t *testing.T, row tierRow) {
 	l := lab.NewLab(t, lab.KubeOVN)
-	leak := lab.StartCapture(t, l.Node, l.NodeIf, "icmp6 and ip6[40] == 134")
-	if legacy {
+	leak := lab.StartCapture(t, l.Node, l.NodeIf, row.leak)
+	if row.cniPlumbing {
 		// The CNI creates the real tap0; the guest's veth joins the bridge
 		// beside it, standing in for the VM on that tap.
 		l.Pod.Run(t, "ip", "link", "set", l.Tap, "down")
 		l.Pod.Run(t, "ip", "link", "set", l.Tap, "name", "vm0")
 	}
-	cniAdd(t, l, legacy)
-	if legacy {
+	if row.cni {
+		cniAdd(t, l, row.cniPlumbing)
+	}
+	if row.cniPlumbing {
 		l.Pod.Run(t, "ip", "link", "set", "vm0", "master", "k6t-"+l.Spec.PodIface, "up")
 	}
 
 	// t.TempDir's parent is private to root: uid 107 needs a path it can
-	// traverse, as the sidecar's emptyDir is in a pod.
+	// traverse, as the sidecar's emptyDir is in a pod; and the directory is
+	// the sidecar's own (root without CAP_DAC_OVERRIDE cannot write to
+	// another uid's).
 	dir, err := os.MkdirTemp("", "dsb-hooks-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chown(dir, 107, 107); err != nil {
+	if err := os.Chown(dir, row.uid, row.uid); err != nil {
 		t.Fatal(err)
 	}
 	resolv := filepath.Join(dir, "resolv.conf")
 	copyFile(t, l.ResolvConf, resolv)
 	side := &syncBuffer{}
-	cmd := exec.Command("ip", "netns", "exec", l.Pod.Name, "setpriv", "--reuid", "107", "--regid", "107",
-		"--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+	args := append(append([]string{"netns", "exec", l.Pod.Name, "setpriv"}, row.setpriv...),
 		dsbridgeBin, "sidecar", "--hooks-dir", dir, "--resolv-conf", resolv, "--log-level", "debug")
+	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = side, side
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -85,7 +116,7 @@ func unprivilegedTier(t *testing.T, legacy bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !legacy {
+	if !row.cniPlumbing {
 		managedTap(t, l)
 	}
 	domain, vmi := readFixture(t, "domain.xml"), readFixture(t, "vmi-pod.json")
@@ -93,8 +124,7 @@ func unprivilegedTier(t *testing.T, legacy bool) {
 		t.Fatalf("OnDefineDomain: %v", err)
 	}
 	plan := side.String()
-	for _, want := range []string{`"tier":"Unprivileged"`, `"plumbing":{"on":true,"transport":"adopt"`,
-		`"dhcpv4":{"on":true,"transport":"udp"}`, `"dhcpv6":{"on":true,"transport":"udp"}`, `"ra":{"on":true,"transport":"tc-bpf"}`} {
+	for _, want := range row.plan {
 		if !strings.Contains(plan, want) {
 			t.Errorf("sidecar plan lacks %s", want)
 		}
@@ -118,7 +148,7 @@ func unprivilegedTier(t *testing.T, legacy bool) {
 		t.Error("sidecar still runs 2 s after Shutdown")
 	}
 	if pkts := leak.Stop(t); len(pkts) > 0 {
-		t.Errorf("router advertisements on the uplink:\n%s", strings.Join(pkts, "\n"))
+		t.Errorf("the uplink capture (%s) holds:\n%s", row.leak, strings.Join(pkts, "\n"))
 	}
 }
 
