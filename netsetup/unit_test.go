@@ -173,35 +173,6 @@ func TestPlanLogLine(t *testing.T) {
 	}
 }
 
-func TestHandoutFor(t *testing.T) {
-	calico := &Snapshot{
-		PodIface: "eth0", MAC: MAC{0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x05}, MTU: 1450, Hostname: "vm1",
-		IPv4:     []netip.Prefix{netip.MustParsePrefix("10.244.1.5/32")},
-		IPv6:     []netip.Prefix{netip.MustParsePrefix("fd00:10:244::5/128")},
-		Gateway4: &Gateway{IP: netip.MustParseAddr("169.254.1.1")},
-		Gateway6: &Gateway{IP: netip.MustParseAddr("fe80::ecee:eeff:feee:eeee"), MAC: MAC{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}, LinkLocal: netip.MustParseAddr("fe80::ecee:eeff:feee:eeee")},
-		Routes:   []Route{{Dst: netip.MustParsePrefix("169.254.1.1/32"), RouteAttrs: RouteAttrs{Scope: 253}}},
-		DNS:      []netip.Addr{netip.MustParseAddr("10.96.0.10")},
-	}
-	want := Handout{
-		DHCPv4: &DHCPv4Handout{Address: netip.MustParseAddr("10.244.1.5"), Mask: "255.255.255.255", Router: netip.MustParseAddr("169.254.1.1"),
-			Routes: []Route{{Dst: netip.MustParsePrefix("169.254.1.1/32")}, {Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("169.254.1.1")}},
-			DNS:    []netip.Addr{netip.MustParseAddr("10.96.0.10")}, Hostname: "vm1", MTU: 1450},
-		DHCPv6: &DHCPv6Handout{Address: netip.MustParseAddr("fd00:10:244::5")},
-		RA:     &RAHandout{Source: netip.MustParseAddr("fe80::ecee:eeff:feee:eeee"), SLLAO: MAC{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}, MTU: 1450},
-	}
-	if diff := cmp.Diff(want, HandoutFor(calico), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
-		t.Errorf("HandoutFor(calico) (-want +got):\n%s", diff)
-	}
-	ovn := HandoutFor(kubeOVN())
-	if got := ovn.RA.Prefix.String(); got != "fd00:10:16::/112" {
-		t.Errorf("RA prefix = %s, want fd00:10:16::/112", got)
-	}
-	if got := ovn.DHCPv4.Mask; got != "255.255.0.0" {
-		t.Errorf("DHCPv4 mask = %s, want 255.255.0.0", got)
-	}
-}
-
 func TestSnapshotJSONRoundTrip(t *testing.T) {
 	s := kubeOVN()
 	s.TakenAt = time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)

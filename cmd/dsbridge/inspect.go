@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/vishvananda/netlink"
 )
@@ -36,7 +38,7 @@ type inspection struct {
 	Snapshot *netsetup.Snapshot `json:"snapshot"`
 	Source   string             `json:"source"` // "live" or the saved file
 	Warning  string             `json:"warning,omitempty"`
-	Handout  netsetup.Handout   `json:"handout"`
+	Handout  service.Handout    `json:"handout"`
 	Plan     netsetup.Plan      `json:"plan"`
 }
 
@@ -99,7 +101,14 @@ func inspect(f inspectFlags) (*inspection, error) {
 	}
 	_, brErr := netlink.LinkByName(netsetup.LayoutFor(f.podIface, "").Bridge)
 	in.Plan = netsetup.PlanFor(priv, in.Snapshot, netsetup.PlanOptions{LayoutExists: brErr == nil})
-	in.Handout = netsetup.HandoutFor(in.Snapshot)
+	// What the services would hand out comes from the same configurations
+	// they run with (service.ConfigsFor), with the standalone identity.
+	cfgs, err := service.ConfigsFor(service.Spec{Snapshot: in.Snapshot, VMMAC: net.HardwareAddr(in.Snapshot.MAC),
+		Identity: "standalone/" + in.Snapshot.MAC.String(), Network: f.podIface})
+	if err != nil {
+		return nil, err
+	}
+	in.Handout = service.HandoutOf(cfgs)
 	return in, nil
 }
 
@@ -133,14 +142,14 @@ func printInspection(w io.Writer, in *inspection) {
 	p("plan: %s", in.Plan.LogLine())
 }
 
-func printHandout(w io.Writer, h netsetup.Handout) {
+func printHandout(w io.Writer, h service.Handout) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	if d := h.DHCPv4; d != nil {
-		p("dhcpv4: address %s mask %s router %s mtu %d hostname %q", d.Address, d.Mask, addrText(d.Router), d.MTU, d.Hostname)
+		p("dhcpv4: address %s mask %s router %s mtu %d hostname %q server id %s", d.Address, d.Mask, addrText(d.Router), d.MTU, d.Hostname, d.ServerID)
 		for _, r := range d.Routes {
 			p("  classless route %s via %s", r.Dst, addrText(r.Via))
 		}
-		p("  dns %s; search %s", join(d.DNS), strings.Join(d.Search, " "))
+		p("  dns %s; search %s; domain %s", join(d.DNS), strings.Join(d.Search, " "), d.Domain)
 	}
 	if d := h.DHCPv6; d != nil {
 		p("dhcpv6: address %s; dns %s; search %s", d.Address, join(d.DNS), strings.Join(d.Search, " "))
@@ -150,7 +159,7 @@ func printHandout(w io.Writer, h netsetup.Handout) {
 		if ra.Prefix.IsValid() {
 			prefix = ra.Prefix.String() + " L=1 A=0"
 		}
-		p("ra: source %s sllao %s prefix %s mtu %d; rdnss %s; dnssl %s", addrText(ra.Source), ra.SLLAO, prefix, ra.MTU,
+		p("ra (%s): source %s sllao %s prefix %s mtu %d; rdnss %s; dnssl %s", ra.Mode, addrText(ra.Source), ra.SLLAO, prefix, ra.MTU,
 			join(ra.DNS), strings.Join(ra.Search, " "))
 	}
 }

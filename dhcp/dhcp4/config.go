@@ -149,3 +149,8 @@ func (c *Config) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ClasslessRoutes is the option 121 route list (RFC 3442) the server hands
+// out for c: a host route to a gateway outside the pod prefix first, the
+// pod's other routes, the default route last.
+func (c Config) ClasslessRoutes() []Route { return classlessRoutes(&c, defaultGateway(&c)) }
