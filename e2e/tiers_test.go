@@ -73,8 +73,9 @@ func runTier(t *testing.T, row tierRow) {
 		l.Pod.Run(t, "ip", "link", "set", l.Tap, "down")
 		l.Pod.Run(t, "ip", "link", "set", l.Tap, "name", "vm0")
 	}
+	var cni cniRun
 	if row.cni {
-		cniAdd(t, l, row.cniPlumbing)
+		cni = cniAdd(t, l, row.cniPlumbing)
 	}
 	if row.cniPlumbing {
 		l.Pod.Run(t, "ip", "link", "set", "vm0", "master", "k6t-"+l.Spec.PodIface, "up")
@@ -147,26 +148,60 @@ func runTier(t *testing.T, row tierRow) {
 	case <-time.After(2 * time.Second):
 		t.Error("sidecar still runs 2 s after Shutdown")
 	}
+	if row.cni {
+		// DEL takes back what ADD did, the kernel responder included.
+		if f := responderFilters(t, l); !strings.Contains(f, "dsbridge_ra") {
+			t.Errorf("before CNI DEL no responder at egress of the uplink:\n%s", f)
+		}
+		cni.run(t, l, "DEL")
+		if f := responderFilters(t, l); strings.Contains(f, "dsbridge_ra") {
+			t.Errorf("after CNI DEL the responder is still attached:\n%s", f)
+		}
+	}
 	if pkts := leak.Stop(t); len(pkts) > 0 {
 		t.Errorf("the uplink capture (%s) holds:\n%s", row.leak, strings.Join(pkts, "\n"))
 	}
 }
 
-// cniAdd runs the binding CNI's ADD in the pod as a runtime would.
-func cniAdd(t *testing.T, l *lab.Lab, plumbing bool) {
+// cniRun runs the binding CNI binary as a runtime would: command in the
+// environment, configuration on stdin.
+type cniRun struct {
+	conf, containerID string
+}
+
+// cniAdd runs the binding CNI's ADD in the pod and returns what DEL needs.
+func cniAdd(t *testing.T, l *lab.Lab, plumbing bool) cniRun {
 	t.Helper()
-	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"dsbridge-binding","type":"dsbridge-cni","stateDir":%q,"plumbing":%t,"args":{"cni":{"logicNetworkName":"default"}}}`,
-		t.TempDir(), plumbing)
-	cmd := exec.Command(cniBin)
-	cmd.Env = append(os.Environ(), "CNI_COMMAND=ADD", "CNI_CONTAINERID="+lab.RandName("ctr"),
-		"CNI_NETNS="+l.Pod.Path(), "CNI_IFNAME=dsb0", "CNI_PATH="+filepath.Dir(cniBin))
-	cmd.Stdin = strings.NewReader(conf)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("CNI ADD: %v\n%s", err, out)
-	}
+	c := cniRun{containerID: lab.RandName("ctr"), conf: fmt.Sprintf(
+		`{"cniVersion":"1.0.0","name":"dsbridge-binding","type":"dsbridge-cni","stateDir":%q,"plumbing":%t,"args":{"cni":{"logicNetworkName":"default"}}}`,
+		t.TempDir(), plumbing)}
+	c.run(t, l, "ADD")
 	if got := strings.TrimSpace(l.Pod.Run(t, "sysctl", "-n", "net.ipv4.ip_unprivileged_port_start")); got != "0" {
 		t.Fatalf("after CNI ADD ip_unprivileged_port_start = %s, want 0", got)
 	}
+	return c
+}
+
+func (c cniRun) run(t *testing.T, l *lab.Lab, command string) {
+	t.Helper()
+	cmd := exec.Command(cniBin)
+	cmd.Env = append(os.Environ(), "CNI_COMMAND="+command, "CNI_CONTAINERID="+c.containerID,
+		"CNI_NETNS="+l.Pod.Path(), "CNI_IFNAME=dsb0", "CNI_PATH="+filepath.Dir(cniBin))
+	cmd.Stdin = strings.NewReader(c.conf)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CNI %s: %v\n%s", command, err, out)
+	}
+}
+
+// responderFilters lists the tc filters at egress of the pod's uplink:
+// <x>-nic while plumbed, <x> again after the legacy CNI's DEL tore the
+// plumbing down.
+func responderFilters(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	if out, err := l.Pod.Exec("tc", "filter", "show", "dev", l.Spec.PodIface+"-nic", "egress"); err == nil {
+		return out
+	}
+	return l.Pod.Run(t, "tc", "filter", "show", "dev", l.Spec.PodIface, "egress")
 }
 
 // managedTap builds what virt-handler's managedTap builds, as root: the
