@@ -3,6 +3,7 @@ package netsetup
 import (
 	"context"
 	"fmt"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"net"
 	"net/netip"
 	"strconv"
@@ -113,7 +114,7 @@ func gatewayLinkLocal(ip netip.Addr, mac net.HardwareAddr) netip.Addr {
 	if ip.IsLinkLocalUnicast() {
 		return ip.WithZone("")
 	}
-	return LinkLocalFromMAC(mac)
+	return frame.LinkLocalFromMAC(mac)
 }
 
 // usableNeigh are the neighbour states whose link-layer address is valid.

@@ -3,7 +3,6 @@ package netsetup
 import (
 	"encoding/json"
 	"errors"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -55,23 +54,6 @@ func FuzzParseResolvConf(f *testing.F) {
 			}
 		}
 	})
-}
-
-func TestLinkLocalFromMAC(t *testing.T) {
-	tests := []struct{ mac, want string }{
-		{"0a:58:0a:10:00:01", "fe80::858:aff:fe10:1"},      // PROTOCOLS.md §3.3, observed
-		{"ee:ee:ee:ee:ee:ee", "fe80::ecee:eeff:feee:eeee"}, // Calico's node veth
-		{"00:00:00:00:00:00", "fe80::200:ff:fe00:0"},
-	}
-	for _, tt := range tests {
-		mac, _ := net.ParseMAC(tt.mac)
-		if got := LinkLocalFromMAC(mac).String(); got != tt.want {
-			t.Errorf("LinkLocalFromMAC(%s) = %s, want %s", tt.mac, got, tt.want)
-		}
-	}
-	if got := LinkLocalFromMAC(net.HardwareAddr{1, 2}); got.IsValid() {
-		t.Errorf("LinkLocalFromMAC(short) = %s, want zero", got)
-	}
 }
 
 func TestParseCapEff(t *testing.T) {

@@ -1,8 +1,9 @@
-package frame
+package frame_test
 
 import (
 	"bytes"
 	"errors"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"net"
 	"net/netip"
 	"os"
@@ -10,6 +11,11 @@ import (
 	"time"
 
 	"github.com/dsbridge/dsbridge/e2e/lab"
+)
+
+var (
+	vmMAC  = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
+	svcMAC = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
 )
 
 // pair builds two namespaces joined by a veth: "tap0" in srv (where the
@@ -25,11 +31,11 @@ func pair(t *testing.T) (srv, guest *lab.NS, guestMAC net.HardwareAddr) {
 	return srv, guest, vmMAC
 }
 
-func listenIn(t *testing.T, ns *lab.NS, f Filter) *PacketConn {
+func listenIn(t *testing.T, ns *lab.NS, f frame.Filter) *frame.PacketConn {
 	t.Helper()
-	var c *PacketConn
+	var c *frame.PacketConn
 	err := ns.Do(func() (err error) {
-		c, err = Listen("tap0", f)
+		c, err = frame.Listen("tap0", f)
 		return err
 	})
 	if errors.Is(err, os.ErrPermission) {
@@ -74,11 +80,11 @@ func readUDP(t *testing.T, c *net.UDPConn) string {
 // lets the guest's kernel judge them: a wrong checksum or length is dropped.
 func TestKernelAcceptsFrames(t *testing.T) {
 	srv, guest, gmac := pair(t)
-	tx := listenIn(t, srv, Filter{SrcMAC: gmac, Kind: KindICMPv6})
+	tx := listenIn(t, srv, frame.Filter{SrcMAC: gmac, Kind: frame.KindICMPv6})
 	u4 := udpIn(t, guest, "udp4", "10.16.0.5:6800")
 	u6 := udpIn(t, guest, "udp6", "[fe80::858:aff:fe10:5%eth0]:5460")
 
-	if err := tx.WriteFrame(AppendUDP4(nil, UDP4{Eth: Ethernet{Dst: gmac, Src: svcMAC},
+	if err := tx.WriteFrame(frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: gmac, Src: svcMAC},
 		Src: netip.MustParseAddr("169.254.75.10"), Dst: netip.MustParseAddr("10.16.0.5"),
 		SrcPort: 67, DstPort: 6800, Payload: []byte("v4 odd")})); err != nil {
 		t.Fatal(err)
@@ -87,7 +93,7 @@ func TestKernelAcceptsFrames(t *testing.T) {
 		t.Errorf("guest got %q over IPv4", got)
 	}
 	ll := netip.MustParseAddr("fe80::ff:fe00:1")
-	if err := tx.WriteFrame(AppendUDP6(nil, UDP6{Eth: Ethernet{Dst: gmac, Src: svcMAC},
+	if err := tx.WriteFrame(frame.AppendUDP6(nil, frame.UDP6{Eth: frame.Ethernet{Dst: gmac, Src: svcMAC},
 		Src: ll, Dst: netip.MustParseAddr("fe80::858:aff:fe10:5"), SrcPort: 547, DstPort: 5460, Payload: []byte("v6")})); err != nil {
 		t.Fatal(err)
 	}
@@ -95,10 +101,10 @@ func TestKernelAcceptsFrames(t *testing.T) {
 		t.Errorf("guest got %q over IPv6", got)
 	}
 	// An echo request the guest answers proves the ICMPv6 checksum; the
-	// reply coming back through the filter proves KindICMPv6 delivery.
+	// reply coming back through the filter proves frame.KindICMPv6 delivery.
 	guest.Run(t, "ip", "neigh", "add", ll.String(), "lladdr", svcMAC.String(), "dev", "eth0")
 	echo := []byte{128, 0, 0, 0, 0x12, 0x34, 0, 1, 'p', 'i', 'n', 'g'}
-	if err := tx.WriteFrame(AppendICMP6(nil, ICMP6{Eth: Ethernet{Dst: gmac, Src: svcMAC}, Src: ll,
+	if err := tx.WriteFrame(frame.AppendICMP6(nil, frame.ICMP6{Eth: frame.Ethernet{Dst: gmac, Src: svcMAC}, Src: ll,
 		Dst: netip.MustParseAddr("fe80::858:aff:fe10:5"), HopLimit: 64, Payload: echo})); err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +116,7 @@ func TestKernelAcceptsFrames(t *testing.T) {
 		if err != nil {
 			t.Fatalf("no echo reply from the guest: %v", err)
 		}
-		p, err := ParseICMP6(buf[:n])
+		p, err := frame.ParseICMP6(buf[:n])
 		if err == nil && p.Payload[0] == 129 && bytes.HasSuffix(p.Payload, []byte("ping")) {
 			break // other ICMPv6 (MLD reports) may come first
 		}
@@ -123,10 +129,10 @@ func TestKernelAcceptsFrames(t *testing.T) {
 func TestFilterSelects(t *testing.T) {
 	srv, guest, gmac := pair(t)
 	other := net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x99}
-	rx := listenIn(t, srv, Filter{SrcMAC: gmac, Kind: KindDHCPv4})
-	var gtx *PacketConn
+	rx := listenIn(t, srv, frame.Filter{SrcMAC: gmac, Kind: frame.KindDHCPv4})
+	var gtx *frame.PacketConn
 	if err := guest.Do(func() (err error) {
-		gtx, err = Listen("eth0", Filter{SrcMAC: other, Kind: KindDHCPv6})
+		gtx, err = frame.Listen("eth0", frame.Filter{SrcMAC: other, Kind: frame.KindDHCPv6})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -134,10 +140,10 @@ func TestFilterSelects(t *testing.T) {
 	defer gtx.Close()
 
 	dhcp := func(src net.HardwareAddr, dport uint16, tag string) []byte {
-		return AppendUDP4(nil, UDP4{Eth: Ethernet{Dst: Broadcast, Src: src}, Src: netip.IPv4Unspecified(),
+		return frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: frame.Broadcast, Src: src}, Src: netip.IPv4Unspecified(),
 			Dst: netip.MustParseAddr("255.255.255.255"), SrcPort: 68, DstPort: dport, Payload: []byte(tag)})
 	}
-	arp := AppendARP(nil, Ethernet{Dst: Broadcast, Src: gmac}, ARP{Op: ARPRequest, SenderMAC: gmac,
+	arp := frame.AppendARP(nil, frame.Ethernet{Dst: frame.Broadcast, Src: gmac}, frame.ARP{Op: frame.ARPRequest, SenderMAC: gmac,
 		SenderIP: netip.MustParseAddr("10.16.0.5"), TargetIP: netip.MustParseAddr("169.254.75.10")})
 	// Sent by the server side itself with the VM's MAC: outgoing, never read back.
 	if err := rx.WriteFrame(dhcp(gmac, 67, "outgoing")); err != nil {
@@ -156,9 +162,9 @@ func TestFilterSelects(t *testing.T) {
 		if err != nil {
 			break
 		}
-		if p, err := ParseUDP4(buf[:n]); err == nil {
+		if p, err := frame.ParseUDP4(buf[:n]); err == nil {
 			got = append(got, string(p.Payload))
-		} else if _, a, err := ParseARP(buf[:n]); err == nil {
+		} else if _, a, err := frame.ParseARP(buf[:n]); err == nil {
 			got = append(got, "arp "+a.TargetIP.String())
 		} else {
 			got = append(got, "unparsable")
@@ -181,7 +187,7 @@ func sprint(v []string) string {
 }
 
 func TestPipeDeadlineAndClose(t *testing.T) {
-	a, b := Pipe()
+	a, b := frame.Pipe()
 	if err := a.WriteFrame([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -211,19 +217,19 @@ func TestPipeDeadlineAndClose(t *testing.T) {
 // sees them CHECKSUM_PARTIAL, and they must still parse.
 func TestChecksumPartialFromGuest(t *testing.T) {
 	srv, guest, gmac := pair(t)
-	rx := listenIn(t, srv, Filter{SrcMAC: gmac, Kind: KindDHCPv6})
+	rx := listenIn(t, srv, frame.Filter{SrcMAC: gmac, Kind: frame.KindDHCPv6})
 	if out, err := guest.Exec("ethtool", "-k", "eth0"); err == nil && !bytes.Contains([]byte(out), []byte("tx-checksumming: on")) {
 		t.Logf("guest eth0 has tx checksumming off; the row still runs:\n%s", out)
 	}
 	var c *net.UDPConn
 	if err := guest.Do(func() (err error) {
-		c, err = net.ListenUDP("udp6", &net.UDPAddr{IP: net.ParseIP("fe80::858:aff:fe10:5"), Port: PortDHCPv6Client, Zone: "eth0"})
+		c, err = net.ListenUDP("udp6", &net.UDPAddr{IP: net.ParseIP("fe80::858:aff:fe10:5"), Port: frame.PortDHCPv6Client, Zone: "eth0"})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	dst := &net.UDPAddr{IP: net.ParseIP("ff02::1:2"), Port: PortDHCPv6Server, Zone: "eth0"}
+	dst := &net.UDPAddr{IP: net.ParseIP("ff02::1:2"), Port: frame.PortDHCPv6Server, Zone: "eth0"}
 	if _, err := c.WriteTo([]byte("solicit, offloaded"), dst); err != nil {
 		t.Fatal(err)
 	}
@@ -233,11 +239,11 @@ func TestChecksumPartialFromGuest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nothing received from the guest: %v", err)
 	}
-	p, err := ParseUDP6(buf[:n])
+	p, err := frame.ParseUDP6(buf[:n])
 	if err != nil {
 		t.Fatalf("a guest's offloaded UDP frame does not parse: %v", err)
 	}
-	if string(p.Payload) != "solicit, offloaded" || p.SrcPort != PortDHCPv6Client {
+	if string(p.Payload) != "solicit, offloaded" || p.SrcPort != frame.PortDHCPv6Client {
 		t.Fatalf("parsed %+v", p)
 	}
 }

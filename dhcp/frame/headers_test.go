@@ -110,11 +110,15 @@ func TestLinkLocalFromMAC(t *testing.T) {
 		"0a:58:0a:10:00:01": "fe80::858:aff:fe10:1",
 		"ee:ee:ee:ee:ee:ee": "fe80::ecee:eeff:feee:eeee",
 		"00:00:00:12:34:56": "fe80::200:ff:fe12:3456",
+		"00:00:00:00:00:00": "fe80::200:ff:fe00:0",
 	} {
 		hw, _ := net.ParseMAC(mac)
 		if got := LinkLocalFromMAC(hw).String(); got != want {
 			t.Errorf("LinkLocalFromMAC(%s) = %s, want %s", mac, got, want)
 		}
+	}
+	if got := LinkLocalFromMAC(net.HardwareAddr{1, 2}); got.IsValid() {
+		t.Errorf("LinkLocalFromMAC(short) = %s, want zero", got)
 	}
 	if got := MulticastMAC(netip.MustParseAddr("ff02::1:2")).String(); got != "33:33:00:01:00:02" {
 		t.Errorf("MulticastMAC(ff02::1:2) = %s", got)

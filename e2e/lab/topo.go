@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"net"
 	"net/netip"
 	"strings"
@@ -154,8 +155,7 @@ func (l *Lab) GatewayLLA() string {
 		return l.Spec.Gateway6
 	}
 	hw, _ := net.ParseMAC(l.Spec.NodeMAC)
-	b := [16]byte{0: 0xfe, 1: 0x80, 8: hw[0] ^ 2, 9: hw[1], 10: hw[2], 11: 0xff, 12: 0xfe, 13: hw[3], 14: hw[4], 15: hw[5]}
-	return netip.AddrFrom16(b).String()
+	return frame.LinkLocalFromMAC(hw).String()
 }
 
 // setMAC changes dev's MAC while it is down, so the kernel derives the
