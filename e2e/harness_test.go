@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,26 +44,8 @@ func TestMain(m *testing.M) {
 // server is a running `dsbridge serve` (or sidecar) in the pod namespace.
 type server struct {
 	cmd      *exec.Cmd
-	out      *syncBuffer
+	out      *lab.Buffer
 	stateDir string
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // serve starts `dsbridge serve` in l's pod for the lab's pod interface and
@@ -79,7 +59,7 @@ func serve(t *testing.T, l *lab.Lab, stateDir string, extra ...string) *server {
 	args := append([]string{"ip", "netns", "exec", l.Pod.Name, dsbridgeBin, "serve",
 		"--pod-iface", l.Spec.PodIface, "--tap", l.Tap, "--resolv-conf", l.ResolvConf,
 		"--hostname", l.Hostname, "--state-dir", stateDir, "--log-level", "debug"}, extra...)
-	s := &server{out: &syncBuffer{}, stateDir: stateDir}
+	s := &server{out: &lab.Buffer{}, stateDir: stateDir}
 	s.cmd = exec.Command(args[0], args[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {

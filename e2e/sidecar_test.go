@@ -136,7 +136,7 @@ func checkDomainInterface(t *testing.T, in, out []byte, l *lab.Lab, alias string
 // sidecarRun is `dsbridge sidecar` running in a lab's pod.
 type sidecarRun struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *lab.Buffer
 	socket string
 	exited chan struct{}
 }
@@ -148,7 +148,7 @@ type sidecarRun struct {
 func startSidecarIn(t *testing.T, l *lab.Lab) *sidecarRun {
 	t.Helper()
 	dir := t.TempDir()
-	sc := &sidecarRun{out: &syncBuffer{}, socket: hooks.SocketPath(dir, "dsbridge"), exited: make(chan struct{})}
+	sc := &sidecarRun{out: &lab.Buffer{}, socket: hooks.SocketPath(dir, "dsbridge"), exited: make(chan struct{})}
 	sc.cmd = exec.Command("ip", "netns", "exec", l.Pod.Name, "unshare", "--uts", "sh", "-c",
 		`hostname "$1" && exec "$2" sidecar --hooks-dir "$3" --resolv-conf "$4" --log-level debug`,
 		"sh", l.Hostname, dsbridgeBin, dir, l.ResolvConf)

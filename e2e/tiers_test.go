@@ -95,7 +95,7 @@ func runTier(t *testing.T, row tierRow) {
 	}
 	resolv := filepath.Join(dir, "resolv.conf")
 	copyFile(t, l.ResolvConf, resolv)
-	side := &syncBuffer{}
+	side := &lab.Buffer{}
 	args := append(append([]string{"netns", "exec", l.Pod.Name, "setpriv"}, row.setpriv...),
 		dsbridgeBin, "sidecar", "--hooks-dir", dir, "--resolv-conf", resolv, "--log-level", "debug")
 	cmd := exec.Command("ip", args...)

@@ -139,7 +139,7 @@ interface default: VM MAC 0a:58:0a:10:00:05, pod interface eth0, tap tap0, bridg
 // dhcpProc is `dsbridge dhcp` running in the lab's pod.
 type dhcpProc struct {
 	cmd            *exec.Cmd
-	stdout, stderr *lockedBuffer
+	stdout, stderr *lab.Buffer
 	socket         string
 }
 
@@ -152,7 +152,7 @@ func startDHCP(t *testing.T, bin string, l *lab.Lab, extra ...string) *dhcpProc 
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	s := l.Spec
-	p := &dhcpProc{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, socket: filepath.Join(dir, "status.sock")}
+	p := &dhcpProc{stdout: &lab.Buffer{}, stderr: &lab.Buffer{}, socket: filepath.Join(dir, "status.sock")}
 	args := append([]string{"netns", "exec", l.Pod.Name, bin, "dhcp", "--iface", l.Tap, "--vm-mac", s.MAC,
 		"--ipv4", s.IPv4, "--gateway4", s.Gateway4, "--ipv6", s.IPv6, "--gateway6", s.Gateway6,
 		"--gateway6-mac", s.NodeMAC, "--dns", strings.Join(s.DNS, ","), "--search", strings.Join(s.Search, ","),
@@ -399,7 +399,7 @@ func TestServeStatusSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	stderr := &lockedBuffer{}
+	stderr := &lab.Buffer{}
 	cmd := exec.Command("ip", "netns", "exec", l.Pod.Name, bin, "serve", "--pod-iface", l.Spec.PodIface, "--tap", l.Tap,
 		"--resolv-conf", l.ResolvConf, "--hostname", l.Hostname, "--state-dir", dir)
 	cmd.Stderr = stderr

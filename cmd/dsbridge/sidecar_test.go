@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,29 +61,11 @@ func buildSidecar(t *testing.T) string {
 	return bin
 }
 
-// lockedBuffer collects a process's stderr.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // sidecarProc is `dsbridge sidecar` running in a namespace that has an
 // eth0 like a pod's, with a stale socket left in its hooks dir.
 type sidecarProc struct {
 	cmd      *exec.Cmd
-	stderr   *lockedBuffer
+	stderr   *lab.Buffer
 	hooksDir string
 	socket   string
 	exited   chan error
@@ -96,7 +77,7 @@ func startSidecar(t *testing.T, bin, plugin string) *sidecarProc {
 	// A veth like the CNI's (the dummy driver may be missing from the kernel).
 	ns.Run(t, "ip", "link", "add", "eth0", "address", "0a:58:0a:f4:00:0c", "mtu", "1400", "type", "veth", "peer", "name", "peer0")
 	ns.Run(t, "ip", "link", "set", "eth0", "up")
-	p := &sidecarProc{hooksDir: t.TempDir(), stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	p := &sidecarProc{hooksDir: t.TempDir(), stderr: &lab.Buffer{}, exited: make(chan error, 1)}
 	p.socket = filepath.Join(p.hooksDir, plugin+".sock")
 	leaveStaleSocket(t, p.socket)
 	p.cmd = exec.Command("ip", "netns", "exec", ns.Name, bin, "sidecar", "--hooks-dir", p.hooksDir)

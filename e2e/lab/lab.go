@@ -135,7 +135,7 @@ func (n *NS) Run(t T, args ...string) string {
 func (n *NS) Start(t T, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
-	var buf lockedBuffer
+	var buf Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s in netns %s: %v", strings.Join(args, " "), n.Name, err)
@@ -218,19 +218,20 @@ func WriteFile(t T, name, content string) string {
 	return p
 }
 
-// lockedBuffer is a bytes.Buffer safe for a process's stdout and stderr.
-type lockedBuffer struct {
+// Buffer collects a process's stdout and stderr; it is safe for concurrent
+// writes and reads.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
