@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net"
 	"time"
+
+	"github.com/dsbridge/dsbridge/dhcp/internal/ratelimit"
 )
 
 // limiter keeps two token buckets: one for the VM, one shared by every other
@@ -11,22 +13,13 @@ import (
 // can make the server spend more than the limit, and strangers cannot starve
 // the VM.
 type limiter struct {
-	rate   float64
-	burst  float64
-	vmMAC  net.HardwareAddr
-	vm     bucket
-	others bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
+	rate, burst float64
+	vmMAC       net.HardwareAddr
+	vm, others  ratelimit.Bucket
 }
 
 func newLimiter(l RateLimit, vmMAC net.HardwareAddr) limiter {
-	burst := float64(max(l.Burst, 1))
-	return limiter{rate: l.Rate, burst: burst, vmMAC: vmMAC,
-		vm: bucket{tokens: burst}, others: bucket{tokens: burst}}
+	return limiter{rate: l.Rate, burst: float64(max(l.Burst, 1)), vmMAC: vmMAC}
 }
 
 // allow reports whether a packet from mac at now is within the limit, and
@@ -39,13 +32,5 @@ func (l *limiter) allow(mac []byte, now time.Time) bool {
 	if bytes.Equal(mac, l.vmMAC) {
 		b = &l.vm
 	}
-	if !b.last.IsZero() && now.After(b.last) {
-		b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b.Take(now, l.rate, l.burst)
 }

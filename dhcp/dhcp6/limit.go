@@ -3,6 +3,8 @@ package dhcp6
 import (
 	"net/netip"
 	"time"
+
+	"github.com/dsbridge/dsbridge/dhcp/internal/ratelimit"
 )
 
 // Default per-client rate limit. A guest's DHCPv6 client sends a few
@@ -20,18 +22,12 @@ const (
 // limiter is a token bucket per source address. It is used by one
 // goroutine only.
 type limiter struct {
-	rate    float64
-	burst   float64
-	buckets map[netip.Addr]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
+	rate, burst float64
+	buckets     map[netip.Addr]*ratelimit.Bucket
 }
 
 func newLimiter(rate float64, burst int) *limiter {
-	return &limiter{rate: rate, burst: float64(burst), buckets: make(map[netip.Addr]*bucket)}
+	return &limiter{rate: rate, burst: float64(burst), buckets: make(map[netip.Addr]*ratelimit.Bucket)}
 }
 
 // allow takes a token from src's bucket at time now.
@@ -44,16 +40,8 @@ func (l *limiter) allow(src netip.Addr, now time.Time) bool {
 		if len(l.buckets) >= maxTracked {
 			clear(l.buckets)
 		}
-		b = &bucket{tokens: l.burst, last: now}
+		b = &ratelimit.Bucket{}
 		l.buckets[src] = b
 	}
-	if el := now.Sub(b.last); el > 0 {
-		b.tokens = min(l.burst, b.tokens+el.Seconds()*l.rate)
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b.Take(now, l.rate, l.burst)
 }
