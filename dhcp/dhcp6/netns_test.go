@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -172,49 +171,6 @@ func probe(t *testing.T, n *lab.NS, ifname string, mac net.HardwareAddr, wait ti
 	return true
 }
 
-// dhclient6 runs ISC dhclient -6 in the foreground in the guest, with its
-// files in dir (a second run with the same dir restarts from the lease).
-func dhclient6(t *testing.T, l *lab.Lab, dir string) *exec.Cmd {
-	t.Helper()
-	script := filepath.Join(dir, "script")
-	// Written aside and renamed, so a reader never sees a half-written file.
-	body := "#!/bin/sh\nenv > " + dir + "/$reason.tmp && mv " + dir + "/$reason.tmp " + dir + "/$reason.env\n" +
-		"case $reason in BOUND6|REBOOT6) ip -6 addr replace $new_ip6_address/$new_ip6_prefixlen dev $interface nodad ;; esac\n"
-	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(dir, "dhclient.conf")
-	if err := os.WriteFile(conf, []byte("request dhcp6.name-servers, dhcp6.domain-search;\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return l.Guest.Start(t, "dhclient", "-6", "-d", "-v", "-cf", conf, "-sf", script, "-lf", filepath.Join(dir, "lease6"),
-		"-pf", filepath.Join(dir, "pid6"), l.GuestIf)
-}
-
-// scriptEnv waits for the environment dhclient's script recorded for one
-// of reasons, and removes the record.
-func scriptEnv(t *testing.T, dir string, reasons ...string) map[string]string {
-	t.Helper()
-	var b []byte
-	lab.WaitFor(t, 20*time.Second, fmt.Sprintf("dhclient to report %v", reasons), func() bool {
-		for _, r := range reasons {
-			var err error
-			if b, err = os.ReadFile(filepath.Join(dir, r+".env")); err == nil {
-				os.Remove(filepath.Join(dir, r+".env"))
-				return true
-			}
-		}
-		return false
-	})
-	env := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			env[k] = v
-		}
-	}
-	return env
-}
-
 func statusText(m *dhcpv6.Message) string {
 	if s, ok := m.GetOneOption(dhcpv6.OptionStatusCode).(*dhcpv6.OptStatusCode); ok {
 		return s.StatusCode.String()
@@ -239,8 +195,8 @@ func TestNetnsPacketServer(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	c := dhclient6(t, l, dir)
-	env := scriptEnv(t, dir, "BOUND6")
+	c := l.Dhclient(t, "-6", dir)
+	env := c.Next(t, 20*time.Second, "BOUND6")
 	if diff := cmp.Diff("fd00:10:16::5", env["new_ip6_address"]); diff != "" {
 		t.Errorf("dhclient address (-want +got):\n%s", diff)
 	}
@@ -255,11 +211,10 @@ func TestNetnsPacketServer(t *testing.T) {
 	}
 
 	// Restarted with its lease file, dhclient confirms (RFC 8415 §18.2.3).
-	c.Process.Kill()
-	c.Wait()
+	c.Kill()
 	before := len(rec.sent())
-	dhclient6(t, l, dir)
-	if env := scriptEnv(t, dir, "REBOOT6", "BOUND6"); env["new_ip6_address"] != "fd00:10:16::5" {
+	c = l.Dhclient(t, "-6", dir)
+	if env := c.Next(t, 20*time.Second, "REBOOT6", "BOUND6"); env["new_ip6_address"] != "fd00:10:16::5" {
 		t.Errorf("after the restart dhclient reported %s %q, want fd00:10:16::5", env["reason"], env["new_ip6_address"])
 	}
 	var answers []string
@@ -289,9 +244,7 @@ func TestNetnsUDPServer(t *testing.T) {
 	if diff := cmp.Diff([]bool{false, true}, got); diff != "" {
 		t.Errorf("replies to uplink host, guest (-want +got):\n%s", diff)
 	}
-	dir := t.TempDir()
-	dhclient6(t, l, dir)
-	env := scriptEnv(t, dir, "BOUND6")
+	env := l.Dhclient(t, "-6", t.TempDir()).Next(t, 20*time.Second, "BOUND6")
 	if diff := cmp.Diff("fd00:10:16::5", env["new_ip6_address"]); diff != "" {
 		t.Errorf("dhclient address (-want +got):\n%s", diff)
 	}

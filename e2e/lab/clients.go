@@ -168,11 +168,30 @@ func (l *Lab) Dhcpcd(t T, extra ...string) *Client {
 // (e.g. "BOUND", "BOUND6", "bound"), waiting up to timeout for it.
 func (c *Client) Env(t T, timeout time.Duration, reasons ...string) map[string]string {
 	t.Helper()
+	env, _ := c.record(t, timeout, reasons)
+	return env
+}
+
+// Next is Env that also removes the record it returns, so that the next
+// call waits for a new one (a restarted client's).
+func (c *Client) Next(t T, timeout time.Duration, reasons ...string) map[string]string {
+	t.Helper()
+	env, path := c.record(t, timeout, reasons)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// record waits for the first of reasons' records and returns it and its path.
+func (c *Client) record(t T, timeout time.Duration, reasons []string) (map[string]string, string) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		for _, r := range reasons {
-			if env, err := readEnv(filepath.Join(c.Dir, r+".env")); err == nil {
-				return env
+			path := filepath.Join(c.Dir, r+".env")
+			if env, err := readEnv(path); err == nil {
+				return env, path
 			}
 		}
 		if time.Now().After(deadline) {
