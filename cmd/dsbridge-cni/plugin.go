@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -105,15 +106,22 @@ func (p *plugin) apply(conf *netConf, st *state, prev map[string]int, earlier *s
 	if err != nil {
 		return err
 	}
+	// The pristine pod, read at most once for the responder and the
+	// plumbing: reading it may wait for the gateways' MACs.
+	pod := sync.OnceValues(func() (*netsetup.Snapshot, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), plumbTimeout)
+		defer cancel()
+		return netsetup.Take(ctx, netsetup.SnapshotOptions{PodIface: st.PodIface, ResolvConf: os.DevNull, Hostname: "-"})
+	})
 	if conf.raResponder() {
-		if err := attachResponder(st, earlier, p.log); err != nil {
+		if err := attachResponder(st, earlier, pod, p.log); err != nil {
 			return err
 		}
 	}
 	if !conf.Plumbing {
 		return nil
 	}
-	return plumb(conf, st, earlier)
+	return plumb(conf, st, earlier, pod)
 }
 
 // attachResponder attaches the kernel RS->RA responder to the pristine
@@ -121,14 +129,12 @@ func (p *plugin) apply(conf *netConf, st *state, prev map[string]int, earlier *s
 // routes, so the gateway and prefix are known. It survives KubeVirt's
 // rename, MAC change and enslaving. A pod without an IPv6 default gateway
 // (or one already plumbed) gets none.
-func attachResponder(st, earlier *state, log *slog.Logger) error {
+func attachResponder(st, earlier *state, pod func() (*netsetup.Snapshot, error), log *slog.Logger) error {
 	if earlier != nil && earlier.RAResponder {
 		st.RAResponder = true
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), plumbTimeout)
-	defer cancel()
-	snap, err := netsetup.Take(ctx, netsetup.SnapshotOptions{PodIface: st.PodIface, ResolvConf: os.DevNull, Hostname: "-"})
+	snap, err := pod()
 	if err != nil {
 		// Not fatal: the pod still works, and the sidecar's plan says RA is
 		// off and why.
@@ -152,7 +158,7 @@ func attachResponder(st, earlier *state, log *slog.Logger) error {
 // plumb builds the managedTap layout for the attachment's pod interface. A
 // layout that exists without our record (KubeVirt's) is verified, not
 // owned: DEL leaves it alone.
-func plumb(conf *netConf, st *state, earlier *state) error {
+func plumb(conf *netConf, st *state, earlier *state, pod func() (*netsetup.Snapshot, error)) error {
 	ctx, cancel := context.WithTimeout(context.Background(), plumbTimeout)
 	defer cancel()
 	layout := netsetup.LayoutFor(st.PodIface, "")
@@ -160,7 +166,7 @@ func plumb(conf *netConf, st *state, earlier *state) error {
 	if earlier != nil && earlier.Plumbing != nil {
 		snap = earlier.Plumbing.Snapshot
 	} else {
-		s, err := netsetup.Take(ctx, netsetup.SnapshotOptions{PodIface: st.PodIface, ResolvConf: os.DevNull, Hostname: "-"})
+		s, err := pod()
 		if err != nil {
 			return fmt.Errorf("failed to read pod interface %q: %w", st.PodIface, err)
 		}
