@@ -26,6 +26,9 @@ type binder struct {
 	snap     netsetup.SnapshotOptions
 	raMode   ra.Mode
 	log      *slog.Logger
+	// snaps are the pod interfaces as recorded at start, by name; read-only
+	// once the hook socket is open.
+	snaps map[string]*netsetup.Snapshot
 }
 
 var _ hooks.Binder = (*binder)(nil)
@@ -39,7 +42,7 @@ func (b *binder) Bind(ctx context.Context, vmi hooks.VMIIdentity, ifaces []hooks
 		spec, err := service.Prepare(ctx, service.Request{
 			Name: in.Name, Index: in.Index, PodIface: in.PodIface, Tap: in.Tap, VMMAC: in.MAC,
 			Identity: vmi.UID, Network: in.Network, Extra: dhcpExtras(in.DHCPOptions, b.log),
-			RAMode: b.raMode, StateDir: b.stateDir, Snapshot: b.snap, Privileges: b.priv,
+			RAMode: b.raMode, StateDir: b.stateDir, Snapshot: b.snap, Known: b.snaps[in.PodIface], Privileges: b.priv,
 			Log: b.log.With("interface", in.Name),
 		})
 		if err != nil {
@@ -108,6 +111,7 @@ func snapshotPodInterfaces(ctx context.Context, b *binder) (hooks.StaticFacts, e
 		return nil, fmt.Errorf("failed to list the pod interfaces: %w", err)
 	}
 	facts := hooks.StaticFacts{}
+	b.snaps = map[string]*netsetup.Snapshot{}
 	for _, ifi := range ifs {
 		if !podIfaceRE.MatchString(ifi.Name) {
 			continue
@@ -120,6 +124,7 @@ func snapshotPodInterfaces(ctx context.Context, b *binder) (hooks.StaticFacts, e
 			continue
 		}
 		facts[ifi.Name] = hooks.IfaceFacts{MAC: net.HardwareAddr(s.MAC), MTU: s.MTU}
+		b.snaps[ifi.Name] = s
 		b.log.Info("recorded pod interface", "podIface", ifi.Name, "mac", s.MAC.String(), "mtu", s.MTU,
 			"ipv4", s.IPv4, "ipv6", s.IPv6)
 	}

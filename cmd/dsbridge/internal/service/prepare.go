@@ -26,7 +26,11 @@ type Request struct {
 	RAMode            ra.Mode
 	StateDir          string
 	Snapshot          netsetup.SnapshotOptions
-	Privileges        netsetup.Privileges
+	// Known is the pod interface's snapshot when the caller already holds
+	// it (the sidecar records every pod interface at start); nil: take or
+	// reload it.
+	Known      *netsetup.Snapshot
+	Privileges netsetup.Privileges
 	// RAResponder: the binding CNI's kernel responder answers RS on this
 	// uplink, so dsbridge sends no RA itself.
 	RAResponder bool
@@ -37,9 +41,12 @@ type Request struct {
 // the bridge and tap as the privileges allow, and returns the Spec to Start.
 // The VM MAC defaults to the pod interface's original MAC, as in KubeVirt.
 func Prepare(ctx context.Context, req Request) (Spec, error) {
-	snap, err := Snapshot(ctx, req)
-	if err != nil {
-		return Spec{}, err
+	snap := req.Known
+	if snap == nil {
+		var err error
+		if snap, err = Snapshot(ctx, req); err != nil {
+			return Spec{}, err
+		}
 	}
 	layout := netsetup.LayoutFor(req.PodIface, req.Tap)
 	layout.TapStandIn = standIn(layout.Tap)
