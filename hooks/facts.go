@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"fmt"
 	"net"
 	"slices"
 )
@@ -24,20 +23,4 @@ func (f StaticFacts) Lookup(podIface string) (net.HardwareAddr, int, bool) {
 		return nil, 0, false
 	}
 	return slices.Clone(facts.MAC), facts.MTU, true
-}
-
-// InterfaceFacts records the MAC and MTU of every interface of this network
-// namespace, to be called before the hook socket opens (KubeVirt may move
-// the pod interfaces before OnDefineDomain). The netsetup snapshot replaces
-// it once it exists.
-func InterfaceFacts() (StaticFacts, error) {
-	ifaces, err := net.Interfaces()
-	if err != nil {
-		return nil, fmt.Errorf("failed to list pod interfaces: %w", err)
-	}
-	facts := make(StaticFacts, len(ifaces))
-	for _, iface := range ifaces {
-		facts[iface.Name] = IfaceFacts{MAC: iface.HardwareAddr, MTU: iface.MTU}
-	}
-	return facts, nil
 }

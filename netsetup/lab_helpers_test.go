@@ -90,7 +90,7 @@ func dump(o *dumpOpts) ([]string, error) {
 			}
 			out = append(out, fmt.Sprintf("addr %s %s scope %d flags %#x", l.Attrs().Name, ip, a.Scope, a.Flags))
 		}
-		if v, err := readSysctlInt(ipv6Conf(l.Attrs().Name, "addr_gen_mode")); err == nil {
+		if v, err := ReadSysctl(ipv6Conf(l.Attrs().Name, "addr_gen_mode")); err == nil {
 			out = append(out, fmt.Sprintf("sysctl %s addr_gen_mode=%d", l.Attrs().Name, v))
 		}
 	}
@@ -106,7 +106,7 @@ func dump(o *dumpOpts) ([]string, error) {
 		out = append(out, fmt.Sprintf("route table %d %s via %s dev %s proto %d scope %d metric %d type %d flags %#x src %s mtu %d",
 			r.Table, dst, r.Gw, names[r.LinkIndex], r.Protocol, r.Scope, r.Priority, r.Type, r.Flags&^carrierFlags, r.Src, r.MTU))
 	}
-	v, err := readSysctlInt(sysctlArpIgnoreAll)
+	v, err := ReadSysctl(sysctlArpIgnoreAll)
 	if err != nil {
 		return nil, err
 	}

@@ -379,10 +379,10 @@ func (p *plumber) arpIgnore() error {
 	if len(p.s.IPv4) == 0 {
 		return nil
 	}
-	if v, err := readSysctlInt(sysctlArpIgnoreAll); err == nil && v == arpIgnoreVM {
+	if v, err := ReadSysctl(sysctlArpIgnoreAll); err == nil && v == arpIgnoreVM {
 		return nil
 	}
-	return writeSysctlInt(sysctlArpIgnoreAll, arpIgnoreVM)
+	return WriteSysctl(sysctlArpIgnoreAll, arpIgnoreVM)
 }
 
 // ensureLink creates link unless a link of that name exists; either way it
@@ -454,7 +454,7 @@ func setIPv6Conf(link, key string, v int) error {
 	if !ipv6Enabled() {
 		return nil
 	}
-	return writeSysctlInt(ipv6Conf(link, key), v)
+	return WriteSysctl(ipv6Conf(link, key), v)
 }
 
 func ipv6Enabled() bool {

@@ -50,7 +50,7 @@ func Probe() (Privileges, error) {
 	}
 	p := PrivilegesFromCaps(capEff)
 	p.UnprivilegedPortStart = 1024
-	if v, err := readSysctlInt(sysctlUnprivPortStart); err == nil {
+	if v, err := ReadSysctl(sysctlUnprivPortStart); err == nil {
 		p.UnprivilegedPortStart = v
 	}
 	return p, nil

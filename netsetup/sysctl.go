@@ -22,12 +22,7 @@ const (
 
 // ReadSysctl reads an integer sysctl by its path under /proc/sys (e.g.
 // "net/ipv4/ip_unprivileged_port_start") in the caller's network namespace.
-func ReadSysctl(name string) (int, error) { return readSysctlInt(name) }
-
-// WriteSysctl writes an integer sysctl by its path under /proc/sys.
-func WriteSysctl(name string, v int) error { return writeSysctlInt(name, v) }
-
-func readSysctlInt(name string) (int, error) {
+func ReadSysctl(name string) (int, error) {
 	b, err := os.ReadFile(filepath.Join(procSys, name))
 	if err != nil {
 		return 0, fmt.Errorf("failed to read sysctl %q: %w", name, err)
@@ -39,7 +34,8 @@ func readSysctlInt(name string) (int, error) {
 	return v, nil
 }
 
-func writeSysctlInt(name string, v int) error {
+// WriteSysctl writes an integer sysctl by its path under /proc/sys.
+func WriteSysctl(name string, v int) error {
 	if err := os.WriteFile(filepath.Join(procSys, name), []byte(strconv.Itoa(v)), 0o644); err != nil {
 		return fmt.Errorf("failed to write sysctl %q: %w", name, err)
 	}

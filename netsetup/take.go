@@ -211,10 +211,10 @@ func readRestore(link netlink.Link, plumbed bool, s *Snapshot) {
 	}
 	s.Restore.Up = link.Attrs().Flags&net.FlagUp != 0
 	s.Restore.AddrGenMode = -1
-	if v, err := readSysctlInt(ipv6Conf(link.Attrs().Name, "addr_gen_mode")); err == nil {
+	if v, err := ReadSysctl(ipv6Conf(link.Attrs().Name, "addr_gen_mode")); err == nil {
 		s.Restore.AddrGenMode = v
 	}
-	if v, err := readSysctlInt(sysctlArpIgnoreAll); err == nil {
+	if v, err := ReadSysctl(sysctlArpIgnoreAll); err == nil {
 		s.Restore.ArpIgnore = v
 	}
 }

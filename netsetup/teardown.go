@@ -45,8 +45,8 @@ func Teardown(s *Snapshot, l Layout) error {
 		return err
 	}
 	waitLinkLocal(pod, s)
-	if v, err := readSysctlInt(sysctlArpIgnoreAll); err == nil && v != s.Restore.ArpIgnore {
-		return writeSysctlInt(sysctlArpIgnoreAll, s.Restore.ArpIgnore)
+	if v, err := ReadSysctl(sysctlArpIgnoreAll); err == nil && v != s.Restore.ArpIgnore {
+		return WriteSysctl(sysctlArpIgnoreAll, s.Restore.ArpIgnore)
 	}
 	return nil
 }
@@ -135,7 +135,7 @@ func restoreLink(pod netlink.Link, s *Snapshot) error {
 	macDiffers := len(s.MAC) > 0 && !bytes.Equal(pod.Attrs().HardwareAddr, s.MAC)
 	genDiffers := false
 	if s.Restore.AddrGenMode >= 0 && ipv6Enabled() {
-		v, err := readSysctlInt(ipv6Conf(name, "addr_gen_mode"))
+		v, err := ReadSysctl(ipv6Conf(name, "addr_gen_mode"))
 		genDiffers = err != nil || v != s.Restore.AddrGenMode
 	}
 	if macDiffers || genDiffers {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
 	"github.com/dsbridge/dsbridge/netsetup"
-	"github.com/vishvananda/netlink"
 )
 
 // inspectFlags are the flags shared by inspect and teardown.
@@ -99,8 +98,8 @@ func inspect(f inspectFlags) (*inspection, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, brErr := netlink.LinkByName(netsetup.LayoutFor(f.podIface, "").Bridge)
-	in.Plan = netsetup.PlanFor(priv, in.Snapshot, netsetup.PlanOptions{LayoutExists: brErr == nil})
+	layout := netsetup.LayoutFor(f.podIface, "")
+	in.Plan = netsetup.PlanFor(priv, in.Snapshot, netsetup.PlanOptions{LayoutExists: service.LayoutExists(layout)})
 	// What the services would hand out comes from the same configurations
 	// they run with (service.ConfigsFor), with the standalone identity.
 	cfgs, err := service.ConfigsFor(service.Spec{Snapshot: in.Snapshot, VMMAC: net.HardwareAddr(in.Snapshot.MAC),

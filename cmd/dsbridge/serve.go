@@ -16,9 +16,6 @@ import (
 	"github.com/dsbridge/dsbridge/ra"
 )
 
-// defaultStateDir holds saved snapshots in standalone mode.
-const defaultStateDir = "/var/run/dsbridge"
-
 type serveConfig struct {
 	podIface, tap, vmMAC string
 	resolvConf, hostname string
@@ -37,7 +34,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.vmMAC, "vm-mac", "", "the VM's MAC (default: the pod interface's original MAC, as in KubeVirt)")
 	fs.StringVar(&c.resolvConf, "resolv-conf", netsetup.DefaultResolvConf, "resolv.conf with the DNS servers and search domains to hand out")
 	fs.StringVar(&c.hostname, "hostname", "", "hostname to hand out (default: this host's name)")
-	fs.StringVar(&c.stateDir, "state-dir", defaultStateDir, "directory for the saved network snapshot")
+	fs.StringVar(&c.stateDir, "state-dir", netsetup.DefaultStateDir, "directory for the saved network snapshot")
 	fs.StringVar(&c.identity, "identity", "", "seed of the server identities (DHCPv6 DUID, service MAC); default: from the pod's MAC")
 	fs.StringVar(&c.raMode, "ra-mode", "gateway", "router advertisements: gateway, flags-only or off")
 	fs.BoolVar(&c.teardownOnExit, "teardown-on-exit", false, "restore the pod interface to its snapshot on exit")

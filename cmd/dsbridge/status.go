@@ -16,6 +16,7 @@ import (
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/hooks"
+	"github.com/dsbridge/dsbridge/netsetup"
 )
 
 // startStatusServer serves the model on the unix socket at path until ctx
@@ -45,7 +46,7 @@ func defaultStatusSockets() []string {
 	}
 	return []string{
 		filepath.Join(hooks.DefaultHooksDir, name, status.SocketName),
-		filepath.Join(defaultStateDir, status.SocketName),
+		filepath.Join(netsetup.DefaultStateDir, status.SocketName),
 	}
 }
 

@@ -116,18 +116,7 @@ func (l *Lab) node(t T) {
 
 func (l *Lab) pod(t T) {
 	t.Helper()
-	s, p, dev := l.Spec, l.Pod, l.Spec.PodIface
-	setMAC(t, p, dev, s.MAC)
-	p.Run(t, "ip", "link", "set", dev, "mtu", fmt.Sprint(s.MTU))
-	p.Run(t, "sysctl", "-qw", "net.ipv6.conf."+dev+".accept_ra=0", "net.ipv6.conf."+dev+".accept_dad=0")
-	if s.IPv4 != "" {
-		p.Run(t, "ip", "addr", "add", s.IPv4, "dev", dev)
-		p.Run(t, "ip", "route", "add", "default", "via", s.Gateway4, "dev", dev, "onlink")
-	}
-	if s.IPv6 != "" {
-		p.Run(t, "ip", "addr", "add", s.IPv6, "dev", dev, "nodad")
-		p.Run(t, "ip", "-6", "route", "add", "default", "via", s.Gateway6, "dev", dev)
-	}
+	configurePod(t, l.Pod, l.Spec)
 }
 
 func (l *Lab) guest(t T) {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sort"
 
 	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
 	"github.com/dsbridge/dsbridge/dhcp/dhcp6"
@@ -119,10 +118,11 @@ func family(addrs []netip.Addr, v4 bool) []netip.Addr {
 // longest is the longest search domain, KubeVirt's choice for option 15
 // (the most specific: "<ns>.svc.cluster.local").
 func longest(search []string) string {
-	s := append([]string(nil), search...)
-	sort.SliceStable(s, func(i, j int) bool { return len(s[i]) > len(s[j]) })
-	if len(s) == 0 {
-		return ""
+	var l string
+	for _, d := range search {
+		if len(d) > len(l) {
+			l = d
+		}
 	}
-	return s[0]
+	return l
 }

@@ -51,7 +51,7 @@ func Prepare(ctx context.Context, req Request) (Spec, error) {
 	layout := netsetup.LayoutFor(req.PodIface, req.Tap)
 	layout.TapStandIn = standIn(layout.Tap)
 	plan := netsetup.PlanFor(req.Privileges, snap, netsetup.PlanOptions{
-		LayoutExists: layoutExists(layout), RAResponder: req.RAResponder || responderAttached(layout, req.Log),
+		LayoutExists: LayoutExists(layout), RAResponder: req.RAResponder || responderAttached(layout, req.Log),
 	})
 	if err := plumb(ctx, snap, layout, plan, req.Log); err != nil {
 		return Spec{}, err
@@ -122,8 +122,8 @@ func standIn(tap string) bool {
 	return err == nil && link.Type() != "tuntap"
 }
 
-// layoutExists reports whether the bridge and VM port are already there.
-func layoutExists(l netsetup.Layout) bool {
+// LayoutExists reports whether the bridge and VM port are already there.
+func LayoutExists(l netsetup.Layout) bool {
 	for _, name := range []string{l.Bridge, l.Tap} {
 		if _, err := netlink.LinkByName(name); err != nil {
 			return false
