@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/dsbridge/dsbridge/hooks"
-	"github.com/dsbridge/dsbridge/netsetup"
+	"github.com/dsbridge/dsbridge/hooks/naming"
 )
 
 // pluginName is the binding name the sidecar serves by default (before
@@ -433,7 +433,7 @@ func TestExampleVMs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := netsetup.PodIfaceForNetwork("blue"); !bytes.Contains(b, []byte("= "+want)) {
+	if want := naming.HashedPodInterface("blue"); !bytes.Contains(b, []byte("= "+want)) {
 		t.Errorf("examples/vm-multus.yaml does not name pod interface %s", want)
 	}
 }

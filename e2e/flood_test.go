@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -109,9 +108,13 @@ func TestMalformedFromGuest(t *testing.T) {
 	alive(t, s, pid)
 	noPanic(t, s)
 	// The garbage reached every parser: each logged a drop at debug level.
-	for _, drop := range []string{"dropped an unparsable DHCPv4 request", "ignoring malformed DHCPv6 message", "ignoring frame from the VM"} {
-		if !strings.Contains(s.out.String(), drop) {
-			t.Errorf("dsbridge's debug log has no %q: the garbage never reached that parser", drop)
+	for _, drop := range [][]string{
+		{`"msg":"dropped a request"`, `"server":"DHCPv4"`, `"reason":"malformed"`},
+		{`"msg":"dropped a request"`, `"server":"DHCPv6"`, `"reason":"malformed"`},
+		{"ignoring frame from the VM"},
+	} {
+		if !hasLine(s.out.String(), drop...) {
+			t.Errorf("dsbridge's debug log has no line with %q: the garbage never reached that parser", drop)
 		}
 	}
 
@@ -135,7 +138,7 @@ func newInjector(t *testing.T, l *lab.Lab) *injector {
 	var c *frame.PacketConn
 	err := l.Guest.Do(func() error {
 		var err error
-		c, err = frame.Listen(l.GuestIf, frame.Filter{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 0x99}, Kind: frame.KindDHCPv4})
+		c, err = frame.Listen(l.GuestIf, frame.Filter{SrcMAC: frame.MAC{2, 0, 0, 0, 0, 0x99}, Kind: frame.KindDHCPv4})
 		return err
 	})
 	if err != nil {
@@ -185,7 +188,7 @@ func (i *injector) flood(d time.Duration, frames [][]byte, sample func()) floodR
 
 // floodFrames are n each of DISCOVER, Solicit and RS from mac, with
 // distinct transaction IDs, interleaved.
-func floodFrames(mac net.HardwareAddr, n int) [][]byte {
+func floodFrames(mac frame.MAC, n int) [][]byte {
 	var out [][]byte
 	for i := range n {
 		out = append(out, discoverFrame(mac, uint32(i)), solicitFrame(mac, uint32(i)), rsFrame(mac, rsBody(mac)))
@@ -194,33 +197,32 @@ func floodFrames(mac net.HardwareAddr, n int) [][]byte {
 }
 
 var (
-	broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-	allDHCP6     = netip.MustParseAddr("ff02::1:2")
-	allRouters   = netip.MustParseAddr("ff02::2")
+	allDHCP6   = netip.MustParseAddr("ff02::1:2")
+	allRouters = netip.MustParseAddr("ff02::2")
 )
 
-func discoverPayload(mac net.HardwareAddr, xid uint32) []byte {
+func discoverPayload(mac frame.MAC, xid uint32) []byte {
 	var id dhcpv4.TransactionID
 	binary.BigEndian.PutUint32(id[:], xid)
-	m, err := dhcpv4.NewDiscovery(mac, dhcpv4.WithTransactionID(id))
+	m, err := dhcpv4.NewDiscovery(mac.HardwareAddr(), dhcpv4.WithTransactionID(id))
 	if err != nil {
 		panic(err) // programmer invariant: constant, valid input
 	}
 	return m.ToBytes()
 }
 
-func udp4Frame(mac net.HardwareAddr, payload []byte) []byte {
-	return frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: broadcastMAC, Src: mac},
+func udp4Frame(mac frame.MAC, payload []byte) []byte {
+	return frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: frame.Broadcast, Src: mac},
 		Src: netip.IPv4Unspecified(), Dst: netip.AddrFrom4([4]byte{255, 255, 255, 255}),
 		SrcPort: 68, DstPort: 67, TTL: 64, Payload: payload})
 }
 
-func discoverFrame(mac net.HardwareAddr, xid uint32) []byte {
+func discoverFrame(mac frame.MAC, xid uint32) []byte {
 	return udp4Frame(mac, discoverPayload(mac, xid))
 }
 
-func solicitPayload(mac net.HardwareAddr, xid uint32) []byte {
-	m, err := dhcpv6.NewSolicit(mac)
+func solicitPayload(mac frame.MAC, xid uint32) []byte {
+	m, err := dhcpv6.NewSolicit(mac.HardwareAddr())
 	if err != nil {
 		panic(err) // programmer invariant: constant, valid input
 	}
@@ -228,32 +230,32 @@ func solicitPayload(mac net.HardwareAddr, xid uint32) []byte {
 	return m.ToBytes()
 }
 
-func udp6Frame(mac net.HardwareAddr, payload []byte) []byte {
+func udp6Frame(mac frame.MAC, payload []byte) []byte {
 	return frame.AppendUDP6(nil, frame.UDP6{Eth: frame.Ethernet{Dst: frame.MulticastMAC(allDHCP6), Src: mac},
 		Src: frame.LinkLocalFromMAC(mac), Dst: allDHCP6, SrcPort: 546, DstPort: 547, HopLimit: 1, Payload: payload})
 }
 
-func solicitFrame(mac net.HardwareAddr, xid uint32) []byte {
+func solicitFrame(mac frame.MAC, xid uint32) []byte {
 	return udp6Frame(mac, solicitPayload(mac, xid))
 }
 
-func rsBody(mac net.HardwareAddr) []byte {
+func rsBody(mac frame.MAC) []byte {
 	b, err := ndp.MarshalMessage(&ndp.RouterSolicitation{
-		Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: mac}}})
+		Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: mac.HardwareAddr()}}})
 	if err != nil {
 		panic(err) // programmer invariant: constant, valid input
 	}
 	return b
 }
 
-func rsFrame(mac net.HardwareAddr, body []byte) []byte {
+func rsFrame(mac frame.MAC, body []byte) []byte {
 	return frame.AppendICMP6(nil, frame.ICMP6{Eth: frame.Ethernet{Dst: frame.MulticastMAC(allRouters), Src: mac},
 		Src: frame.LinkLocalFromMAC(mac), Dst: allRouters, HopLimit: 255, Payload: body})
 }
 
 // malformedFrames are hand-made bad frames from mac: broken headers, and
 // well-framed garbage for each parser.
-func malformedFrames(mac net.HardwareAddr) [][]byte {
+func malformedFrames(mac frame.MAC) [][]byte {
 	disc, sol, rs := discoverFrame(mac, 7), solicitFrame(mac, 7), rsFrame(mac, rsBody(mac))
 	dp, sp := discoverPayload(mac, 7), solicitPayload(mac, 7)
 	var out [][]byte
@@ -312,8 +314,8 @@ func malformedFrames(mac net.HardwareAddr) [][]byte {
 	longOpt := append(append([]byte(nil), rsBody(mac)[:8]...), 1, 9, 0, 0)
 	out = append(out, badSum, hop, rsFrame(mac, code1), rsFrame(mac, zeroOpt), rsFrame(mac, longOpt), rsFrame(mac, []byte{133, 0}))
 	// ARP: truncated, and a request with nonsense lengths.
-	arp := frame.AppendARP(nil, frame.Ethernet{Dst: broadcastMAC, Src: mac}, frame.ARP{Op: 1, SenderMAC: mac,
-		TargetMAC: make(net.HardwareAddr, 6), SenderIP: netip.MustParseAddr("10.16.0.5"), TargetIP: netip.MustParseAddr(serverID4)})
+	arp := frame.AppendARP(nil, frame.Ethernet{Dst: frame.Broadcast, Src: mac}, frame.ARP{Op: 1, SenderMAC: mac,
+		TargetMAC: frame.MAC{}, SenderIP: netip.MustParseAddr("10.16.0.5"), TargetIP: netip.MustParseAddr(serverID4)})
 	arpBad := append([]byte(nil), arp...)
 	arpBad[18], arpBad[19] = 200, 200
 	out = append(out, pad(arp[:20]), arpBad)
@@ -323,7 +325,7 @@ func malformedFrames(mac net.HardwareAddr) [][]byte {
 // mutant is a valid DISCOVER, Solicit or RS (by i) with random bytes of
 // its payload changed and a random tail cut off, inside valid headers, so
 // it reaches the protocol parser.
-func mutant(rng *rand.Rand, mac net.HardwareAddr, i int) []byte {
+func mutant(rng *rand.Rand, mac frame.MAC, i int) []byte {
 	var p []byte
 	switch i % 3 {
 	case 0:

@@ -13,6 +13,7 @@ import (
 	"github.com/dsbridge/dsbridge/e2e/lab"
 	"github.com/dsbridge/dsbridge/hooks"
 	"github.com/dsbridge/dsbridge/hooks/hookstest"
+	"github.com/dsbridge/dsbridge/hooks/naming"
 )
 
 // TestSidecarServesGuest drives `dsbridge sidecar` in the lab's pod the way
@@ -114,8 +115,8 @@ func multusVMI(t *testing.T) []byte {
 	}
 	vmi = strings.ReplaceAll(vmi, `"blue"`, `"network1"`)
 	vmi = strings.ReplaceAll(vmi, "02:b1:00:00:00:07", lab.Multus.MAC)
-	if hooks.HashedPodInterfaceName("network1") != lab.MultusPodIface {
-		t.Fatalf("KubeVirt names network1's pod interface %s, the lab %s", hooks.HashedPodInterfaceName("network1"), lab.MultusPodIface)
+	if naming.HashedPodInterface("network1") != lab.MultusPodIface {
+		t.Fatalf("KubeVirt names network1's pod interface %s, the lab %s", naming.HashedPodInterface("network1"), lab.MultusPodIface)
 	}
 	return []byte(vmi)
 }

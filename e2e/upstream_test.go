@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -19,7 +18,7 @@ import (
 func TestUpstreamRADifferentFlags(t *testing.T) {
 	l := lab.NewLab(t, lab.KubeOVN)
 	s := serve(t, l, "")
-	gwMAC, _ := net.ParseMAC(l.Spec.NodeMAC)
+	gwMAC := frame.MustParseMAC(l.Spec.NodeMAC)
 	var tx *frame.PacketConn
 	if err := l.Node.Do(func() (err error) {
 		tx, err = frame.Listen(l.NodeIf, frame.Filter{SrcMAC: gwMAC, Kind: frame.KindICMPv6})
@@ -29,7 +28,7 @@ func TestUpstreamRADifferentFlags(t *testing.T) {
 	}
 	defer tx.Close()
 	ra := &ndp.RouterAdvertisement{CurrentHopLimit: 64, RouterLifetime: 1800 * time.Second, Options: []ndp.Option{
-		&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: gwMAC},
+		&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: gwMAC.HardwareAddr()},
 		&ndp.PrefixInformation{PrefixLength: 112, OnLink: true, AutonomousAddressConfiguration: true,
 			ValidLifetime: time.Hour, PreferredLifetime: time.Hour, Prefix: netip.MustParseAddr("fd00:10:16::")},
 	}}

@@ -3,8 +3,10 @@ package hooks
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"testing"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/hooks/naming"
 )
 
 // bench16 is a VMI with 16 interfaces bound to dsbridge (the pod network
@@ -13,7 +15,7 @@ func bench16(b *testing.B) ([]byte, []byte, StaticFacts) {
 	b.Helper()
 	vmi := map[string]any{"metadata": map[string]any{"name": "vmi-16", "namespace": "default"}}
 	var ifaces, nets []map[string]any
-	facts := StaticFacts{"eth0": {MAC: net.HardwareAddr{0x0a, 0x58, 0, 0, 0, 1}, MTU: 1400}}
+	facts := StaticFacts{"eth0": {MAC: frame.MAC{0x0a, 0x58, 0, 0, 0, 1}, MTU: 1400}}
 	for i := range 16 {
 		name := fmt.Sprintf("net%02d", i)
 		ifaces = append(ifaces, map[string]any{"name": name, "binding": map[string]any{"name": "dsbridge"}})
@@ -22,7 +24,7 @@ func bench16(b *testing.B) ([]byte, []byte, StaticFacts) {
 			continue
 		}
 		nets = append(nets, map[string]any{"name": name, "multus": map[string]any{"networkName": "nad-" + name}})
-		facts[HashedPodInterfaceName(name)] = IfaceFacts{MAC: net.HardwareAddr{0x0a, 0x58, 0, 0, 1, byte(i)}, MTU: 1450}
+		facts[naming.HashedPodInterface(name)] = IfaceFacts{MAC: frame.MAC{0x0a, 0x58, 0, 0, 1, byte(i)}, MTU: 1450}
 	}
 	vmi["spec"] = map[string]any{"domain": map[string]any{"devices": map[string]any{"interfaces": ifaces}}, "networks": nets}
 	vmiJSON, err := json.Marshal(vmi)

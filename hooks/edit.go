@@ -3,6 +3,8 @@ package hooks
 import (
 	"fmt"
 	"strings"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
 // EditDomain upserts one <interface type="ethernet"> with alias
@@ -104,7 +106,7 @@ func (e *editor) fill(f *ifaceElem, w wantIface) (BoundInterface, error) {
 		b.Tap = f.targetDev
 	}
 	if f.mac != "" {
-		mac, err := parseMAC(f.mac)
+		mac, err := frame.ParseMAC(f.mac)
 		if err != nil {
 			return BoundInterface{}, fmt.Errorf("domain interface %q has an invalid MAC: %w", w.alias, err)
 		}

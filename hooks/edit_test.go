@@ -1,12 +1,12 @@
 package hooks
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/google/go-cmp/cmp"
 	"libvirt.org/go/libvirtxml"
 )
@@ -14,9 +14,9 @@ import (
 // blueIface is KubeVirt's pod interface for the Multus network "blue".
 const blueIface = "pod16477688c0e"
 
-func mustMAC(t testing.TB, s string) net.HardwareAddr {
+func mustMAC(t testing.TB, s string) frame.MAC {
 	t.Helper()
-	mac, err := net.ParseMAC(s)
+	mac, err := frame.ParseMAC(s)
 	if err != nil {
 		t.Fatal(err)
 	}

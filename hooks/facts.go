@@ -1,13 +1,10 @@
 package hooks
 
-import (
-	"net"
-	"slices"
-)
+import "github.com/dsbridge/dsbridge/dhcp/frame"
 
 // IfaceFacts is what OnDefineDomain needs of one pod interface.
 type IfaceFacts struct {
-	MAC net.HardwareAddr
+	MAC frame.MAC
 	MTU int
 }
 
@@ -17,10 +14,7 @@ type StaticFacts map[string]IfaceFacts
 var _ PodFacts = StaticFacts(nil)
 
 // Lookup implements PodFacts.
-func (f StaticFacts) Lookup(podIface string) (net.HardwareAddr, int, bool) {
+func (f StaticFacts) Lookup(podIface string) (frame.MAC, int, bool) {
 	facts, ok := f[podIface]
-	if !ok {
-		return nil, 0, false
-	}
-	return slices.Clone(facts.MAC), facts.MTU, true
+	return facts.MAC, facts.MTU, ok
 }

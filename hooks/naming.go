@@ -1,26 +1,16 @@
 package hooks
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/dsbridge/dsbridge/hooks/naming"
 )
 
-// KubeVirt's naming rules (pkg/network/namescheme, pkg/network/link).
+// KubeVirt's domain conventions (pkg/virt-launcher/virtwrap/api/schema.go,
+// network/nichotplug.go, converter).
 const (
-	// PrimaryPodInterface is the pod interface of the pod network and of a
-	// Multus default network.
-	PrimaryPodInterface = "eth0"
-	// PrimaryTap is the tap of the pod network.
-	PrimaryTap = "tap0"
-	// hashedIfacePrefix + 11 hex of sha256(network name) names a secondary
-	// Multus network's pod interface.
-	hashedIfacePrefix = "pod"
-	hashedIfaceHexLen = 11
-	// ordinalIfacePrefix + 1-based index names it in the legacy scheme.
-	ordinalIfacePrefix = "net"
 	// UserAliasPrefix prefixes the VMI interface name in the domain alias.
 	UserAliasPrefix = "ua-"
 	// placeholderPrefix starts the target dev of KubeVirt's hotplug
@@ -29,28 +19,6 @@ const (
 	// multiQueueMaxQueues caps vhost queues (converter MultiQueueMaxQueues).
 	multiQueueMaxQueues = 256
 )
-
-// HashedPodInterfaceName is KubeVirt's pod interface name for a secondary
-// Multus network: "pod" + the first 11 hex digits of sha256(network name).
-func HashedPodInterfaceName(network string) string {
-	sum := sha256.Sum256([]byte(network))
-	return hashedIfacePrefix + hex.EncodeToString(sum[:])[:hashedIfaceHexLen]
-}
-
-// OrdinalPodInterfaceName is the legacy name of the i-th (1-based) secondary
-// Multus network's pod interface: net1, net2, ...
-func OrdinalPodInterfaceName(i int) string {
-	return ordinalIfacePrefix + strconv.Itoa(i)
-}
-
-// TapName is KubeVirt's tap for a pod interface: tap0 for the pod network,
-// "tap" + podIface[3:] for a secondary Multus network (tap<11hex>, tap1).
-func TapName(podIface string, secondary bool) string {
-	if !secondary || len(podIface) <= 3 {
-		return PrimaryTap
-	}
-	return "tap" + podIface[3:]
-}
 
 // isSecondaryMultus reports a Multus network that is not the default one.
 func isSecondaryMultus(n Network) bool {
@@ -65,7 +33,7 @@ func podInterfaceCandidates(vmi *VMI, n Network) []string {
 		return []string{st.PodInterfaceName}
 	}
 	if !isSecondaryMultus(n) {
-		return []string{PrimaryPodInterface}
+		return []string{naming.PrimaryPodInterface}
 	}
 	ordinal := 0
 	for _, other := range vmi.Spec.Networks {
@@ -76,7 +44,7 @@ func podInterfaceCandidates(vmi *VMI, n Network) []string {
 			break
 		}
 	}
-	return []string{HashedPodInterfaceName(n.Name), OrdinalPodInterfaceName(ordinal)}
+	return []string{naming.HashedPodInterface(n.Name), naming.OrdinalPodInterface(ordinal)}
 }
 
 // virtioModel is the libvirt model of a virtio NIC (converter

@@ -2,9 +2,11 @@ package hooks
 
 import (
 	"fmt"
-	"net"
 	"regexp"
 	"strconv"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/hooks/naming"
 )
 
 // PodFacts answers what the pod interfaces looked like before KubeVirt
@@ -12,21 +14,21 @@ import (
 type PodFacts interface {
 	// Lookup returns the original MAC and MTU of a pod interface (eth0,
 	// pod<11hex>, net<i>); ok is false for an interface the pod did not have.
-	Lookup(podIface string) (mac net.HardwareAddr, mtu int, ok bool)
+	Lookup(podIface string) (mac frame.MAC, mtu int, ok bool)
 }
 
 // BoundInterface is one VMI interface this plugin serves, as it is in the
 // domain after OnDefineDomain.
 type BoundInterface struct {
-	Name        string           // VMI interface name; the domain alias is "ua-" + Name
-	Index       int              // position in spec.domain.devices.interfaces
-	Network     string           // spec.networks[].name (KubeVirt requires it to equal Name)
-	MultusName  string           // networks[].multus.networkName; empty for the pod network
-	PodNetwork  bool             // the pod network or a Multus default network (eth0, tap0)
-	PodIface    string           // eth0, pod<11hex> or net<i>
-	Tap         string           // the domain interface's <target dev>
-	MAC         net.HardwareAddr // the VM's MAC: the domain interface's <mac address>
-	DHCPOptions *DHCPOptions     // spec dhcpOptions, nil when unset
+	Name        string       // VMI interface name; the domain alias is "ua-" + Name
+	Index       int          // position in spec.domain.devices.interfaces
+	Network     string       // spec.networks[].name (KubeVirt requires it to equal Name)
+	MultusName  string       // networks[].multus.networkName; empty for the pod network
+	PodNetwork  bool         // the pod network or a Multus default network (eth0, tap0)
+	PodIface    string       // eth0, pod<11hex> or net<i>
+	Tap         string       // the domain interface's <target dev>
+	MAC         frame.MAC    // the VM's MAC: the domain interface's <mac address>; zero when unknown
+	DHCPOptions *DHCPOptions // spec dhcpOptions, nil when unset
 }
 
 // wantIface is the <interface> this plugin wants for one VMI interface.
@@ -86,7 +88,7 @@ func planInterface(vmi *VMI, index int, facts PodFacts) (wantIface, error) {
 		b.MultusName = network.Multus.NetworkName
 	}
 	podMAC, mtu, known := lookupPodIface(vmi, network, facts, &b)
-	b.Tap = TapName(b.PodIface, !b.PodNetwork)
+	b.Tap = naming.Tap(b.PodIface, !b.PodNetwork)
 	mac, err := vmMAC(vmi, iface, podMAC)
 	if err != nil {
 		return wantIface{}, err
@@ -103,7 +105,7 @@ func planInterface(vmi *VMI, index int, facts PodFacts) (wantIface, error) {
 
 // lookupPodIface picks the pod interface (the first candidate the facts
 // know, else the first candidate) and returns its original MAC and MTU.
-func lookupPodIface(vmi *VMI, network Network, facts PodFacts, b *BoundInterface) (net.HardwareAddr, int, bool) {
+func lookupPodIface(vmi *VMI, network Network, facts PodFacts, b *BoundInterface) (frame.MAC, int, bool) {
 	candidates := podInterfaceCandidates(vmi, network)
 	for _, name := range candidates {
 		if mac, mtu, ok := facts.Lookup(name); ok {
@@ -112,37 +114,28 @@ func lookupPodIface(vmi *VMI, network Network, facts PodFacts, b *BoundInterface
 		}
 	}
 	b.PodIface = candidates[0]
-	return nil, 0, false
+	return frame.MAC{}, 0, false
 }
 
 // vmMAC is the VM's MAC: spec macAddress, else the status MAC, else the pod
-// interface's original MAC (KUBEVIRT.md §10.13); nil when none is known.
-func vmMAC(vmi *VMI, iface Interface, podMAC net.HardwareAddr) (net.HardwareAddr, error) {
+// interface's original MAC, as KubeVirt's bridge binding resolves it
+// (pkg/network/setup/netpod/discoverbridge.go resolveMacAddress); zero when
+// none is known. This is where the VM MAC is parsed: everything after it
+// carries the typed value.
+func vmMAC(vmi *VMI, iface Interface, podMAC frame.MAC) (frame.MAC, error) {
 	if iface.MacAddress != "" {
-		mac, err := parseMAC(iface.MacAddress)
+		mac, err := frame.ParseMAC(iface.MacAddress)
 		if err != nil {
-			return nil, fmt.Errorf("invalid macAddress: %w", err)
+			return frame.MAC{}, fmt.Errorf("invalid macAddress: %w", err)
 		}
 		return mac, nil
 	}
 	if st, ok := vmi.interfaceStatus(iface.Name); ok && st.MAC != "" {
-		if mac, err := parseMAC(st.MAC); err == nil {
+		if mac, err := frame.ParseMAC(st.MAC); err == nil {
 			return mac, nil
 		}
 	}
 	return podMAC, nil
-}
-
-// parseMAC accepts a 48-bit MAC in any form net.ParseMAC knows.
-func parseMAC(s string) (net.HardwareAddr, error) {
-	mac, err := net.ParseMAC(s)
-	if err != nil {
-		return nil, err
-	}
-	if len(mac) != 6 {
-		return nil, fmt.Errorf("MAC %q is not 48 bits", s)
-	}
-	return mac, nil
 }
 
 // pciAddressXML renders spec pciAddress ("0000:81:01.0") as libvirt's
@@ -177,7 +170,7 @@ func interfaceChildren(vmi *VMI, iface Interface, b BoundInterface, address stri
 	add("source", "<source/>")
 	add("target", `<target dev="`+escapeAttr(b.Tap)+`" managed="no"/>`)
 	add("model", `<model type="`+escapeAttr(model)+`"/>`)
-	if b.MAC != nil {
+	if !b.MAC.IsZero() {
 		add("mac", `<mac address="`+b.MAC.String()+`"/>`)
 	} else {
 		c = append(c, wantChild{name: "mac", err: fmt.Errorf("no MAC: no spec or status MAC and pod interface %q not found", b.PodIface)})

@@ -17,14 +17,15 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/hooks"
 	"github.com/dsbridge/dsbridge/hooks/hookstest"
 	infopb "github.com/dsbridge/dsbridge/hooks/proto/info"
 )
 
-func mac(t testing.TB, s string) net.HardwareAddr {
+func mac(t testing.TB, s string) frame.MAC {
 	t.Helper()
-	m, err := net.ParseMAC(s)
+	m, err := frame.ParseMAC(s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,3 +85,21 @@ func masterName(index int) string {
 }
 
 func quote(s string) string { return fmt.Sprintf("%q", s) }
+
+// Exists reports whether the layout's bridge and VM port are there, to be
+// adopted (KubeVirt's managedTap, or an earlier run).
+func (l Layout) Exists() bool {
+	for _, name := range []string{l.Bridge, l.Tap} {
+		if _, err := linkByName(name); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// PortIsStandIn reports whether the VM port exists and is not a tap (a veth
+// standing in for the tap, as in the lab): it is then adopted as is.
+func (l Layout) PortIsStandIn() bool {
+	link, err := linkByName(l.Tap)
+	return err == nil && link.Type() != "tuntap"
+}

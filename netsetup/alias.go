@@ -2,9 +2,10 @@ package netsetup
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
 // gatewayAliasPrefix starts the dummy <x>'s alias in which plumbing records
@@ -74,11 +75,11 @@ func parseGateway(val string) (*Gateway, error) {
 	}
 	g := &Gateway{IP: ip}
 	if len(parts) > 1 && parts[1] != "" {
-		mac, err := net.ParseMAC(parts[1])
+		mac, err := frame.ParseMAC(parts[1])
 		if err != nil {
 			return nil, err
 		}
-		g.MAC = MAC(mac)
+		g.MAC = mac
 	}
 	if len(parts) > 2 && parts[2] != "" {
 		if g.LinkLocal, err = netip.ParseAddr(parts[2]); err != nil {

@@ -4,11 +4,12 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/google/go-cmp/cmp"
 )
 
 func TestGatewayAliasRoundTrip(t *testing.T) {
-	mac := func(s string) MAC { var m MAC; _ = m.UnmarshalText([]byte(s)); return m }
+	mac := frame.MustParseMAC
 	for _, tc := range []struct {
 		name string
 		s    Snapshot

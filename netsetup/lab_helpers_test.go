@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dsbridge/dsbridge/e2e/lab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
 // newLab builds the standard lab for spec (skipping only when namespaces

@@ -1,45 +1,6 @@
 package netsetup
 
-import (
-	"crypto/sha256"
-	"encoding/hex"
-	"strings"
-)
-
-// Names KubeVirt gives the links of one pod interface (KubeVirt
-// pkg/network/namescheme and pkg/network/link/names.go).
-const (
-	podIfacePrefix = "pod"
-	bridgePrefix   = "k6t-"
-	tapPrefix      = "tap"
-	uplinkSuffix   = "-nic"
-	primaryIface   = "eth0"
-	primaryTap     = "tap0"
-)
-
-// PodIfaceForNetwork returns the pod interface KubeVirt requests from Multus
-// for a secondary VMI network: "pod" + the first 11 hex digits of
-// sha256(network name), e.g. "network1" -> "poda7662f44d65".
-func PodIfaceForNetwork(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	return podIfacePrefix + hex.EncodeToString(sum[:])[:11]
-}
-
-// TapForPodIface returns KubeVirt's tap name for a pod interface: "tap0" for
-// eth0, "tap" + the name minus its first three letters otherwise
-// (pod<hash> -> tap<hash>, net1 -> tap1).
-func TapForPodIface(podIface string) string {
-	if podIface == primaryIface || len(podIface) <= len(podIfacePrefix) {
-		return primaryTap
-	}
-	return tapPrefix + podIface[len(podIfacePrefix):]
-}
-
-// trimmedIface is the pod interface name minus a leading "pod", the stem of
-// the bridge and uplink names.
-func trimmedIface(podIface string) string {
-	return strings.TrimPrefix(podIface, podIfacePrefix)
-}
+import "github.com/dsbridge/dsbridge/hooks/naming"
 
 // Layout names the links of managedTap plumbing for one pod interface <x>:
 //
@@ -62,16 +23,15 @@ type Layout struct {
 }
 
 // LayoutFor returns the layout KubeVirt's managedTap builds for podIface. An
-// empty tapName means KubeVirt's tap name (TapForPodIface).
+// empty tapName means KubeVirt's tap name.
 func LayoutFor(podIface, tapName string) Layout {
 	if tapName == "" {
-		tapName = TapForPodIface(podIface)
+		tapName = naming.Tap(podIface, naming.IsSecondary(podIface))
 	}
-	stem := trimmedIface(podIface)
 	return Layout{
 		PodIface: podIface,
-		Bridge:   bridgePrefix + stem,
-		Uplink:   stem + uplinkSuffix,
+		Bridge:   naming.Bridge(podIface),
+		Uplink:   naming.Uplink(podIface),
 		Tap:      tapName,
 		Dummy:    podIface,
 	}

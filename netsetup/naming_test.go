@@ -6,19 +6,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestPodIfaceForNetwork(t *testing.T) {
-	// Values from KubeVirt's namescheme unit tests.
-	tests := []struct{ network, want string }{
-		{"network1", "poda7662f44d65"},
-		{"default", "pod37a8eec1ce1"},
-	}
-	for _, tt := range tests {
-		if got := PodIfaceForNetwork(tt.network); got != tt.want {
-			t.Errorf("PodIfaceForNetwork(%q) = %q, want %q", tt.network, got, tt.want)
-		}
-	}
-}
-
 func TestLayoutFor(t *testing.T) {
 	tests := []struct {
 		name     string

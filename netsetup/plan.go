@@ -65,9 +65,13 @@ type PlanOptions struct {
 	LayoutExists bool
 	// RAResponder: the binding CNI attached the kernel RS->RA responder.
 	RAResponder bool
-	// Disable switches services off by configuration (e.g. the cluster
-	// serves them), keyed by Service* name.
-	Disable map[string]bool
+	// Off switches services off by configuration, keyed by Service* name,
+	// with the reason the plan gives (the dhcp debug mode builds nothing
+	// and runs only the services --services selects).
+	Off map[string]string
+	// PacketOnly: services run only over the packet transport on the VM's
+	// port (the dhcp debug mode has no bridge to open UDP sockets on).
+	PacketOnly bool
 }
 
 // Remedies, one sentence each, for the administrator.
@@ -76,6 +80,7 @@ const (
 	remedyPorts    = "attach the dsbridge binding CNI (it sets net.ipv4.ip_unprivileged_port_start=0 in the pod) or grant NET_RAW"
 	remedyRAPriv   = "grant NET_RAW (KubeVirt Root feature gate on containerd, or the dsbridge capability policy), or let the cluster send RAs (Kube-OVN enableIPv6RA: true)"
 	remedyRAGw     = "give the pod an IPv6 default gateway that answers neighbour solicitations when dsbridge starts, or let the cluster send RAs (Kube-OVN enableIPv6RA: true)"
+	remedyNetRaw   = "run it with CAP_NET_RAW (as root)"
 )
 
 // PlanFor decides the tier and, per service, whether and how it runs. s may
@@ -86,7 +91,7 @@ func PlanFor(p Privileges, s *Snapshot, opts PlanOptions) Plan {
 	}
 	return Plan{
 		PodIface:   s.PodIface,
-		Tier:       tierFor(p),
+		Tier:       TierFor(p),
 		Privileges: p,
 		Services: []ServicePlan{
 			planPlumbing(p, opts),
@@ -97,7 +102,8 @@ func PlanFor(p Privileges, s *Snapshot, opts PlanOptions) Plan {
 	}
 }
 
-func tierFor(p Privileges) Tier {
+// TierFor is the tier the privileges allow.
+func TierFor(p Privileges) Tier {
 	switch {
 	case p.NetAdmin && p.NetRaw:
 		return TierFull
@@ -111,8 +117,8 @@ func tierFor(p Privileges) Tier {
 func planPlumbing(p Privileges, opts PlanOptions) ServicePlan {
 	sp := ServicePlan{Service: ServicePlumbing}
 	switch {
-	case opts.Disable[ServicePlumbing]:
-		sp.Reason = "disabled by configuration"
+	case opts.Off[ServicePlumbing] != "":
+		sp.Reason = opts.Off[ServicePlumbing]
 	case p.NetAdmin:
 		sp.On, sp.Transport = true, TransportBuild
 	case opts.LayoutExists:
@@ -128,12 +134,14 @@ func planPlumbing(p Privileges, opts PlanOptions) ServicePlan {
 func planDHCP(service string, p Privileges, haveAddr bool, port int, opts PlanOptions) ServicePlan {
 	sp := ServicePlan{Service: service}
 	switch {
-	case opts.Disable[service]:
-		sp.Reason = "disabled by configuration"
+	case opts.Off[service] != "":
+		sp.Reason = opts.Off[service]
 	case !haveAddr:
 		sp.Reason = "the pod interface has no " + familyOf(service) + " address to hand out"
 	case p.NetRaw:
 		sp.On, sp.Transport = true, TransportPacket
+	case opts.PacketOnly:
+		sp.Reason, sp.Remedy = "no CAP_NET_RAW for a packet socket on the VM's port", remedyNetRaw
 	case p.CanBind(port):
 		sp.On, sp.Transport = true, TransportUDP
 	default:
@@ -155,14 +163,14 @@ func planRA(p Privileges, s *Snapshot, opts PlanOptions) ServicePlan {
 	sp := ServicePlan{Service: ServiceRA}
 	gw := s.Gateway6
 	switch {
-	case opts.Disable[ServiceRA]:
-		sp.Reason = "disabled by configuration"
+	case opts.Off[ServiceRA] != "":
+		sp.Reason = opts.Off[ServiceRA]
 	case len(s.IPv6) == 0:
 		sp.Reason = "the pod interface has no IPv6 address"
 	case gw == nil:
 		sp.Reason = "the pod interface has no IPv6 default gateway to advertise"
 		sp.Remedy = remedyRAGw
-	case len(gw.MAC) == 0 || !gw.LinkLocal.IsValid():
+	case gw.MAC.IsZero() || !gw.LinkLocal.IsValid():
 		sp.Reason = fmt.Sprintf("the MAC of IPv6 gateway %s is unknown, so its link-local address is too", gw.IP)
 		sp.Remedy = remedyRAGw
 	case p.NetRaw:

@@ -173,7 +173,7 @@ func (p *plumber) uplinkMAC() error {
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(up.Attrs().HardwareAddr, p.s.MAC) {
+	if !bytes.Equal(up.Attrs().HardwareAddr, p.s.MAC[:]) {
 		return nil
 	}
 	br, err := linkOfType(p.l.Bridge, "bridge")
@@ -282,8 +282,8 @@ func (p *plumber) dummy() error {
 	if err != nil {
 		return err
 	}
-	if len(p.s.MAC) > 0 && !bytes.Equal(d.Attrs().HardwareAddr, p.s.MAC) {
-		if err := netlink.LinkSetHardwareAddr(d, net.HardwareAddr(p.s.MAC)); err != nil {
+	if !p.s.MAC.IsZero() && !bytes.Equal(d.Attrs().HardwareAddr, p.s.MAC[:]) {
+		if err := netlink.LinkSetHardwareAddr(d, p.s.MAC.HardwareAddr()); err != nil {
 			return fmt.Errorf("failed to set MAC of %q: %w", p.l.Dummy, err)
 		}
 	}
@@ -304,7 +304,7 @@ func (p *plumber) dummy() error {
 // without the dummy driver (CONFIG_DUMMY unset, as on some test VMs): both
 // hold addresses and pass no traffic.
 func (p *plumber) ensureAddrHolder() (netlink.Link, error) {
-	attrs := netlink.LinkAttrs{Name: p.l.Dummy, HardwareAddr: net.HardwareAddr(p.s.MAC), MTU: p.s.MTU}
+	attrs := netlink.LinkAttrs{Name: p.l.Dummy, HardwareAddr: p.s.MAC.HardwareAddr(), MTU: p.s.MTU}
 	if _, err := netlink.LinkByName(p.l.Dummy); err == nil || !isNotFound(err) {
 		return addrHolder(p.l.Dummy)
 	}

@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dsbridge/dsbridge/e2e/lab"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
+	"github.com/dsbridge/dsbridge/hooks/naming"
 )
 
 func ensureIn(t *testing.T, l *lab.Lab, s *Snapshot, lay Layout, opts PlumbOptions) {
@@ -23,7 +25,7 @@ func teardownIn(t *testing.T, l *lab.Lab, s *Snapshot, lay Layout) {
 
 func multusSpec() lab.PodSpec {
 	s := lab.KubeOVN
-	s.Name, s.PodIface = "multus", PodIfaceForNetwork("network1")
+	s.Name, s.PodIface = "multus", naming.HashedPodInterface("network1")
 	return s
 }
 

@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dsbridge/dsbridge/e2e/lab"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
 const probeChildEnv = "DSBRIDGE_PROBE_CHILD"

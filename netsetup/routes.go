@@ -3,11 +3,12 @@ package netsetup
 import (
 	"context"
 	"fmt"
-	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"net"
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -98,11 +99,11 @@ func routeOf(r netlink.Route) (Route, bool) {
 // learned within timeout stays zero.
 func resolveGateway(ctx context.Context, link netlink.Link, gw *Gateway, timeout time.Duration) {
 	mac := neighborMAC(link, gw.IP)
-	if mac == nil {
+	if mac.IsZero() {
 		poke(ctx, link.Attrs().Name, gw.IP)
 		mac = pollNeighborMAC(ctx, link, gw.IP, timeout)
 	}
-	gw.MAC = MAC(mac)
+	gw.MAC = mac
 	if gw.IP.Is6() {
 		gw.LinkLocal = gatewayLinkLocal(gw.IP, mac)
 	}
@@ -110,9 +111,12 @@ func resolveGateway(ctx context.Context, link netlink.Link, gw *Gateway, timeout
 
 // gatewayLinkLocal is a link-local next hop as is, else fe80:: + EUI-64 of
 // the gateway MAC (PROTOCOLS.md §3.3 GW_LLA), else zero.
-func gatewayLinkLocal(ip netip.Addr, mac net.HardwareAddr) netip.Addr {
-	if ip.IsLinkLocalUnicast() {
+func gatewayLinkLocal(ip netip.Addr, mac frame.MAC) netip.Addr {
+	switch {
+	case ip.IsLinkLocalUnicast():
 		return ip.WithZone("")
+	case mac.IsZero():
+		return netip.Addr{}
 	}
 	return frame.LinkLocalFromMAC(mac)
 }
@@ -121,25 +125,26 @@ func gatewayLinkLocal(ip netip.Addr, mac net.HardwareAddr) netip.Addr {
 const usableNeigh = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY |
 	netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
 
-func neighborMAC(link netlink.Link, ip netip.Addr) net.HardwareAddr {
+func neighborMAC(link netlink.Link, ip netip.Addr) frame.MAC {
 	family := netlink.FAMILY_V4
 	if ip.Is6() {
 		family = netlink.FAMILY_V6
 	}
 	neighs, err := neighList(link.Attrs().Index, family)
 	if err != nil {
-		return nil
+		return frame.MAC{}
 	}
 	for _, n := range neighs {
 		a, ok := addrOf(n.IP)
-		if ok && a == ip.WithZone("") && n.State&usableNeigh != 0 && len(n.HardwareAddr) == 6 {
-			return n.HardwareAddr
+		mac, isMAC := frame.MACFrom(n.HardwareAddr)
+		if ok && a == ip.WithZone("") && n.State&usableNeigh != 0 && isMAC {
+			return mac
 		}
 	}
-	return nil
+	return frame.MAC{}
 }
 
-func pollNeighborMAC(ctx context.Context, link netlink.Link, ip netip.Addr, timeout time.Duration) net.HardwareAddr {
+func pollNeighborMAC(ctx context.Context, link netlink.Link, ip netip.Addr, timeout time.Duration) frame.MAC {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(neighPollInterval)
@@ -147,11 +152,11 @@ func pollNeighborMAC(ctx context.Context, link netlink.Link, ip netip.Addr, time
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return frame.MAC{}
 		case <-deadline.C:
 			return neighborMAC(link, ip)
 		case <-tick.C:
-			if mac := neighborMAC(link, ip); mac != nil {
+			if mac := neighborMAC(link, ip); !mac.IsZero() {
 				return mac
 			}
 		}

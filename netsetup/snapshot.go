@@ -1,9 +1,10 @@
 package netsetup
 
 import (
-	"net"
 	"net/netip"
 	"time"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
 // SnapshotVersion is the JSON schema version written into saved snapshots.
@@ -15,7 +16,7 @@ type Snapshot struct {
 	Version  int       `json:"version"`
 	TakenAt  time.Time `json:"takenAt"`
 	PodIface string    `json:"podIface"` // eth0, pod<hash>, net<i>
-	MAC      MAC       `json:"mac"`      // the pod interface's original MAC
+	MAC      frame.MAC `json:"mac"`      // the pod interface's original MAC
 	MTU      int       `json:"mtu"`
 
 	// Global addresses with their prefix lengths, in kernel order.
@@ -85,7 +86,7 @@ type Gateway struct {
 	IP netip.Addr `json:"ip"`
 	// MAC is the gateway's link-layer address from the neighbour table; zero
 	// when it could not be resolved.
-	MAC MAC `json:"mac,omitempty"`
+	MAC frame.MAC `json:"mac,omitzero"`
 	// LinkLocal is the gateway's IPv6 link-local address: the next hop itself
 	// when it is link-local, else fe80:: + EUI-64(MAC). Only for IPv6.
 	LinkLocal netip.Addr `json:"linkLocal,omitzero"`
@@ -101,26 +102,3 @@ type Route struct {
 	Via netip.Addr   `json:"via,omitzero"` // zero: on-link
 	RouteAttrs
 }
-
-// MAC is a hardware address that marshals as text ("0a:58:0a:10:00:05").
-type MAC net.HardwareAddr
-
-// MarshalText implements encoding.TextMarshaler.
-func (m MAC) MarshalText() ([]byte, error) { return []byte(net.HardwareAddr(m).String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (m *MAC) UnmarshalText(b []byte) error {
-	if len(b) == 0 {
-		*m = nil
-		return nil
-	}
-	hw, err := net.ParseMAC(string(b))
-	if err != nil {
-		return err
-	}
-	*m = MAC(hw)
-	return nil
-}
-
-// String returns the colon-separated form.
-func (m MAC) String() string { return net.HardwareAddr(m).String() }

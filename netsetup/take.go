@@ -7,16 +7,18 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/hooks/naming"
 )
 
 // Defaults for SnapshotOptions.
 const (
-	DefaultPodIface       = primaryIface
+	DefaultPodIface       = naming.PrimaryPodInterface
 	DefaultResolveTimeout = time.Second
 	// neighPollInterval is how often the neighbour table is read while a
 	// gateway's MAC is being resolved.
@@ -73,7 +75,7 @@ func Take(ctx context.Context, opts SnapshotOptions) (*Snapshot, error) {
 		Version:  SnapshotVersion,
 		TakenAt:  time.Now().UTC().Truncate(time.Second),
 		PodIface: opts.PodIface,
-		MAC:      MAC(slices.Clone(attrs.HardwareAddr)),
+		MAC:      podMAC(attrs.HardwareAddr),
 		MTU:      attrs.MTU,
 		Plumbed:  plumbed,
 	}
@@ -92,6 +94,13 @@ func Take(ctx context.Context, opts SnapshotOptions) (*Snapshot, error) {
 	}
 	readRestore(link, plumbed, s)
 	return s, nil
+}
+
+// podMAC is the pod link's MAC; zero for a link without an Ethernet
+// address.
+func podMAC(hw net.HardwareAddr) frame.MAC {
+	mac, _ := frame.MACFrom(hw)
+	return mac
 }
 
 // snapshotSource returns the link that holds the pod's addresses and

@@ -4,31 +4,20 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/dsbridge/dsbridge/e2e/lab"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/e2e/lab"
+	"github.com/dsbridge/dsbridge/hooks/naming"
 )
 
-func mustMAC(s string) MAC {
-	m, err := parseMAC(s)
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
-
-func parseMAC(s string) (MAC, error) {
-	var m MAC
-	err := m.UnmarshalText([]byte(s))
-	return m, err
-}
-
 func TestTake(t *testing.T) {
-	ovnGW := mustMAC("0a:58:0a:10:00:01")
+	ovnGW := frame.MustParseMAC("0a:58:0a:10:00:01")
 	ovnLLA := netip.MustParseAddr("fe80::858:aff:fe10:1")
-	calicoGW := mustMAC("ee:ee:ee:ee:ee:ee")
+	calicoGW := frame.MustParseMAC("ee:ee:ee:ee:ee:ee")
 	multus := lab.KubeOVN
-	multus.Name, multus.PodIface = "multus", PodIfaceForNetwork("network1")
+	multus.Name, multus.PodIface = "multus", naming.HashedPodInterface("network1")
 	v4only := lab.KubeOVN
 	v4only.Name, v4only.IPv6, v4only.Gateway6 = "ipv4-only", "", ""
 	v6only := lab.KubeOVN
@@ -40,7 +29,7 @@ func TestTake(t *testing.T) {
 
 	ovn := func(spec lab.PodSpec) *Snapshot {
 		s := &Snapshot{
-			Version: SnapshotVersion, PodIface: spec.PodIface, MAC: mustMAC(spec.MAC), MTU: spec.MTU,
+			Version: SnapshotVersion, PodIface: spec.PodIface, MAC: frame.MustParseMAC(spec.MAC), MTU: spec.MTU,
 			Hostname: "vm-" + spec.Name, Search: spec.Search,
 		}
 		for _, d := range spec.DNS {
@@ -59,7 +48,7 @@ func TestTake(t *testing.T) {
 		return s
 	}
 	calico := &Snapshot{
-		Version: SnapshotVersion, PodIface: "eth0", MAC: mustMAC(lab.Calico.MAC), MTU: 1450, Hostname: "vm-calico",
+		Version: SnapshotVersion, PodIface: "eth0", MAC: frame.MustParseMAC(lab.Calico.MAC), MTU: 1450, Hostname: "vm-calico",
 		IPv4:     []netip.Prefix{netip.MustParsePrefix("10.244.1.5/32")},
 		IPv6:     []netip.Prefix{netip.MustParsePrefix("fd00:10:244::5/128")},
 		Gateway4: &Gateway{IP: netip.MustParseAddr("169.254.1.1"), MAC: calicoGW, Route: RouteAttrs{Protocol: 3, OnLink: true}},

@@ -132,7 +132,7 @@ func restoreName(l Layout) (netlink.Link, error) {
 // differ), MTU, then the administrative state.
 func restoreLink(pod netlink.Link, s *Snapshot) error {
 	name := pod.Attrs().Name
-	macDiffers := len(s.MAC) > 0 && !bytes.Equal(pod.Attrs().HardwareAddr, s.MAC)
+	macDiffers := !s.MAC.IsZero() && !bytes.Equal(pod.Attrs().HardwareAddr, s.MAC[:])
 	genDiffers := false
 	if s.Restore.AddrGenMode >= 0 && ipv6Enabled() {
 		v, err := ReadSysctl(ipv6Conf(name, "addr_gen_mode"))
@@ -145,7 +145,7 @@ func restoreLink(pod netlink.Link, s *Snapshot) error {
 		pod.Attrs().Flags &^= net.FlagUp
 	}
 	if macDiffers {
-		if err := netlink.LinkSetHardwareAddr(pod, net.HardwareAddr(s.MAC)); err != nil {
+		if err := netlink.LinkSetHardwareAddr(pod, s.MAC.HardwareAddr()); err != nil {
 			return fmt.Errorf("failed to restore MAC of %q: %w", name, err)
 		}
 	}

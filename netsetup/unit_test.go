@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -76,9 +77,9 @@ func TestParseCapEff(t *testing.T) {
 
 // kubeOVN is a Kube-OVN dual-stack pod's snapshot.
 func kubeOVN() *Snapshot {
-	gwMAC := MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x01}
+	gwMAC := frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x01}
 	return &Snapshot{
-		Version: SnapshotVersion, PodIface: "eth0", MAC: MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}, MTU: 1400,
+		Version: SnapshotVersion, PodIface: "eth0", MAC: frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}, MTU: 1400,
 		IPv4:     []netip.Prefix{netip.MustParsePrefix("10.16.0.5/16")},
 		IPv6:     []netip.Prefix{netip.MustParsePrefix("fd00:10:16::5/112")},
 		Gateway4: &Gateway{IP: netip.MustParseAddr("10.16.0.1"), MAC: gwMAC},
@@ -124,7 +125,7 @@ func TestPlanFor(t *testing.T) {
 		{"gateway MAC unknown", full, noGwMAC, PlanOptions{}, TierFull, []ServicePlan{
 			on(ServicePlumbing, TransportBuild), on(ServiceDHCPv4, TransportPacket), on(ServiceDHCPv6, TransportPacket),
 			{Service: ServiceRA, Reason: "the MAC of IPv6 gateway fd00:10:16::1 is unknown, so its link-local address is too", Remedy: remedyRAGw}}},
-		{"IPv4 only, DHCPv4 disabled", full, v4only, PlanOptions{Disable: map[string]bool{ServiceDHCPv4: true}}, TierFull, []ServicePlan{
+		{"IPv4 only, DHCPv4 disabled", full, v4only, PlanOptions{Off: map[string]string{ServiceDHCPv4: "disabled by configuration"}}, TierFull, []ServicePlan{
 			on(ServicePlumbing, TransportBuild),
 			{Service: ServiceDHCPv4, Reason: "disabled by configuration"},
 			{Service: ServiceDHCPv6, Reason: "the pod interface has no IPv6 address to hand out"},

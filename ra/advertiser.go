@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
 // Advertiser sends Router Advertisements to one VM through a frame
@@ -26,8 +26,9 @@ import (
 // from a migration source.
 type Advertiser struct {
 	// Observer, when set before Run, is called on Run's goroutine for every
-	// valid Router Solicitation and every RA sent or failed to send.
-	Observer func(Event)
+	// valid Router Solicitation (Request "RS", Accepted: the RA follows on
+	// the schedule) and every RA sent (Reply "RA") or failed to send.
+	Observer func(serve.Event)
 
 	cfg  Config
 	conn frame.Conn
@@ -46,38 +47,7 @@ type Advertiser struct {
 	sendFailing bool        // the last send failed: log further failures at debug level
 }
 
-// EventType says what an Event reports.
-type EventType int
-
-// Event types.
-const (
-	EventSolicitation  EventType = iota + 1 // a valid RS from the VM
-	EventAdvertisement                      // an RA sent to the VM
-	EventSendFailed                         // an RA the transport failed to send
-)
-
-func (t EventType) String() string {
-	switch t {
-	case EventSolicitation:
-		return "solicitation"
-	case EventAdvertisement:
-		return "advertisement"
-	case EventSendFailed:
-		return "send-failed"
-	}
-	return fmt.Sprintf("event(%d)", int(t))
-}
-
-// Event is one thing the advertiser did, for metrics and status.
-type Event struct {
-	Type EventType
-	// Peer is the RS's source (:: when unspecified) or the RA's
-	// destination (ff02::1 for a multicast RA).
-	Peer netip.Addr
-	Err  error // EventSendFailed: why
-}
-
-func (a *Advertiser) observe(ev Event) {
+func (a *Advertiser) observe(ev serve.Event) {
 	if a.Observer != nil {
 		a.Observer(ev)
 	}
@@ -119,7 +89,7 @@ func NewAdvertiser(cfg Config, conn frame.Conn, log *slog.Logger) (*Advertiser, 
 		return nil, fmt.Errorf("failed to encode router advertisement: %w", err)
 	}
 	a.ra, a.body, a.src = ra, body, Source(cfg)
-	a.multicast = a.appendFrame(nil, target{IP: allNodes, MAC: [6]byte(allNodesMAC)})
+	a.multicast = a.appendFrame(nil, target{IP: allNodes, MAC: allNodesMAC})
 	return a, nil
 }
 
@@ -145,10 +115,10 @@ func Source(cfg Config) netip.Addr {
 // to, with the ICMPv6 checksum for that destination.
 func (a *Advertiser) appendFrame(dst []byte, to target) []byte {
 	return frame.AppendICMP6(dst, frame.ICMP6{
-		Eth:      frame.Ethernet{Dst: net.HardwareAddr(to.MAC[:]), Src: a.cfg.GatewayMAC},
+		Eth:      frame.Ethernet{Dst: to.MAC, Src: a.cfg.GatewayMAC},
 		Src:      a.src,
 		Dst:      to.IP,
-		HopLimit: ndpHopLimit,
+		HopLimit: frame.NDPHopLimit,
 		Payload:  a.body,
 	})
 }
@@ -254,7 +224,7 @@ func (a *Advertiser) handle(s *schedule, ev frameEvent) {
 		if !from.IsValid() {
 			from = unspecifiedIP6
 		}
-		a.observe(Event{Type: EventSolicitation, Peer: from})
+		a.observe(serve.Event{Request: "RS", Outcome: serve.Accepted, Peer: from})
 	}
 }
 
@@ -274,13 +244,13 @@ func (a *Advertiser) sendDue(s *schedule, buf []byte) []byte {
 		if err := a.conn.WriteFrame(b); err != nil {
 			a.stats.writeErrors.Add(1)
 			a.sendFailed(dst, err)
-			a.observe(Event{Type: EventSendFailed, Peer: dst, Err: err})
+			a.observe(serve.Event{Reply: "RA", Outcome: serve.Dropped, Reason: serve.SendFailed, Detail: err.Error(), Peer: dst})
 			continue
 		}
 		a.sendFailing = false
 		n.Add(1)
 		a.log.Debug("sent router advertisement", "to", dst)
-		a.observe(Event{Type: EventAdvertisement, Peer: dst})
+		a.observe(serve.Event{Reply: "RA", Outcome: serve.Replied, Peer: dst})
 	}
 }
 

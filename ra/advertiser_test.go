@@ -87,7 +87,7 @@ func readRA(t *testing.T, guest frame.Conn, cfg Config, within time.Duration) (f
 			return frame.ICMP6{}, false
 		}
 		p, err := frame.ParseICMP6(append([]byte(nil), buf[:n]...))
-		if err != nil || len(p.Payload) == 0 || p.Payload[0] != icmpTypeRA {
+		if err != nil || len(p.Payload) == 0 || p.Payload[0] != frame.ICMPv6RouterAdvertisement {
 			continue
 		}
 		want, err := Build(cfg)
@@ -101,7 +101,7 @@ func readRA(t *testing.T, guest frame.Conn, cfg Config, within time.Duration) (f
 		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 			t.Errorf("RA (-want +got):\n%s", diff)
 		}
-		if !bytes.Equal(p.Eth.Src, cfg.GatewayMAC) || p.Src != Source(cfg) || p.HopLimit != 255 {
+		if p.Eth.Src != cfg.GatewayMAC || p.Src != Source(cfg) || p.HopLimit != 255 {
 			t.Errorf("RA from %v/%v hop limit %d, want %v/%v 255", p.Eth.Src, p.Src, p.HopLimit, cfg.GatewayMAC, Source(cfg))
 		}
 		return p, true
@@ -111,7 +111,7 @@ func readRA(t *testing.T, guest frame.Conn, cfg Config, within time.Duration) (f
 // exerciseAdvertiser is the behaviour every transport must show: quiet
 // until the guest speaks, a multicast RA at its first frame, a unicast
 // reply to an RS from its link-local address, a clean exit on cancel.
-func exerciseAdvertiser(t *testing.T, cfg Config, tap, guest frame.Conn, guestMAC net.HardwareAddr) {
+func exerciseAdvertiser(t *testing.T, cfg Config, tap, guest frame.Conn, guestMAC frame.MAC) {
 	t.Helper()
 	a, err := NewAdvertiser(cfg, tap, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
@@ -141,11 +141,11 @@ func exerciseAdvertiser(t *testing.T, cfg Config, tap, guest frame.Conn, guestMA
 	}
 	start := time.Now()
 	p, ok := readRA(t, guest, cfg, time.Second)
-	if !ok || p.Dst != allNodes || !bytes.Equal(p.Eth.Dst, allNodesMAC) {
+	if !ok || p.Dst != allNodes || p.Eth.Dst != allNodesMAC {
 		t.Fatalf("first RA: got %v (to %v, %v), want multicast at the guest's first frame", ok, p.Dst, p.Eth.Dst)
 	}
 	p, ok = readRA(t, guest, cfg, time.Second)
-	if !ok || p.Dst != guestLLA || !bytes.Equal(p.Eth.Dst, guestMAC) {
+	if !ok || p.Dst != guestLLA || p.Eth.Dst != guestMAC {
 		t.Fatalf("second RA: got %v (to %v, %v), want unicast to %v, %v", ok, p.Dst, p.Eth.Dst, guestLLA, guestMAC)
 	}
 	if d := time.Since(start); d < 450*time.Millisecond || d > 900*time.Millisecond {

@@ -33,7 +33,7 @@ func BenchmarkUnicastFrame(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	to := target{IP: guestLLA, MAC: [6]byte(vmMAC)}
+	to := target{IP: guestLLA, MAC: vmMAC}
 	buf := a.appendFrame(nil, to)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -57,7 +57,7 @@ func Build(cfg Config) (*ndp.RouterAdvertisement, error) {
 	if ra.RouterLifetime == 0 {
 		ra.RouterLifetime = DefaultRouterLifetime
 	}
-	ra.Options = append(ra.Options, &ndp.LinkLayerAddress{Direction: ndp.Source, Addr: cfg.GatewayMAC})
+	ra.Options = append(ra.Options, &ndp.LinkLayerAddress{Direction: ndp.Source, Addr: cfg.GatewayMAC.HardwareAddr()})
 	if cfg.MTU != 0 {
 		ra.Options = append(ra.Options, ndp.NewMTU(uint32(cfg.MTU)))
 	}

@@ -3,32 +3,24 @@ package ra
 import (
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/google/go-cmp/cmp"
 	"github.com/mdlayher/ndp"
 )
 
 var (
-	kubeOVNGatewayMAC = mustMAC("0a:58:0a:10:00:01")
+	kubeOVNGatewayMAC = frame.MustParseMAC("0a:58:0a:10:00:01")
 	kubeOVNGatewayLLA = netip.MustParseAddr("fe80::858:aff:fe10:1")
-	calicoGatewayMAC  = mustMAC("ee:ee:ee:ee:ee:ee")
+	calicoGatewayMAC  = frame.MustParseMAC("ee:ee:ee:ee:ee:ee")
 	calicoGatewayLLA  = netip.MustParseAddr("fe80::ecee:eeff:feee:eeee")
-	vmMAC             = mustMAC("52:54:00:12:34:56")
+	vmMAC             = frame.MustParseMAC("52:54:00:12:34:56")
 	k8sSearch         = []string{"default.svc.cluster.local", "svc.cluster.local", "cluster.local"}
 )
-
-func mustMAC(s string) net.HardwareAddr {
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
 
 // unhex decodes hex written with spaces, newlines and "#" comments.
 func unhex(t testing.TB, s string) []byte {
@@ -191,8 +183,8 @@ func TestBuildRejects(t *testing.T) {
 		{"mode off", func(c *Config) { c.Mode = ModeOff }, "mode off does not advertise"},
 		{"global gateway", func(c *Config) { c.GatewayLLA = netip.MustParseAddr("fd00:10:16::1") }, `gateway address "fd00:10:16::1" is not an IPv6 link-local address`},
 		{"missing gateway", func(c *Config) { c.GatewayLLA = netip.Addr{} }, `gateway address "invalid IP" is not an IPv6 link-local address`},
-		{"multicast gateway MAC", func(c *Config) { c.GatewayMAC = mustMAC("33:33:00:00:00:01") }, `gateway MAC "33:33:00:00:00:01" is not a unicast Ethernet address`},
-		{"missing VM MAC", func(c *Config) { c.VMMAC = nil }, `VM MAC "" is not a unicast Ethernet address`},
+		{"multicast gateway MAC", func(c *Config) { c.GatewayMAC = frame.MustParseMAC("33:33:00:00:00:01") }, `gateway MAC "33:33:00:00:00:01" is not a unicast Ethernet address`},
+		{"missing VM MAC", func(c *Config) { c.VMMAC = frame.MAC{} }, `VM MAC "" is not a unicast Ethernet address`},
 		{"IPv4 prefix", func(c *Config) { c.Prefix = netip.MustParsePrefix("10.16.0.0/16") }, `pod prefix "10.16.0.0/16" is not an IPv6 prefix`},
 		{"link-local prefix", func(c *Config) { c.Prefix = netip.MustParsePrefix("fe80::/64") }, `pod prefix "fe80::/64" is link-local or multicast`},
 		{"MTU below IPv6 minimum", func(c *Config) { c.MTU = 1279 }, "MTU 1279 is outside [1280, 65535]"},

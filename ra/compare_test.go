@@ -22,7 +22,7 @@ func TestDifferences(t *testing.T) {
 		ra := &ndp.RouterAdvertisement{
 			CurrentHopLimit: 255, ManagedConfiguration: true, OtherConfiguration: true, RouterLifetime: 65535 * time.Second,
 			Options: []ndp.Option{
-				&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: kubeOVNGatewayMAC},
+				&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: kubeOVNGatewayMAC.HardwareAddr()},
 				ndp.NewMTU(1400),
 				&ndp.PrefixInformation{PrefixLength: 112, OnLink: true, ValidLifetime: ndp.Infinity, PreferredLifetime: ndp.Infinity, Prefix: netip.MustParseAddr("fd00:10:16::")},
 			},

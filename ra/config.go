@@ -3,9 +3,10 @@ package ra
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
 // Mode says what the advertiser tells the guest.
@@ -56,7 +57,7 @@ type Config struct {
 	GatewayLLA netip.Addr
 	// GatewayMAC is the Ethernet source of every RA and, in ModeGateway,
 	// the source link-layer address option.
-	GatewayMAC net.HardwareAddr
+	GatewayMAC frame.MAC
 	// Prefix is the pod's IPv6 prefix, advertised on-link (L=1 A=0). The
 	// zero Prefix or a /128 advertises no prefix.
 	Prefix netip.Prefix
@@ -70,7 +71,7 @@ type Config struct {
 	// seconds are sent. ModeFlagsOnly always sends 0.
 	RouterLifetime time.Duration
 	// VMMAC is the VM's MAC: only frames it sent are served.
-	VMMAC net.HardwareAddr
+	VMMAC frame.MAC
 }
 
 // ErrNoTransport is returned by NewAdvertiser when an advertising mode has
@@ -105,8 +106,8 @@ func (cfg Config) validate() error {
 	return errors.Join(errs...)
 }
 
-func checkUnicastMAC(who string, mac net.HardwareAddr) error {
-	if len(mac) != 6 || mac[0]&0x01 != 0 {
+func checkUnicastMAC(who string, mac frame.MAC) error {
+	if !mac.IsUnicast() {
 		return fmt.Errorf("%s MAC %q is not a unicast Ethernet address", who, mac)
 	}
 	return nil

@@ -2,12 +2,15 @@ package ra
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
 // TestObserver: the observer sees the RS and both RAs it caused, in order.
@@ -20,8 +23,8 @@ func TestObserver(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.rnd = rndMax
-	events := make(chan Event, 8)
-	a.Observer = func(e Event) { events <- e }
+	events := make(chan serve.Event, 8)
+	a.Observer = func(e serve.Event) { events <- e }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -29,7 +32,7 @@ func TestObserver(t *testing.T) {
 	if err := guest.WriteFrame(rsFrame(t, guestLLA, 255, nil)); err != nil {
 		t.Fatal(err)
 	}
-	var got []Event
+	var got []serve.Event
 	for range 2 {
 		if _, ok := readRA(t, guest, cfg, 2*time.Second); !ok {
 			t.Fatal("no RA")
@@ -43,12 +46,12 @@ func TestObserver(t *testing.T) {
 			t.Fatalf("events %v, want 3", got)
 		}
 	}
-	want := []Event{
-		{Type: EventSolicitation, Peer: guestLLA},
-		{Type: EventAdvertisement, Peer: allNodes},
-		{Type: EventAdvertisement, Peer: guestLLA},
+	want := []serve.Event{
+		{Request: "RS", Outcome: serve.Accepted, Peer: guestLLA},
+		{Reply: "RA", Outcome: serve.Replied, Peer: allNodes},
+		{Reply: "RA", Outcome: serve.Replied, Peer: guestLLA},
 	}
-	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b Event) bool { return a.Type == b.Type && a.Peer == b.Peer })); diff != "" {
+	if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }

@@ -1,21 +1,16 @@
 package ra
 
 import (
-	"bytes"
 	"errors"
-	"net"
 	"net/netip"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
-// ICMPv6 and NDP numbers (RFC 4861 §4.1, §4.6).
+// NDP numbers (RFC 4861 §4.1, §4.6).
 const (
-	icmpTypeRS   = 133
-	icmpTypeRA   = 134
 	rsHeaderLen  = 8 // type, code, checksum, reserved
 	optSourceLLA = 1
-	ndpHopLimit  = 255
 )
 
 // Reasons a frame from the VM is not a valid Router Solicitation.
@@ -38,12 +33,12 @@ type frameEvent struct {
 // classify reads one frame received from the VM. Any IPv6 frame the VM sent
 // counts as the guest speaking; a Router Solicitation valid per RFC 4861
 // §6.1.1 asks for a reply. It never panics on any input.
-func classify(b []byte, vmMAC net.HardwareAddr) (frameEvent, error) {
+func classify(b []byte, vmMAC frame.MAC) (frameEvent, error) {
 	eth, err := frame.ParseEthernet(b)
 	if err != nil {
 		return frameEvent{}, err
 	}
-	if !bytes.Equal(eth.Src, vmMAC) || eth.Type != frame.EtherTypeIPv6 {
+	if eth.Src != vmMAC || eth.Type != frame.EtherTypeIPv6 {
 		return frameEvent{}, errNotFromVM
 	}
 	ev := frameEvent{spoke: true}
@@ -51,7 +46,7 @@ func classify(b []byte, vmMAC net.HardwareAddr) (frameEvent, error) {
 	if err != nil {
 		return ev, err
 	}
-	if len(p.Payload) == 0 || p.Payload[0] != icmpTypeRS {
+	if len(p.Payload) == 0 || p.Payload[0] != frame.ICMPv6RouterSolicitation {
 		return ev, errNotRS
 	}
 	if err := validRS(p); err != nil {
@@ -59,7 +54,7 @@ func classify(b []byte, vmMAC net.HardwareAddr) (frameEvent, error) {
 	}
 	ev.rs = true
 	if p.Src != unspecifiedIP6 {
-		ev.from = target{IP: p.Src, MAC: [6]byte(eth.Src)}
+		ev.from = target{IP: p.Src, MAC: eth.Src}
 	}
 	return ev, nil
 }
@@ -70,7 +65,7 @@ func classify(b []byte, vmMAC net.HardwareAddr) (frameEvent, error) {
 // A multicast source is no host's address (RFC 4291 §2.7).
 func validRS(p frame.ICMP6) error {
 	m := p.Payload
-	if p.HopLimit != ndpHopLimit || len(m) < rsHeaderLen || m[1] != 0 {
+	if p.HopLimit != frame.NDPHopLimit || len(m) < rsHeaderLen || m[1] != 0 {
 		return errInvalidRS
 	}
 	if p.Src.IsMulticast() {

@@ -1,7 +1,6 @@
 package ra
 
 import (
-	"bytes"
 	"errors"
 	"net/netip"
 	"testing"
@@ -20,7 +19,7 @@ func rsFrame(t testing.TB, src netip.Addr, hopLimit uint8, edit func(msg []byte)
 	t.Helper()
 	rs := &ndp.RouterSolicitation{}
 	if src != netip.IPv6Unspecified() {
-		rs.Options = []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: vmMAC}}
+		rs.Options = []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: vmMAC.HardwareAddr()}}
 	}
 	msg, err := ndp.MarshalMessage(rs)
 	if err != nil {
@@ -60,10 +59,10 @@ func TestClassify(t *testing.T) {
 		wantErr error
 	}{
 		{"RS from the link-local address", rsFrame(t, guestLLA, 255, nil),
-			frameEvent{spoke: true, rs: true, from: target{IP: guestLLA, MAC: [6]byte(vmMAC)}}, nil},
+			frameEvent{spoke: true, rs: true, from: target{IP: guestLLA, MAC: vmMAC}}, nil},
 		{"RS from ::", rsFrame(t, unspec, 255, nil), frameEvent{spoke: true, rs: true}, nil},
 		{"RS with an unknown option", rsFrame(t, guestLLA, 255, func(m []byte) []byte { return append(m, 99, 1, 0, 0, 0, 0, 0, 0) }),
-			frameEvent{spoke: true, rs: true, from: target{IP: guestLLA, MAC: [6]byte(vmMAC)}}, nil},
+			frameEvent{spoke: true, rs: true, from: target{IP: guestLLA, MAC: vmMAC}}, nil},
 		{"RS from :: with SLLAO", rsFrame(t, unspec, 255, func(m []byte) []byte { return append(m, 1, 1, 0x52, 0x54, 0, 0x12, 0x34, 0x56) }),
 			frameEvent{spoke: true}, errInvalidRS},
 		{"RS with hop limit 64 (forwarded)", rsFrame(t, guestLLA, 64, nil), frameEvent{spoke: true}, errInvalidRS},
@@ -112,10 +111,10 @@ func FuzzClassify(f *testing.F) {
 			t.Fatalf("RS accepted with error %v", err)
 		}
 		p, perr := frame.ParseICMP6(b)
-		if perr != nil || p.HopLimit != 255 || p.Payload[0] != icmpTypeRS || p.Payload[1] != 0 || len(p.Payload) < 8 {
+		if perr != nil || p.HopLimit != 255 || p.Payload[0] != frame.ICMPv6RouterSolicitation || p.Payload[1] != 0 || len(p.Payload) < 8 {
 			t.Fatalf("accepted an invalid RS: %+v %v", p, perr)
 		}
-		if !bytes.Equal(b[6:12], vmMAC) {
+		if frame.MAC(b[6:12]) != vmMAC {
 			t.Fatal("accepted a frame from another MAC")
 		}
 	})

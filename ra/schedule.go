@@ -3,6 +3,8 @@ package ra
 import (
 	"net/netip"
 	"time"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
 // Timing (RFC 4861). Router constants from §10, router configuration
@@ -66,7 +68,7 @@ func solicitedAt(rnd randN, now, last time.Time) time.Time {
 // unicast to a soliciting host.
 type target struct {
 	IP  netip.Addr
-	MAC [6]byte
+	MAC frame.MAC
 }
 
 func (t target) multicast() bool { return !t.IP.IsValid() }

@@ -93,7 +93,7 @@ func simulate(rnd randN, events []simEvent, until time.Duration) []string {
 			s.guestSpoke(now)
 			switch ev.kind {
 			case "rs":
-				s.solicited(now, target{IP: guestLLA, MAC: [6]byte(vmMAC)})
+				s.solicited(now, target{IP: guestLLA, MAC: vmMAC})
 			case "rs::":
 				s.solicited(now, target{})
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	cniversion "github.com/containernetworking/cni/pkg/version"
 
+	"github.com/dsbridge/dsbridge/hooks/naming"
 	"github.com/dsbridge/dsbridge/netsetup"
 )
 
@@ -178,7 +179,7 @@ func (c *netConf) podIface() string {
 	if c.CNIArgs.LogicNetworkName == c.PodNetwork {
 		return primaryPodIface
 	}
-	return netsetup.PodIfaceForNetwork(c.CNIArgs.LogicNetworkName)
+	return naming.HashedPodInterface(c.CNIArgs.LogicNetworkName)
 }
 
 // loadRuntimeArgs checks CNI_ARGS: Kubernetes keys are known, others are an

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -16,6 +15,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/dsbridge/dsbridge/cmd/internal/binding"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
 	"github.com/dsbridge/dsbridge/ra/kernel"
@@ -141,14 +142,14 @@ func attachResponder(st, earlier *state, pod func() (*netsetup.Snapshot, error),
 		log.Warn("no kernel RA responder: cannot read the pod interface", "podIface", st.PodIface, "err", err)
 		return nil
 	}
-	gw := snap.Gateway6
-	if snap.Plumbed || len(snap.IPv6) == 0 || gw == nil || len(gw.MAC) != 6 || !gw.LinkLocal.IsValid() {
+	// The VM gets the pod's original MAC (KubeVirt's managedTap moves it
+	// to the tap's side), and the advertisement is the sidecar's own.
+	adv := binding.RAConfig(snap, binding.VMMAC(frame.MAC{}, snap), ra.ModeGateway)
+	if snap.Plumbed || adv == nil {
 		log.Info("no kernel RA responder: the pod interface has no IPv6 default gateway with a known MAC", "podIface", st.PodIface)
 		return nil
 	}
-	cfg := kernel.Config{RA: ra.Config{Mode: ra.ModeGateway, GatewayLLA: gw.LinkLocal, GatewayMAC: net.HardwareAddr(gw.MAC),
-		Prefix: snap.IPv6[0], MTU: snap.MTU, VMMAC: net.HardwareAddr(snap.MAC)}}
-	if err := kernel.Attach(st.PodIface, cfg); err != nil {
+	if err := kernel.Attach(st.PodIface, kernel.Config{RA: *adv}); err != nil {
 		return fmt.Errorf("failed to attach the kernel RA responder to %q: %w", st.PodIface, err)
 	}
 	st.RAResponder = true

@@ -6,19 +6,22 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"regexp"
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
+	"github.com/dsbridge/dsbridge/cmd/internal/binding"
 	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/hooks"
+	"github.com/dsbridge/dsbridge/hooks/naming"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
 )
 
 // binder makes every interface bound to the plugin ready and serves it:
 // plumbing adopted or built, DHCPv4, DHCPv6 and RA started. It runs on
-// every OnDefineDomain (1-3 times per start, once on a migration target);
-// an interface already served is left as it is.
+// every OnDefineDomain (1-3 times per start, once on a migration target):
+// an interface already served as asked is left as it is, and the services
+// of VM ports no longer bound stop.
 type binder struct {
 	mgr      *service.Manager
 	priv     netsetup.Privileges
@@ -35,16 +38,20 @@ var _ hooks.Binder = (*binder)(nil)
 
 // Bind implements hooks.Binder.
 func (b *binder) Bind(ctx context.Context, vmi hooks.VMIIdentity, ifaces []hooks.BoundInterface) error {
+	var ports []string
 	for _, in := range ifaces {
-		if _, ok := b.mgr.Lookup(in.Name); ok {
-			continue
-		}
-		spec, err := service.Prepare(ctx, service.Request{
+		req := binding.Request{
 			Name: in.Name, Index: in.Index, PodIface: in.PodIface, Tap: in.Tap, VMMAC: in.MAC,
 			Identity: vmi.UID, Network: in.Network, Extra: dhcpExtras(in.DHCPOptions, b.log),
 			RAMode: b.raMode, StateDir: b.stateDir, Snapshot: b.snap, Known: b.snaps[in.PodIface], Privileges: b.priv,
 			Log: b.log.With("interface", in.Name),
-		})
+		}
+		port := netsetup.LayoutFor(req.PodIface, req.Tap).Tap
+		ports = append(ports, port)
+		if running, ok := b.mgr.Serving(port); ok && sameRequest(running, req) {
+			continue
+		}
+		spec, err := binding.Prepare(ctx, req)
 		if err != nil {
 			return fmt.Errorf("interface %q: %w", in.Name, err)
 		}
@@ -52,29 +59,32 @@ func (b *binder) Bind(ctx context.Context, vmi hooks.VMIIdentity, ifaces []hooks
 			return err
 		}
 	}
+	b.mgr.Retain(ports)
 	return nil
 }
 
-// DHCPv4 option codes of the VMI's dhcpOptions (RFC 2132).
-const (
-	optNTPServers     = 42
-	optTFTPServerName = 66
-	optBootFileName   = 67
-)
+// sameRequest reports whether the interface served asks for nothing new:
+// then a repeated OnDefineDomain neither re-plans nor touches the plumbing.
+func sameRequest(s binding.Spec, r binding.Request) bool {
+	return s.Name == r.Name && s.Index == r.Index && s.VMMAC == binding.VMMAC(r.VMMAC, s.Snapshot) &&
+		s.Identity == r.Identity && s.Network == r.Network && s.Layout.PodIface == r.PodIface && s.RAMode == r.RAMode
+}
 
 // dhcpExtras turns the VMI's dhcpOptions into raw DHCPv4 options, as
-// KubeVirt's own server does: NTP servers (IPv4 only), TFTP server name,
-// boot file name, private options 224-254.
+// KubeVirt's own server does (pkg/network/dhcp/server/server.go): NTP
+// servers (IPv4 only), TFTP server name, boot file name, private options
+// 224-254. An option the DHCPv4 server would refuse is dropped with a
+// warning, so that one bad option does not cost the guest its address.
 func dhcpExtras(o *hooks.DHCPOptions, log *slog.Logger) []dhcp4.Option {
 	if o == nil {
 		return nil
 	}
 	var out []dhcp4.Option
 	if o.TFTPServerName != "" {
-		out = append(out, dhcp4.Option{Code: optTFTPServerName, Value: []byte(o.TFTPServerName)})
+		out = append(out, dhcp4.Option{Code: dhcp4.OptionTFTPServerName, Value: []byte(o.TFTPServerName)})
 	}
 	if o.BootFileName != "" {
-		out = append(out, dhcp4.Option{Code: optBootFileName, Value: []byte(o.BootFileName)})
+		out = append(out, dhcp4.Option{Code: dhcp4.OptionBootFileName, Value: []byte(o.BootFileName)})
 	}
 	var ntp []byte
 	for _, s := range o.NTPServers {
@@ -86,10 +96,10 @@ func dhcpExtras(o *hooks.DHCPOptions, log *slog.Logger) []dhcp4.Option {
 		ntp = append(ntp, a.AsSlice()...)
 	}
 	if len(ntp) > 0 {
-		out = append(out, dhcp4.Option{Code: optNTPServers, Value: ntp})
+		out = append(out, dhcp4.Option{Code: dhcp4.OptionNTPServers, Value: ntp})
 	}
 	for _, p := range o.PrivateOptions {
-		if p.Option < 224 || p.Option > 254 {
+		if p.Option < 0 || p.Option > 255 || !dhcp4.ExtraAllowed(uint8(p.Option)) {
 			log.Warn("ignoring a private DHCP option outside 224-254", "option", p.Option)
 			continue
 		}
@@ -97,10 +107,6 @@ func dhcpExtras(o *hooks.DHCPOptions, log *slog.Logger) []dhcp4.Option {
 	}
 	return out
 }
-
-// podIfaceRE matches the pod interfaces KubeVirt binds: eth0, the hashed
-// Multus names pod<11 hex> and the legacy ordinal net<i>.
-var podIfaceRE = regexp.MustCompile(`^(eth0|pod[0-9a-f]{11}|net[0-9]+)$`)
 
 // snapshotPodInterfaces records every pod interface before the hook socket
 // opens (before KubeVirt moves them), saving each snapshot in the state
@@ -113,17 +119,18 @@ func snapshotPodInterfaces(ctx context.Context, b *binder) (hooks.StaticFacts, e
 	facts := hooks.StaticFacts{}
 	b.snaps = map[string]*netsetup.Snapshot{}
 	for _, ifi := range ifs {
-		if !podIfaceRE.MatchString(ifi.Name) {
+		if !naming.IsPodInterface(ifi.Name) {
 			continue
 		}
-		facts[ifi.Name] = hooks.IfaceFacts{MAC: ifi.HardwareAddr, MTU: ifi.MTU}
-		s, err := service.Snapshot(ctx, service.Request{PodIface: ifi.Name, StateDir: b.stateDir, Snapshot: b.snap,
+		mac, _ := frame.MACFrom(ifi.HardwareAddr)
+		facts[ifi.Name] = hooks.IfaceFacts{MAC: mac, MTU: ifi.MTU}
+		s, err := binding.Snapshot(ctx, binding.Request{PodIface: ifi.Name, StateDir: b.stateDir, Snapshot: b.snap,
 			Log: b.log.With("podIface", ifi.Name)})
 		if err != nil {
 			b.log.Warn("cannot record the pod interface's network", "podIface", ifi.Name, "error", err.Error())
 			continue
 		}
-		facts[ifi.Name] = hooks.IfaceFacts{MAC: net.HardwareAddr(s.MAC), MTU: s.MTU}
+		facts[ifi.Name] = hooks.IfaceFacts{MAC: s.MAC, MTU: s.MTU}
 		b.snaps[ifi.Name] = s
 		b.log.Info("recorded pod interface", "podIface", ifi.Name, "mac", s.MAC.String(), "mtu", s.MTU,
 			"ipv4", s.IPv4, "ipv6", s.IPv6)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os/signal"
 	"slices"
@@ -18,20 +17,17 @@ import (
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/trace"
+	"github.com/dsbridge/dsbridge/cmd/internal/binding"
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/hooks"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
 )
 
-// debugTier names the plan of the dhcp debug mode: no plumbing, packet
-// transport on the given interface.
-const debugTier netsetup.Tier = "dhcp debug mode"
-
 // dhcpConfig is the validated command line of `dsbridge dhcp`.
 type dhcpConfig struct {
 	iface        string
-	vmMAC        net.HardwareAddr
+	vmMAC        frame.MAC // zero: the snapshot's
 	snapshot     *netsetup.Snapshot
 	services     []string
 	raMode       ra.Mode
@@ -105,7 +101,7 @@ func (f dhcpFlags) validate() (dhcpConfig, error) {
 	}
 	var err error
 	if f.vmMAC != "" {
-		if c.vmMAC, err = net.ParseMAC(f.vmMAC); err != nil || len(c.vmMAC) != 6 {
+		if c.vmMAC, err = frame.ParseMAC(f.vmMAC); err != nil {
 			bad(fmt.Errorf("--vm-mac %q is not an Ethernet MAC", f.vmMAC))
 		}
 	}
@@ -118,16 +114,14 @@ func (f dhcpFlags) validate() (dhcpConfig, error) {
 	if f.snapshot != "" {
 		if c.snapshot, err = netsetup.Load(f.snapshot); err != nil {
 			bad(err)
-		} else if c.vmMAC == nil {
-			c.vmMAC = net.HardwareAddr(c.snapshot.MAC)
 		}
 	} else {
 		s, serr := f.snapshotFromFlags()
 		errs = append(errs, serr...)
 		c.snapshot = s
-	}
-	if c.vmMAC == nil && f.vmMAC == "" {
-		bad(errors.New("--vm-mac is required without --snapshot"))
+		if f.vmMAC == "" {
+			bad(errors.New("--vm-mac is required without --snapshot"))
+		}
 	}
 	return c, errors.Join(errs...)
 }
@@ -207,17 +201,17 @@ func (f dhcpFlags) gateway6Of() (*netsetup.Gateway, error) {
 	}
 	gw := &netsetup.Gateway{IP: a}
 	if f.gateway6MAC != "" {
-		mac, err := net.ParseMAC(f.gateway6MAC)
-		if err != nil || len(mac) != 6 {
+		mac, err := frame.ParseMAC(f.gateway6MAC)
+		if err != nil {
 			return nil, fmt.Errorf("--gateway6-mac %q is not an Ethernet MAC", f.gateway6MAC)
 		}
-		gw.MAC = netsetup.MAC(mac)
+		gw.MAC = mac
 	}
 	switch {
 	case a.IsLinkLocalUnicast():
 		gw.LinkLocal = a
-	case gw.MAC != nil:
-		gw.LinkLocal = frame.LinkLocalFromMAC(net.HardwareAddr(gw.MAC))
+	case !gw.MAC.IsZero():
+		gw.LinkLocal = frame.LinkLocalFromMAC(gw.MAC)
 	}
 	return gw, nil
 }
@@ -233,36 +227,41 @@ func splitList(s string) []string {
 }
 
 // debugSpec is the interface to serve: the snapshot's values on --iface
-// itself, each selected service on the packet transport when the snapshot
-// has something for it to hand out.
-func (c dhcpConfig) debugSpec() service.Spec {
+// itself, each selected service over the packet transport when the
+// privileges allow it and the snapshot has something for it to hand out.
+func (c dhcpConfig) debugSpec(priv netsetup.Privileges) binding.Spec {
 	snap := c.snapshot
+	off := map[string]string{netsetup.ServicePlumbing: "the dhcp debug mode builds nothing: it serves on --iface as it is"}
+	for _, name := range []string{netsetup.ServiceDHCPv4, netsetup.ServiceDHCPv6, netsetup.ServiceRA} {
+		if !slices.Contains(c.services, name) {
+			off[name] = "not selected by --services"
+		}
+	}
+	if gw := snap.Gateway6; off[netsetup.ServiceRA] == "" && len(snap.IPv6) > 0 && (gw == nil || gw.MAC.IsZero()) {
+		off[netsetup.ServiceRA] = "router advertisements need --gateway6 and --gateway6-mac"
+	}
+	plan := netsetup.PlanFor(priv, snap, netsetup.PlanOptions{Off: off, PacketOnly: true})
+	plan.PodIface = c.iface
+	vmMAC := binding.VMMAC(c.vmMAC, snap)
 	identity := c.identity
 	if identity == "" {
-		identity = "debug/" + c.vmMAC.String()
+		identity = "debug/" + vmMAC.String()
 	}
-	plan := netsetup.Plan{PodIface: c.iface, Tier: debugTier}
-	for _, name := range []string{netsetup.ServiceDHCPv4, netsetup.ServiceDHCPv6, netsetup.ServiceRA} {
-		sp := netsetup.ServicePlan{Service: name}
-		switch {
-		case !slices.Contains(c.services, name):
-			sp.Reason = "not selected by --services"
-		case name == netsetup.ServiceDHCPv4 && len(snap.IPv4) == 0:
-			sp.Reason = "no IPv4 address to hand out"
-		case name != netsetup.ServiceDHCPv4 && len(snap.IPv6) == 0:
-			sp.Reason = "no IPv6 address to hand out"
-		case name == netsetup.ServiceRA && (snap.Gateway6 == nil || !snap.Gateway6.LinkLocal.IsValid() || len(snap.Gateway6.MAC) != 6):
-			sp.Reason = "router advertisements need --gateway6 and --gateway6-mac"
-		default:
-			sp.On, sp.Transport = true, netsetup.TransportPacket
-		}
-		plan.Services = append(plan.Services, sp)
-	}
-	return service.Spec{
-		Name: c.iface, Index: c.index, Snapshot: snap, VMMAC: c.vmMAC,
+	return binding.Spec{
+		Name: c.iface, Index: c.index, Snapshot: snap, VMMAC: vmMAC,
 		Layout:   netsetup.Layout{PodIface: c.iface, Tap: c.iface, TapStandIn: true},
 		Identity: identity, Network: c.iface, RAMode: c.raMode, Plan: plan,
 	}
+}
+
+// anyOn reports whether a plan runs any service; else why none runs.
+func anyOn(p netsetup.Plan) error {
+	for _, sp := range p.Services {
+		if sp.On && sp.Service != netsetup.ServicePlumbing {
+			return nil
+		}
+	}
+	return fmt.Errorf("no service can run: %s", p.LogLine())
 }
 
 // runDHCP serves DHCPv4, DHCPv6 and RA on an existing interface from flags
@@ -276,9 +275,16 @@ func runDHCP(args []string, stdout, stderr io.Writer) error {
 	log := hooks.NewLogger(stderr, "dsbridge-dhcp", c.logLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	spec := c.debugSpec()
+	priv, err := netsetup.Probe()
+	if err != nil {
+		return err
+	}
+	spec := c.debugSpec(priv)
+	if err := anyOn(spec.Plan); err != nil {
+		return err
+	}
 	model := status.NewModel(status.Info{Version: version, Commit: commit, Mode: "dhcp"})
-	model.SetTier(string(debugTier))
+	model.SetTier(string(spec.Plan.Tier))
 	opts := service.Options{Status: model}
 	if c.trace {
 		p := trace.NewPrinter(stdout)
@@ -292,7 +298,7 @@ func runDHCP(args []string, stdout, stderr io.Writer) error {
 		}
 		defer wait()
 	}
-	m := service.NewManagerWith(ctx, log, opts)
+	m := service.NewManager(ctx, log, opts)
 	if err := m.Start(spec); err != nil {
 		m.Stop()
 		return err

@@ -7,12 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
+	"github.com/dsbridge/dsbridge/cmd/internal/binding"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/netsetup"
 )
 
@@ -37,7 +38,7 @@ type inspection struct {
 	Snapshot *netsetup.Snapshot `json:"snapshot"`
 	Source   string             `json:"source"` // "live" or the saved file
 	Warning  string             `json:"warning,omitempty"`
-	Handout  service.Handout    `json:"handout"`
+	Handout  binding.Handout    `json:"handout"`
 	Plan     netsetup.Plan      `json:"plan"`
 }
 
@@ -98,16 +99,15 @@ func inspect(f inspectFlags) (*inspection, error) {
 	if err != nil {
 		return nil, err
 	}
-	layout := netsetup.LayoutFor(f.podIface, "")
-	in.Plan = netsetup.PlanFor(priv, in.Snapshot, netsetup.PlanOptions{LayoutExists: service.LayoutExists(layout)})
-	// What the services would hand out comes from the same configurations
-	// they run with (service.ConfigsFor), with the standalone identity.
-	cfgs, err := service.ConfigsFor(service.Spec{Snapshot: in.Snapshot, VMMAC: net.HardwareAddr(in.Snapshot.MAC),
-		Identity: "standalone/" + in.Snapshot.MAC.String(), Network: f.podIface})
+	// The same plan and configurations the sidecar and serve run with, for
+	// this pod interface and the standalone identity.
+	in.Plan = binding.PlanFor(priv, in.Snapshot, netsetup.LayoutFor(f.podIface, ""), slog.New(slog.DiscardHandler))
+	cfgs, err := binding.ConfigsFor(binding.Spec{Snapshot: in.Snapshot, VMMAC: binding.VMMAC(frame.MAC{}, in.Snapshot),
+		Identity: binding.StandaloneIdentity(in.Snapshot), Network: f.podIface})
 	if err != nil {
 		return nil, err
 	}
-	in.Handout = service.HandoutOf(cfgs)
+	in.Handout = binding.HandoutOf(cfgs)
 	return in, nil
 }
 
@@ -141,7 +141,7 @@ func printInspection(w io.Writer, in *inspection) {
 	p("plan: %s", in.Plan.LogLine())
 }
 
-func printHandout(w io.Writer, h service.Handout) {
+func printHandout(w io.Writer, h binding.Handout) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	if d := h.DHCPv4; d != nil {
 		p("dhcpv4: address %s mask %s router %s mtu %d hostname %q server id %s", d.Address, d.Mask, addrText(d.Router), d.MTU, d.Hostname, d.ServerID)

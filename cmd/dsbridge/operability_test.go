@@ -65,8 +65,10 @@ func TestDebugSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(stderr.String())
 	}
-	s := c.debugSpec()
+	root := netsetup.Privileges{NetAdmin: true, NetRaw: true, NetBindService: true}
+	s := c.debugSpec(root)
 	want := []netsetup.ServicePlan{
+		{Service: "plumbing", Reason: "the dhcp debug mode builds nothing: it serves on --iface as it is"},
 		{Service: "dhcpv4", On: true, Transport: "packet"},
 		{Service: "dhcpv6", Reason: "not selected by --services"},
 		{Service: "ra", Reason: "router advertisements need --gateway6 and --gateway6-mac"},
@@ -79,8 +81,14 @@ func TestDebugSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(stderr.String())
 	}
-	if got := c.debugSpec().Snapshot.Gateway6.LinkLocal.String(); got != "fe80::858:aff:fe10:1" {
+	if got := c.debugSpec(root).Snapshot.Gateway6.LinkLocal.String(); got != "fe80::858:aff:fe10:1" {
 		t.Errorf("gateway link-local %s, want fe80::858:aff:fe10:1", got)
+	}
+	// Without NET_RAW there is no packet socket: nothing runs, and the
+	// plan says why.
+	unpriv := c.debugSpec(netsetup.Privileges{UnprivilegedPortStart: 0})
+	if err := anyOn(unpriv.Plan); err == nil || !strings.Contains(err.Error(), "no CAP_NET_RAW") {
+		t.Errorf("unprivileged debug plan: %v, want no service to run for lack of CAP_NET_RAW", err)
 	}
 }
 

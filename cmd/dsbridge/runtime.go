@@ -18,7 +18,7 @@ func startRuntime(ctx context.Context, mode, stateDir string, log *slog.Logger) 
 		return priv, nil, nil, err
 	}
 	model := status.NewModel(status.Info{Version: version, Commit: commit, Mode: mode})
-	model.SetTier(string(netsetup.PlanFor(priv, nil, netsetup.PlanOptions{}).Tier))
+	model.SetTier(string(netsetup.TierFor(priv)))
 	wait, err := startStatusServer(ctx, filepath.Join(stateDir, status.SocketName), model, log)
 	if err != nil {
 		return priv, nil, nil, err

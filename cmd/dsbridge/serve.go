@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os/signal"
 	"syscall"
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
+	"github.com/dsbridge/dsbridge/cmd/internal/binding"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/hooks"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
@@ -61,9 +62,9 @@ func runServe(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var mac net.HardwareAddr
+	var mac frame.MAC
 	if c.vmMAC != "" {
-		if mac, err = net.ParseMAC(c.vmMAC); err != nil {
+		if mac, err = frame.ParseMAC(c.vmMAC); err != nil {
 			return fmt.Errorf("--vm-mac: %w", err)
 		}
 	}
@@ -76,7 +77,7 @@ func runServe(args []string, stderr io.Writer) error {
 	}
 	defer wait()
 	defer stop() // before wait: the status server stops with ctx
-	spec, err := service.Prepare(ctx, service.Request{
+	spec, err := binding.Prepare(ctx, binding.Request{
 		Name: c.podIface, PodIface: c.podIface, Tap: c.tap, VMMAC: mac, Identity: c.identity,
 		RAMode: mode, StateDir: c.stateDir, Privileges: priv, Log: log,
 		Snapshot: netsetup.SnapshotOptions{ResolvConf: c.resolvConf, Hostname: c.hostname},
@@ -85,7 +86,7 @@ func runServe(args []string, stderr io.Writer) error {
 		model.Error("", "prepare", err)
 		return err
 	}
-	m := service.NewManagerWith(ctx, log, service.Options{Status: model})
+	m := service.NewManager(ctx, log, service.Options{Status: model})
 	if err := m.Start(spec); err != nil {
 		m.Stop()
 		return err

@@ -87,7 +87,7 @@ func runSidecar(args []string, stderr io.Writer) error {
 	}
 	defer wait()
 	defer stop() // runs before wait: the status server ends with ctx
-	mgr := service.NewManagerWith(ctx, log, service.Options{Status: model})
+	mgr := service.NewManager(ctx, log, service.Options{Status: model})
 	defer mgr.Stop()
 	b := &binder{mgr: mgr, priv: priv, stateDir: cfg.stateDir, raMode: mode, log: log,
 		snap: netsetup.SnapshotOptions{ResolvConf: cfg.resolvConf}}

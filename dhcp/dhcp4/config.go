@@ -3,10 +3,11 @@ package dhcp4
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
 // DefaultLeaseTime is the lease handed out when Config.LeaseTime is zero: 999
@@ -53,19 +54,19 @@ type Option struct {
 // Config is everything the server tells the VM, taken from the pod's network
 // snapshot and the VMI.
 type Config struct {
-	VMMAC      net.HardwareAddr // the only client ever answered
-	ServiceMAC net.HardwareAddr // source MAC of crafted frames and ARP replies
-	ServerID   netip.Addr       // option 54 and the source of replies, see ServerIDForIndex
-	Address    netip.Prefix     // the pod's address and prefix: yiaddr and option 1
-	Gateway    netip.Addr       // option 3 and the default route of option 121
-	Routes     []Route          // further pod routes for option 121
-	DNS        []netip.Addr     // option 6
-	Search     []string         // option 119
-	Hostname   string           // option 12
-	DomainName string           // option 15
-	MTU        int              // option 26; zero: not sent
-	LeaseTime  time.Duration    // option 51; zero: DefaultLeaseTime
-	Extra      []Option         // 42, 66, 67 and 224-254 from the VMI's dhcpOptions
+	VMMAC      frame.MAC     // the only client ever answered
+	ServiceMAC frame.MAC     // source MAC of crafted frames and ARP replies
+	ServerID   netip.Addr    // option 54 and the source of replies, see ServerIDForIndex
+	Address    netip.Prefix  // the pod's address and prefix: yiaddr and option 1
+	Gateway    netip.Addr    // option 3 and the default route of option 121
+	Routes     []Route       // further pod routes for option 121
+	DNS        []netip.Addr  // option 6
+	Search     []string      // option 119
+	Hostname   string        // option 12
+	DomainName string        // option 15
+	MTU        int           // option 26; zero: not sent
+	LeaseTime  time.Duration // option 51; zero: DefaultLeaseTime
+	Extra      []Option      // 42, 66, 67 and 224-254 from the VMI's dhcpOptions
 }
 
 // ServerIDForIndex is the server identifier KubeVirt's bridge binding uses for
@@ -85,22 +86,29 @@ func ServerIDForIndex(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{169, 254, 75, byte(last)})
 }
 
-// extraAllowed reports whether a VMI dhcpOptions extra may carry code: NTP
+// Options a VMI's dhcpOptions may add (RFC 2132 §8.3, §9.4, §9.5).
+const (
+	OptionNTPServers     = 42
+	OptionTFTPServerName = 66
+	OptionBootFileName   = 67
+)
+
+// ExtraAllowed reports whether a VMI dhcpOptions extra may carry code: NTP
 // servers (42), TFTP server name (66), boot file name (67) and the site-specific
 // range 224-254 (RFC 2132 section 2; RFC 3942).
-func extraAllowed(code uint8) bool {
-	return code == 42 || code == 66 || code == 67 || (code >= 224 && code <= 254)
+func ExtraAllowed(code uint8) bool {
+	return code == OptionNTPServers || code == OptionTFTPServerName || code == OptionBootFileName || (code >= 224 && code <= 254)
 }
 
 // validate checks cfg once and returns every problem found.
 func (c *Config) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if len(c.VMMAC) != 6 {
-		bad("VM MAC %q is not a 6-byte Ethernet address", c.VMMAC)
+	if !c.VMMAC.IsUnicast() {
+		bad("VM MAC %q is not a unicast Ethernet address", c.VMMAC)
 	}
-	if len(c.ServiceMAC) != 6 {
-		bad("service MAC %q is not a 6-byte Ethernet address", c.ServiceMAC)
+	if !c.ServiceMAC.IsUnicast() {
+		bad("service MAC %q is not a unicast Ethernet address", c.ServiceMAC)
 	}
 	if !c.ServerID.Is4() || c.ServerID.IsUnspecified() {
 		bad("server identifier %v is not an IPv4 unicast address", c.ServerID)
@@ -138,7 +146,7 @@ func (c *Config) validate() error {
 	seen := map[uint8]bool{}
 	for _, o := range c.Extra {
 		switch {
-		case !extraAllowed(o.Code):
+		case !ExtraAllowed(o.Code):
 			bad("extra option %d is not one of 42, 66, 67, 224-254", o.Code)
 		case seen[o.Code]:
 			bad("extra option %d is given twice", o.Code)

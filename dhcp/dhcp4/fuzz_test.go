@@ -1,6 +1,7 @@
 package dhcp4
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 func seedRequests(t testing.TB) []*dhcpv4.DHCPv4 {
 	return []*dhcpv4.DHCPv4{
 		newRequest(t, dhcpv4.MessageTypeDiscover),
-		newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithBroadcast(true), withOpt(optClientID, append([]byte{1}, vmMAC...))),
+		newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithBroadcast(true), withOpt(optClientID, append([]byte{1}, vmMAC[:]...))),
 		newRequest(t, dhcpv4.MessageTypeRequest, withAddrOpt(optServerID, serverID), withAddrOpt(optRequestedIP, podAddr)),
 		newRequest(t, dhcpv4.MessageTypeRequest, withAddrOpt(optRequestedIP, otherAddr)),
 		newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(podAddr.AsSlice())),
@@ -58,35 +59,51 @@ func FuzzHandle(f *testing.F) {
 	})
 }
 
-// FuzzServeFrame: any frame through the packet server's receive path never
-// panics, and whatever it would send is a well-formed frame.
+// FuzzServeFrame: any frame through the packet transport and the handler
+// never panics, and whatever would be sent is a well-formed frame.
 func FuzzServeFrame(f *testing.F) {
 	for _, r := range seedRequests(f) {
-		f.Add(requestFrame(vmMAC, zero, bcastAddr, ClientPort, r))
+		f.Add(requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, r))
 	}
-	f.Add(requestFrame(vmMAC, relayAddr, serverID, ServerPort, newRequest(f, dhcpv4.MessageTypeDiscover, dhcpv4.WithGatewayIP(relayAddr.AsSlice()))))
+	f.Add(requestFrame(vmMAC, relayAddr, serverID, frame.PortDHCPv4Server, newRequest(f, dhcpv4.MessageTypeDiscover, dhcpv4.WithGatewayIP(relayAddr.AsSlice()))))
 	f.Add(arpRequest(vmMAC, podAddr, serverID))
-	srv, vm := frame.Pipe()
-	f.Cleanup(func() { srv.Close(); vm.Close() })
-	s := NewPacketServer(newTestHandler(f, kubeOVNConfig()), srv, discardLogger())
-	s.lim = newLimiter(RateLimit{}, vmMAC)
+	h := newTestHandler(f, kubeOVNConfig())
+	rec := &recordConn{}
+	t4 := &packetTransport{conn: rec, vmMAC: h.vmMAC, serviceMAC: h.serviceMAC, sid: h.sid}
+	handle := h.serveWith(packetRoute)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, ev := s.handleFrame(b, time.Now())
-		if out == nil {
+		p := t4.parse(b)
+		if p.Drop != "" {
 			return
 		}
-		if ev.ARP {
-			if _, _, err := frame.ParseARP(out); err != nil {
+		r, _ := handle(p)
+		if r.Data == nil && r.ARP == nil {
+			return
+		}
+		rec.last = nil
+		if err := t4.Send(p, r); err != nil {
+			t.Fatal(err)
+		}
+		if r.ARP != nil {
+			if _, _, err := frame.ParseARP(rec.last); err != nil {
 				t.Fatalf("ARP reply does not parse: %v", err)
 			}
 			return
 		}
-		p, err := frame.ParseUDP4(out)
+		u, err := frame.ParseUDP4(rec.last)
 		if err != nil {
 			t.Fatalf("reply frame does not parse: %v", err)
 		}
-		if _, err := dhcpv4.FromBytes(p.Payload); err != nil {
+		if _, err := dhcpv4.FromBytes(u.Payload); err != nil {
 			t.Fatalf("reply does not parse: %v", err)
 		}
 	})
 }
+
+// recordConn is a frame.Conn that keeps the last frame written.
+type recordConn struct{ last []byte }
+
+func (c *recordConn) ReadFrame([]byte) (int, error)   { return 0, net.ErrClosed }
+func (c *recordConn) WriteFrame(b []byte) error       { c.last = append(c.last[:0], b...); return nil }
+func (c *recordConn) SetReadDeadline(time.Time) error { return nil }
+func (c *recordConn) Close() error                    { return nil }

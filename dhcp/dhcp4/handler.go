@@ -9,15 +9,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
-)
-
-// Ports of RFC 2131 section 4.1.
-const (
-	ServerPort = 67
-	ClientPort = 68
 )
 
 // flagBroadcast is the BROADCAST bit of the flags field (RFC 2131 section 2, figure 2).
@@ -33,30 +29,16 @@ const (
 	DestRelay                     // the relay agent at giaddr:67, at the request's source MAC
 )
 
-// DropReason says why a request got no reply. Empty when the request was
-// answered or needs no answer (RELEASE, DECLINE).
-type DropReason string
-
-const (
-	DropMalformed    DropReason = "malformed"
-	DropNotRequest   DropReason = "not-bootrequest"
-	DropNotEthernet  DropReason = "not-ethernet"
-	DropForeign      DropReason = "foreign-client" // chaddr is not the VM's
-	DropOtherServer  DropReason = "other-server"   // REQUEST/DECLINE for another server id
-	DropUnknownType  DropReason = "unknown-type"
-	DropRateLimited  DropReason = "rate-limited"
-	DropNotForServer DropReason = "not-for-server" // frame not addressed to the server
-	DropPanic        DropReason = "panic"
-	DropSendFailed   DropReason = "send-failed"
-)
-
 // Dest is where a reply goes, or why there is none.
 type Dest struct {
 	Kind DestKind
-	IP   netip.Addr       // destination address (broadcast, ciaddr, yiaddr or giaddr)
-	Port uint16           // 68, or 67 for a relay
-	MAC  net.HardwareAddr // destination MAC; nil for a relay (use the request's source MAC)
-	Drop DropReason
+	IP   netip.Addr // destination address (broadcast, ciaddr, yiaddr or giaddr)
+	Port uint16     // 68, or 67 for a relay
+	MAC  frame.MAC  // destination MAC; zero for a relay (the request's source MAC)
+	// Drop is why a request gets no reply; empty when it was answered or
+	// needs no answer (RELEASE, DECLINE). Detail says more.
+	Drop   serve.Reason
+	Detail string
 }
 
 // option is one precomputed reply option.
@@ -72,8 +54,9 @@ type option struct {
 // immutable after NewHandler and safe for concurrent use.
 type Handler struct {
 	log        *slog.Logger
-	vmMAC      net.HardwareAddr
-	serviceMAC net.HardwareAddr
+	vmMAC      frame.MAC
+	chaddr     net.HardwareAddr // vmMAC in replies' chaddr field
+	serviceMAC frame.MAC
 	sid        netip.Addr
 	sidOpt     []byte // option 54 value
 	addr       netip.Addr
@@ -99,8 +82,9 @@ func NewHandler(cfg Config, log *slog.Logger) (*Handler, error) {
 	addr := cfg.Address.Addr().As4()
 	h := &Handler{
 		log:        log,
-		vmMAC:      bytes.Clone(cfg.VMMAC),
-		serviceMAC: bytes.Clone(cfg.ServiceMAC),
+		vmMAC:      cfg.VMMAC,
+		chaddr:     cfg.VMMAC.HardwareAddr(),
+		serviceMAC: cfg.ServiceMAC,
 		sid:        cfg.ServerID,
 		sidOpt:     sid[:],
 		addr:       cfg.Address.Addr(),
@@ -198,8 +182,8 @@ func wireLen(v []byte) int {
 // Handle answers one request. It never blocks and never panics on any
 // request FromBytes accepts.
 func (h *Handler) Handle(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Dest) {
-	if reason := h.check(req); reason != "" {
-		return nil, Dest{Drop: reason}
+	if reason, detail := h.check(req); reason != "" {
+		return nil, Dest{Drop: reason, Detail: detail}
 	}
 	switch mt := req.MessageType(); mt {
 	case dhcpv4.MessageTypeDiscover:
@@ -214,25 +198,25 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Dest) {
 	case dhcpv4.MessageTypeInform:
 		return h.reply(req, dhcpv4.MessageTypeAck)
 	default:
-		return nil, Dest{Drop: DropUnknownType}
+		return nil, Dest{Drop: serve.NotRequest, Detail: "message type " + mt.String() + " is not a client's request"}
 	}
 }
 
 // check returns why req must be dropped, or "".
-func (h *Handler) check(req *dhcpv4.DHCPv4) DropReason {
+func (h *Handler) check(req *dhcpv4.DHCPv4) (serve.Reason, string) {
 	switch {
 	case req == nil || req.Options == nil:
-		return DropMalformed
+		return serve.Malformed, "no options"
 	case req.OpCode != dhcpv4.OpcodeBootRequest:
-		return DropNotRequest
-	case req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6:
-		return DropNotEthernet
-	case !bytes.Equal(req.ClientHWAddr, h.vmMAC):
-		return DropForeign
+		return serve.NotRequest, "not a BOOTREQUEST"
+	case req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != len(h.vmMAC):
+		return serve.Malformed, "not an Ethernet client"
+	case !bytes.Equal(req.ClientHWAddr, h.vmMAC[:]):
+		return serve.NotVM, "chaddr " + req.ClientHWAddr.String() + " is not the VM's"
 	case !is4(req.ClientIPAddr) || !is4(req.GatewayIPAddr):
-		return DropMalformed
+		return serve.Malformed, "ciaddr or giaddr is not an IPv4 address"
 	}
-	return ""
+	return "", ""
 }
 
 // is4 reports whether ip is an IPv4 address or nil (0.0.0.0 on the wire).
@@ -266,12 +250,12 @@ func (h *Handler) request(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Dest) {
 	ciaddr := addr4(req.ClientIPAddr)
 	switch {
 	case !okSID || !okReq:
-		return nil, Dest{Drop: DropMalformed}
+		return nil, Dest{Drop: serve.Malformed, Detail: "option 50 or 54 is not an IPv4 address"}
 	case hasSID && sid != h.sid:
 		// SELECTING: the client chose another server's offer.
-		return nil, Dest{Drop: DropOtherServer}
+		return nil, Dest{Drop: serve.OtherServer, Detail: "server identifier " + sid.String()}
 	case !hasReq && ciaddr.IsUnspecified():
-		return nil, Dest{Drop: DropMalformed}
+		return nil, Dest{Drop: serve.Malformed, Detail: "a REQUEST with neither option 50 nor ciaddr"}
 	}
 	// SELECTING and INIT-REBOOT name the address in option 50, RENEWING and
 	// REBINDING in ciaddr; both must be the pod's when present.
@@ -289,7 +273,7 @@ func (h *Handler) request(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Dest) {
 func (h *Handler) decline(req *dhcpv4.DHCPv4) Dest {
 	sid, hasSID, _ := addrOption(req, optServerID)
 	if hasSID && sid != h.sid {
-		return Dest{Drop: DropOtherServer}
+		return Dest{Drop: serve.OtherServer, Detail: "server identifier " + sid.String()}
 	}
 	requested, _, _ := addrOption(req, optRequestedIP)
 	const msg = "the VM declined its DHCPv4 address: another host answers ARP for it " +
@@ -314,7 +298,7 @@ func (h *Handler) newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, n int) *dh
 		YourIPAddr:    net.IPv4zero.To4(),
 		ServerIPAddr:  net.IPv4zero.To4(),
 		GatewayIPAddr: req.GatewayIPAddr,
-		ClientHWAddr:  h.vmMAC,
+		ClientHWAddr:  h.chaddr,
 		Options:       make(dhcpv4.Options, n+4),
 	}
 	r.Options[optMessageType] = []byte{byte(mt)}
@@ -386,8 +370,7 @@ func (h *Handler) nak(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Dest) {
 // dest addresses a reply as RFC 2131 section 4.1 says, in this order: to the
 // relay agent when giaddr is set (a NAK with the BROADCAST bit set, so the
 // relay broadcasts it); a NAK broadcast; to ciaddr when set; broadcast when
-// the client asked for it; else to yiaddr at chaddr. broadcastMAC is never
-// modified.
+// the client asked for it; else to yiaddr at chaddr.
 func (h *Handler) dest(req, r *dhcpv4.DHCPv4, nak bool) Dest {
 	giaddr := addr4(req.GatewayIPAddr)
 	ciaddr := addr4(req.ClientIPAddr)
@@ -397,22 +380,23 @@ func (h *Handler) dest(req, r *dhcpv4.DHCPv4, nak bool) Dest {
 		if nak {
 			r.Flags |= flagBroadcast
 		}
-		return Dest{Kind: DestRelay, IP: giaddr, Port: ServerPort}
+		return Dest{Kind: DestRelay, IP: giaddr, Port: frame.PortDHCPv4Server}
 	case nak:
 		return broadcast()
 	case !ciaddr.IsUnspecified():
-		return Dest{Kind: DestUnicast, IP: ciaddr, Port: ClientPort, MAC: h.vmMAC}
+		return Dest{Kind: DestUnicast, IP: ciaddr, Port: frame.PortDHCPv4Client, MAC: h.vmMAC}
 	case req.Flags&flagBroadcast != 0:
 		return broadcast()
 	case !yiaddr.IsUnspecified():
-		return Dest{Kind: DestUnicast, IP: yiaddr, Port: ClientPort, MAC: h.vmMAC}
+		return Dest{Kind: DestUnicast, IP: yiaddr, Port: frame.PortDHCPv4Client, MAC: h.vmMAC}
 	default:
 		return broadcast()
 	}
 }
 
-var broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+// limitedBroadcast is 255.255.255.255 (RFC 919).
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 func broadcast() Dest {
-	return Dest{Kind: DestBroadcast, IP: netip.AddrFrom4([4]byte{255, 255, 255, 255}), Port: ClientPort, MAC: broadcastMAC}
+	return Dest{Kind: DestBroadcast, IP: limitedBroadcast, Port: frame.PortDHCPv4Client, MAC: frame.Broadcast}
 }

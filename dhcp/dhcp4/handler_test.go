@@ -4,22 +4,24 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 )
 
 var (
-	vmMAC      = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
-	serviceMAC = net.HardwareAddr{0x02, 0xd5, 0xb0, 0x00, 0x00, 0x01}
-	otherMAC   = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x63}
+	vmMAC      = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
+	serviceMAC = frame.MAC{0x02, 0xd5, 0xb0, 0x00, 0x00, 0x01}
+	otherMAC   = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x63}
 	xid        = dhcpv4.TransactionID{0xde, 0xad, 0xbe, 0xef}
 	serverID   = netip.MustParseAddr("169.254.75.10")
 	podAddr    = netip.MustParseAddr("10.16.0.5")
@@ -60,7 +62,7 @@ func newRequest(t testing.TB, mt dhcpv4.MessageType, mods ...dhcpv4.Modifier) *d
 	t.Helper()
 	base := []dhcpv4.Modifier{
 		dhcpv4.WithTransactionID(xid),
-		dhcpv4.WithHwAddr(vmMAC),
+		dhcpv4.WithHwAddr(vmMAC.HardwareAddr()),
 		dhcpv4.WithMessageType(mt),
 		dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter,
 			dhcpv4.OptionDomainNameServer, dhcpv4.OptionHostName, dhcpv4.OptionDomainName,
@@ -110,7 +112,7 @@ func summarize(r *dhcpv4.DHCPv4, d Dest) summary {
 var (
 	zero       = netip.IPv4Unspecified()
 	allOptions = []uint8{1, 3, 6, 12, 15, 26, 51, 53, 54, 58, 59, 119, 121}
-	bcast      = Dest{Kind: DestBroadcast, IP: netip.MustParseAddr("255.255.255.255"), Port: 68, MAC: broadcastMAC}
+	bcast      = Dest{Kind: DestBroadcast, IP: netip.MustParseAddr("255.255.255.255"), Port: 68, MAC: frame.Broadcast}
 	toPod      = Dest{Kind: DestUnicast, IP: podAddr, Port: 68, MAC: vmMAC}
 	toRelay    = Dest{Kind: DestRelay, IP: relayAddr, Port: 67}
 	nakOptions = []uint8{53, 54, 56}
@@ -146,7 +148,7 @@ func TestHandle(t *testing.T) {
 		name: "SELECTING another server -> silent",
 		req: newRequest(t, dhcpv4.MessageTypeRequest,
 			withAddrOpt(optServerID, netip.MustParseAddr("10.16.0.2")), withAddrOpt(optRequestedIP, podAddr)),
-		want: summary{Dest: Dest{Drop: DropOtherServer}},
+		want: summary{Dest: Dest{Drop: serve.OtherServer}},
 	}, {
 		name: "SELECTING this server, another address -> NAK broadcast",
 		req: newRequest(t, dhcpv4.MessageTypeRequest,
@@ -180,11 +182,11 @@ func TestHandle(t *testing.T) {
 	}, {
 		name: "REQUEST naming no address -> dropped",
 		req:  newRequest(t, dhcpv4.MessageTypeRequest),
-		want: summary{Dest: Dest{Drop: DropMalformed}},
+		want: summary{Dest: Dest{Drop: serve.Malformed}},
 	}, {
 		name: "REQUEST with a 3-byte option 50 -> dropped",
 		req:  newRequest(t, dhcpv4.MessageTypeRequest, withOpt(optRequestedIP, []byte{10, 16, 0})),
-		want: summary{Dest: Dest{Drop: DropMalformed}},
+		want: summary{Dest: Dest{Drop: serve.Malformed}},
 	}, {
 		name: "DECLINE -> no reply",
 		req: newRequest(t, dhcpv4.MessageTypeDecline,
@@ -202,27 +204,27 @@ func TestHandle(t *testing.T) {
 			Options: []uint8{1, 3, 6, 12, 15, 26, 53, 54, 119, 121}, Dest: toPod},
 	}, {
 		name: "another MAC -> dropped",
-		req:  newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithHwAddr(otherMAC)),
-		want: summary{Dest: Dest{Drop: DropForeign}},
+		req:  newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithHwAddr(otherMAC.HardwareAddr())),
+		want: summary{Dest: Dest{Drop: serve.NotVM}},
 	}, {
 		name: "BOOTREPLY -> dropped",
 		req: newRequest(t, dhcpv4.MessageTypeOffer, func(d *dhcpv4.DHCPv4) {
 			d.OpCode = dhcpv4.OpcodeBootReply
 		}),
-		want: summary{Dest: Dest{Drop: DropNotRequest}},
+		want: summary{Dest: Dest{Drop: serve.NotRequest}},
 	}, {
 		name: "not Ethernet -> dropped",
 		req:  newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithHWType(iana.HWTypeIEEE802)),
-		want: summary{Dest: Dest{Drop: DropNotEthernet}},
+		want: summary{Dest: Dest{Drop: serve.Malformed}},
 	}, {
 		name: "BOOTP (no message type) -> dropped",
 		req:  newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithoutOption(dhcpv4.OptionDHCPMessageType)),
-		want: summary{Dest: Dest{Drop: DropUnknownType}},
+		want: summary{Dest: Dest{Drop: serve.NotRequest}},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := summarize(h.Handle(tt.req))
-			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpopts.EquateComparable(netip.Addr{}), cmpopts.IgnoreFields(Dest{}, "Detail")); diff != "" {
 				t.Errorf("Handle() (-want +got):\n%s", diff)
 			}
 		})
@@ -469,8 +471,8 @@ func TestNewHandlerRejects(t *testing.T) {
 		edit func(*Config)
 		want string
 	}{
-		{"no VM MAC", func(c *Config) { c.VMMAC = nil }, "VM MAC"},
-		{"no service MAC", func(c *Config) { c.ServiceMAC = nil }, "service MAC"},
+		{"no VM MAC", func(c *Config) { c.VMMAC = frame.MAC{} }, "VM MAC"},
+		{"no service MAC", func(c *Config) { c.ServiceMAC = frame.MAC{} }, "service MAC"},
 		{"IPv6 server id", func(c *Config) { c.ServerID = netip.MustParseAddr("fe80::1") }, "server identifier"},
 		{"no address", func(c *Config) { c.Address = netip.Prefix{} }, "address"},
 		{"IPv6 gateway", func(c *Config) { c.Gateway = netip.MustParseAddr("fe80::1") }, "gateway"},

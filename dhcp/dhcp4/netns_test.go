@@ -2,7 +2,6 @@ package dhcp4
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
@@ -47,13 +47,13 @@ func newLab(t *testing.T) *testLab {
 // labConfig is what the lab's VM must get.
 func labConfig() Config {
 	cfg := kubeOVNConfig()
-	cfg.VMMAC = mustMAC(labVMMAC)
+	cfg.VMMAC = frame.MustParseMAC(labVMMAC)
 	cfg.DNS = []netip.Addr{netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("10.96.0.11")}
 	return cfg
 }
 
 // startPacketServer runs the server in the pod ns on tap0.
-func (l *testLab) startPacketServer(t *testing.T, cfg Config, limit RateLimit) {
+func (l *testLab) startPacketServer(t *testing.T, cfg Config) {
 	t.Helper()
 	var conn *frame.PacketConn
 	err := l.pod.Do(func() error {
@@ -67,15 +67,7 @@ func (l *testLab) startPacketServer(t *testing.T, cfg Config, limit RateLimit) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewPacketServer(newTestHandler(t, cfg), conn, discardLogger())
-	s.Limit = limit
-	l.run(t, s, conn.Close)
-}
-
-// run serves s until the test ends, then checks it stopped cleanly.
-func (l *testLab) run(t *testing.T, s *Server, closeFn func() error) {
-	t.Helper()
-	lab.RunUntilCleanup(t, s.Run, closeFn)
+	lab.RunUntilCleanup(t, NewPacketServer(newTestHandler(t, cfg), conn, discardLogger()).Run)
 }
 
 // startCapture records every frame on the node's end of the uplink.
@@ -282,7 +274,7 @@ func TestRealClients(t *testing.T) {
 	}
 	l := newLab(t)
 	stopCapture := l.startCapture(t)
-	l.startPacketServer(t, labConfig(), RateLimit{Rate: DefaultRate, Burst: DefaultBurst})
+	l.startPacketServer(t, labConfig())
 	lease := filepath.Join(l.dir, "dhclient.leases")
 
 	t.Run("dhclient", func(t *testing.T) {
@@ -342,7 +334,7 @@ func TestUDPServerRealClient(t *testing.T) {
 	// As KubeVirt's bridge binding: the server id on the bridge, so replies
 	// carry it as their source.
 	l.pod.Run(t, "ip", "addr", "add", serverID.String()+"/32", "dev", "br0")
-	var s *Server
+	var s *serve.Server
 	err := l.pod.Do(func() error {
 		var err error
 		s, err = NewUDPServer(newTestHandler(t, labConfig()), "br0", discardLogger())
@@ -351,7 +343,7 @@ func TestUDPServerRealClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.run(t, s, s.Close)
+	lab.RunUntilCleanup(t, s.Run)
 	t.Run("dhclient", func(t *testing.T) {
 		got := l.dhclient(t, "dhclient", filepath.Join(l.dir, "udp.leases"), "BOUND")
 		if diff := cmp.Diff(dhclientWant, pick(got, dhclientWant)); diff != "" {
@@ -372,12 +364,4 @@ func TestUDPServerRealClient(t *testing.T) {
 			t.Errorf("the stranger got a lease: %v", pick(got, udhcpcWant))
 		}
 	})
-}
-
-func mustMAC(s string) net.HardwareAddr {
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		panic(err) // test constant
-	}
-	return m
 }

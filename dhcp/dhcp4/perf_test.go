@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
 // perfResult is what perfdhcp -4 reports for one run.
@@ -124,7 +125,7 @@ func (l *testLab) startStoppablePacketServer(t *testing.T, cfg Config) (stop fun
 		t.Fatal(err)
 	}
 	s := NewPacketServer(newTestHandler(t, cfg), conn, discardLogger())
-	s.Limit = RateLimit{}
+	s.Limit = serve.Limit{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

@@ -2,47 +2,47 @@ package dhcp4
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
 var bcastAddr = netip.MustParseAddr("255.255.255.255")
 
 // requestFrame wraps req in the Ethernet/IPv4/UDP frame a client sends.
-func requestFrame(src net.HardwareAddr, ipSrc, ipDst netip.Addr, sport uint16, req *dhcpv4.DHCPv4) []byte {
+func requestFrame(src frame.MAC, ipSrc, ipDst netip.Addr, sport uint16, req *dhcpv4.DHCPv4) []byte {
 	return frame.AppendUDP4(nil, frame.UDP4{
 		Eth: frame.Ethernet{Dst: frame.Broadcast, Src: src},
-		Src: ipSrc, Dst: ipDst, SrcPort: sport, DstPort: ServerPort, Payload: req.ToBytes(),
+		Src: ipSrc, Dst: ipDst, SrcPort: sport, DstPort: frame.PortDHCPv4Server, Payload: req.ToBytes(),
 	})
 }
 
-func arpRequest(src net.HardwareAddr, srcIP, target netip.Addr) []byte {
+func arpRequest(src frame.MAC, srcIP, target netip.Addr) []byte {
 	return frame.AppendARP(nil, frame.Ethernet{Dst: frame.Broadcast, Src: src},
-		frame.ARP{Op: frame.ARPRequest, SenderMAC: src, SenderIP: srcIP, TargetMAC: make(net.HardwareAddr, 6), TargetIP: target})
+		frame.ARP{Op: frame.ARPRequest, SenderMAC: src, SenderIP: srcIP, TargetIP: target})
 }
 
 // startServer runs a packet server on one end of a frame.Pipe and returns
 // the other end (the VM) and the server's events.
-func startServer(t *testing.T, h *Handler, limit RateLimit) (*frame.PipeConn, <-chan Event) {
+func startServer(t *testing.T, h *Handler) (*frame.PipeConn, <-chan serve.Event) {
 	t.Helper()
 	srv, vm := frame.Pipe()
-	events := make(chan Event, 100)
+	events := make(chan serve.Event, 100)
 	s := NewPacketServer(h, srv, discardLogger())
-	s.Limit = limit
-	s.Observer = func(e Event) { events <- e }
-	lab.RunUntilCleanup(t, s.Run, srv.Close, vm.Close)
+	s.Observer = func(e serve.Event) { events <- e }
+	lab.RunUntilCleanup(t, s.Run, vm.Close)
 	return vm, events
 }
 
-func nextEvent(t *testing.T, events <-chan Event) Event {
+func nextEvent(t *testing.T, events <-chan serve.Event) serve.Event {
 	t.Helper()
 	select {
 	case e := <-events:
@@ -50,7 +50,7 @@ func nextEvent(t *testing.T, events <-chan Event) Event {
 		return e
 	case <-time.After(5 * time.Second):
 		t.Fatal("no event within 5 s")
-		return Event{}
+		return serve.Event{}
 	}
 }
 
@@ -95,78 +95,83 @@ func TestPacketServer(t *testing.T) {
 		name  string
 		in    []byte
 		want  *sent // nil: nothing sent
-		event Event
+		event serve.Event
 	}{{
 		name: "DISCOVER -> OFFER to yiaddr at chaddr",
-		in:   requestFrame(vmMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover)),
+		in:   requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(t, dhcpv4.MessageTypeDiscover)),
 		want: &sent{EthDst: vmMAC.String(), EthSrc: serviceMAC.String(), Src: serverID, Dst: podAddr,
 			SrcPort: 67, DstPort: 68, Type: dhcpv4.MessageTypeOffer},
-		event: Event{Type: dhcpv4.MessageTypeDiscover, Reply: dhcpv4.MessageTypeOffer, XID: testXID},
+		event: serve.Event{Request: "DISCOVER", Reply: "OFFER", XID: testXID, Outcome: serve.Replied},
 	}, {
 		name: "DISCOVER with BROADCAST -> OFFER broadcast",
-		in:   requestFrame(vmMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithBroadcast(true))),
+		in:   requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithBroadcast(true))),
 		want: &sent{EthDst: "ff:ff:ff:ff:ff:ff", EthSrc: serviceMAC.String(), Src: serverID, Dst: bcastAddr,
 			SrcPort: 67, DstPort: 68, Type: dhcpv4.MessageTypeOffer},
-		event: Event{Type: dhcpv4.MessageTypeDiscover, Reply: dhcpv4.MessageTypeOffer, XID: testXID},
+		event: serve.Event{Request: "DISCOVER", Reply: "OFFER", XID: testXID, Outcome: serve.Replied},
 	}, {
 		name: "relayed DISCOVER unicast to the server id -> OFFER to giaddr:67 at the source MAC",
-		in: requestFrame(relayMAC, relayAddr, serverID, ServerPort,
+		in: requestFrame(relayMAC, relayAddr, serverID, frame.PortDHCPv4Server,
 			newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithGatewayIP(relayAddr.AsSlice()))),
 		want: &sent{EthDst: relayMAC.String(), EthSrc: serviceMAC.String(), Src: serverID, Dst: relayAddr,
 			SrcPort: 67, DstPort: 67, Type: dhcpv4.MessageTypeOffer},
-		event: Event{Type: dhcpv4.MessageTypeDiscover, Reply: dhcpv4.MessageTypeOffer, XID: testXID},
+		event: serve.Event{Request: "DISCOVER", Reply: "OFFER", XID: testXID, Outcome: serve.Replied},
 	}, {
 		name: "RENEWING unicast to the server id -> ACK to ciaddr",
-		in:   requestFrame(vmMAC, podAddr, serverID, ClientPort, newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(podAddr.AsSlice()))),
+		in:   requestFrame(vmMAC, podAddr, serverID, frame.PortDHCPv4Client, newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(podAddr.AsSlice()))),
 		want: &sent{EthDst: vmMAC.String(), EthSrc: serviceMAC.String(), Src: serverID, Dst: podAddr,
 			SrcPort: 67, DstPort: 68, Type: dhcpv4.MessageTypeAck},
-		event: Event{Type: dhcpv4.MessageTypeRequest, Reply: dhcpv4.MessageTypeAck, XID: testXID},
+		event: serve.Event{Request: "REQUEST", Reply: "ACK", XID: testXID, Outcome: serve.Replied},
 	}, {
 		name: "INIT-REBOOT for another address -> NAK broadcast",
-		in:   requestFrame(vmMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeRequest, withAddrOpt(optRequestedIP, otherAddr))),
+		in:   requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(t, dhcpv4.MessageTypeRequest, withAddrOpt(optRequestedIP, otherAddr))),
 		want: &sent{EthDst: "ff:ff:ff:ff:ff:ff", EthSrc: serviceMAC.String(), Src: serverID, Dst: bcastAddr,
 			SrcPort: 67, DstPort: 68, Type: dhcpv4.MessageTypeNak},
-		event: Event{Type: dhcpv4.MessageTypeRequest, Reply: dhcpv4.MessageTypeNak, XID: testXID},
+		event: serve.Event{Request: "REQUEST", Reply: "NAK", XID: testXID, Outcome: serve.Replied},
 	}, {
 		name: "ARP for the server id -> reply with the service MAC",
 		in:   arpRequest(vmMAC, podAddr, serverID),
 		want: &sent{EthDst: vmMAC.String(), EthSrc: serviceMAC.String(), ARP: &frame.ARP{Op: frame.ARPReply,
 			SenderMAC: serviceMAC, SenderIP: serverID, TargetMAC: vmMAC, TargetIP: podAddr}},
-		event: Event{ARP: true},
+		event: serve.Event{Request: "ARP", Reply: "ARP", Outcome: serve.Replied, Peer: podAddr},
 	}, {
 		name:  "ARP for the gateway -> nothing",
 		in:    arpRequest(vmMAC, podAddr, netip.MustParseAddr("10.16.0.1")),
-		event: Event{ARP: true, Drop: DropNotForServer},
+		event: serve.Event{Request: "ARP", Outcome: serve.Dropped, Reason: serve.NotForServer, Peer: podAddr},
 	}, {
 		name:  "frame from another MAC -> nothing",
-		in:    requestFrame(otherMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover)),
-		event: Event{Drop: DropForeign},
+		in:    requestFrame(otherMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(t, dhcpv4.MessageTypeDiscover)),
+		event: serve.Drop(serve.NotVM, "Ethernet source is not the VM"),
 	}, {
-		name:  "chaddr of another client in the VM's frame -> nothing",
-		in:    requestFrame(vmMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithHwAddr(otherMAC))),
-		event: Event{Type: dhcpv4.MessageTypeDiscover, Drop: DropForeign, XID: testXID},
+		name: "chaddr of another client in the VM's frame -> nothing",
+		in:   requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithHwAddr(otherMAC.HardwareAddr()))),
+		event: serve.Event{Request: "DISCOVER", XID: testXID, Outcome: serve.Dropped, Reason: serve.NotVM,
+			Detail: "chaddr 0a:58:0a:10:00:63 is not the VM's"},
 	}, {
 		name:  "unicast to another server -> nothing",
-		in:    requestFrame(vmMAC, podAddr, netip.MustParseAddr("10.16.0.2"), ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover)),
-		event: Event{Drop: DropNotForServer},
+		in:    requestFrame(vmMAC, podAddr, netip.MustParseAddr("10.16.0.2"), frame.PortDHCPv4Client, newRequest(t, dhcpv4.MessageTypeDiscover)),
+		event: serve.Drop(serve.NotForServer, "not sent to the server's port at the broadcast address or the server identifier"),
 	}, {
 		name:  "truncated frame -> nothing",
-		in:    requestFrame(vmMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover))[:40],
-		event: Event{Drop: DropMalformed},
+		in:    requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(t, dhcpv4.MessageTypeDiscover))[:40],
+		event: serve.Drop(serve.Malformed, "frame truncated"),
 	}}
 	h := newTestHandler(t, kubeOVNConfig())
-	vm, events := startServer(t, h, RateLimit{Rate: DefaultRate, Burst: DefaultBurst})
+	vm, events := startServer(t, h)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := vm.WriteFrame(tt.in); err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tt.event, nextEvent(t, events)); diff != "" {
+			ev := nextEvent(t, events)
+			if ev.Request != "" {
+				tt.event.Peer = ev.Peer // the client's address: the frame's source
+			}
+			if diff := cmp.Diff(tt.event, ev, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 				t.Errorf("event (-want +got):\n%s", diff)
 			}
 			if tt.want != nil {
 				got := readSent(t, vm)
-				if diff := cmp.Diff(*tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				if diff := cmp.Diff(*tt.want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 					t.Errorf("sent frame (-want +got):\n%s", diff)
 				}
 			}
@@ -185,53 +190,20 @@ func assertNothingSent(t *testing.T, vm *frame.PipeConn) {
 	}
 }
 
-// TestPacketServerRateLimit: a flood gets Burst replies, the rest is dropped
-// without work, and the bucket refills.
-func TestPacketServerRateLimit(t *testing.T) {
-	vm, events := startServer(t, newTestHandler(t, kubeOVNConfig()), RateLimit{Rate: 20, Burst: 5})
-	in := requestFrame(vmMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover))
-	replies, limited := 0, 0
-	for range 30 {
-		if err := vm.WriteFrame(in); err != nil {
-			t.Fatal(err)
-		}
-		switch e := nextEvent(t, events); e.Drop {
-		case "":
-			replies++
-			readSent(t, vm)
-		case DropRateLimited:
-			limited++
-		default:
-			t.Fatalf("unexpected drop %q", e.Drop)
-		}
-	}
-	// 30 frames take well under 250 ms here, so at most a few tokens refill.
-	if replies < 5 || replies > 10 || limited != 30-replies {
-		t.Errorf("replies = %d, limited = %d; want 5-10 replies and the rest limited", replies, limited)
-	}
-	time.Sleep(100 * time.Millisecond) // 2 tokens at 20/s
-	if err := vm.WriteFrame(in); err != nil {
-		t.Fatal(err)
-	}
-	if e := nextEvent(t, events); e.Drop != "" {
-		t.Errorf("after refilling: drop %q, want a reply", e.Drop)
-	}
-}
-
-// TestPacketServerRecoversPanic: a panic while handling one packet is logged
-// and the next packet is served.
+// TestPacketServerRecoversPanic: a panic while handling one packet is
+// reported as a drop and the next packet is served.
 func TestPacketServerRecoversPanic(t *testing.T) {
 	h := newTestHandler(t, kubeOVNConfig())
 	h.log = nil // DECLINE logs through it: a nil logger panics
-	vm, events := startServer(t, h, RateLimit{Rate: DefaultRate, Burst: DefaultBurst})
+	vm, events := startServer(t, h)
 	decline := newRequest(t, dhcpv4.MessageTypeDecline, withAddrOpt(optRequestedIP, podAddr))
-	if err := vm.WriteFrame(requestFrame(vmMAC, zero, bcastAddr, ClientPort, decline)); err != nil {
+	if err := vm.WriteFrame(requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, decline)); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(Event{Drop: DropPanic}, nextEvent(t, events)); diff != "" {
-		t.Errorf("event (-want +got):\n%s", diff)
+	if ev := nextEvent(t, events); ev.Outcome != serve.Dropped || ev.Reason != serve.Panic {
+		t.Errorf("event = %+v, want a drop for a panic", ev)
 	}
-	if err := vm.WriteFrame(requestFrame(vmMAC, zero, bcastAddr, ClientPort, newRequest(t, dhcpv4.MessageTypeDiscover))); err != nil {
+	if err := vm.WriteFrame(requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(t, dhcpv4.MessageTypeDiscover))); err != nil {
 		t.Fatal(err)
 	}
 	if got := readSent(t, vm); got.Type != dhcpv4.MessageTypeOffer {
@@ -257,29 +229,30 @@ func TestPacketServerClosed(t *testing.T) {
 	}
 }
 
-// TestHandleDatagram: the UDP transport's addressing. It cannot unicast to a
-// client without an address, so those replies are broadcast.
-func TestHandleDatagram(t *testing.T) {
-	s := NewPacketServer(newTestHandler(t, kubeOVNConfig()), nil, discardLogger())
-	s.lim = newLimiter(RateLimit{}, vmMAC)
+// TestUDPRoute: the UDP transport never sends where a request chose: every
+// reply is broadcast on the bridge, and a relayed request gets none.
+func TestUDPRoute(t *testing.T) {
+	t.Parallel()
+	handle := newTestHandler(t, kubeOVNConfig()).serveWith(udpRoute)
 	tests := []struct {
 		name string
 		req  *dhcpv4.DHCPv4
 		want string // destination, "" for none
 	}{
 		{"DISCOVER: broadcast", newRequest(t, dhcpv4.MessageTypeDiscover), "255.255.255.255:68"},
-		{"RENEWING: to ciaddr", newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(podAddr.AsSlice())), "10.16.0.5:68"},
-		{"relayed: to giaddr", newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithGatewayIP(relayAddr.AsSlice())), "10.16.0.50:67"},
+		{"RENEWING: broadcast, not to ciaddr", newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(podAddr.AsSlice())), "255.255.255.255:68"},
+		{"INFORM from a chosen ciaddr: broadcast", newRequest(t, dhcpv4.MessageTypeInform, dhcpv4.WithClientIP(otherAddr.AsSlice())), "255.255.255.255:68"},
+		{"relayed: nothing, not to giaddr", newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithGatewayIP(relayAddr.AsSlice())), ""},
 		{"NAK: broadcast", newRequest(t, dhcpv4.MessageTypeRequest, withAddrOpt(optRequestedIP, otherAddr)), "255.255.255.255:68"},
-		{"another chaddr: nothing", newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithHwAddr(otherMAC)), ""},
+		{"another chaddr: nothing", newRequest(t, dhcpv4.MessageTypeDiscover, dhcpv4.WithHwAddr(otherMAC.HardwareAddr())), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			payload, dst, _ := s.handleDatagram(tt.req.ToBytes(), time.Now())
+			r, _ := handle(serve.Packet{Data: tt.req.ToBytes()})
 			got := ""
-			if dst != nil {
-				got = dst.String()
-				if _, err := dhcpv4.FromBytes(payload); err != nil {
+			if r.Data != nil {
+				got = r.To.String()
+				if _, err := dhcpv4.FromBytes(r.Data); err != nil {
 					t.Errorf("reply does not parse: %v", err)
 				}
 			}
@@ -287,32 +260,6 @@ func TestHandleDatagram(t *testing.T) {
 				t.Errorf("destination = %q, want %q", got, tt.want)
 			}
 		})
-	}
-}
-
-// TestLimiter: the VM and everyone else have separate buckets of Burst
-// tokens, refilled at Rate per second.
-func TestLimiter(t *testing.T) {
-	l := newLimiter(RateLimit{Rate: 10, Burst: 2}, vmMAC)
-	t0 := time.Unix(1000, 0)
-	steps := []struct {
-		mac  net.HardwareAddr
-		at   time.Duration
-		want bool
-	}{
-		{vmMAC, 0, true}, {vmMAC, 0, true}, {vmMAC, 0, false},
-		{otherMAC, 0, true}, {otherMAC, 0, true}, {otherMAC, 0, false},
-		{vmMAC, 50 * time.Millisecond, false},                                                              // half a token
-		{vmMAC, 100 * time.Millisecond, true},                                                              // one token
-		{vmMAC, 10 * time.Second, true}, {vmMAC, 10 * time.Second, true}, {vmMAC, 10 * time.Second, false}, // capped at Burst
-	}
-	var got, want []bool
-	for _, s := range steps {
-		got = append(got, l.allow(s.mac, t0.Add(s.at)))
-		want = append(want, s.want)
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("allow() (-want +got):\n%s", diff)
 	}
 }
 

@@ -1,14 +1,16 @@
 package dhcp6
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/google/go-cmp/cmp"
-	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // readCorpus reads one []byte value of a "go test fuzz v1" corpus file.
@@ -35,26 +37,21 @@ func readCorpus(t *testing.T, path string) []byte {
 func TestCapturedFrames(t *testing.T) {
 	tests := []struct {
 		file string
-		want Event
+		want serve.Event
 	}{
-		{"capture-solicit-1", Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeSolicit, Reply: dhcpv6.MessageTypeAdvertise}},   // dhclient, with FQDN
-		{"capture-solicit-2", Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeSolicit, Reply: dhcpv6.MessageTypeAdvertise}},   // perfdhcp
-		{"capture-relayforw-1", Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeSolicit, Reply: dhcpv6.MessageTypeAdvertise}}, // perfdhcp -A 1
-		{"capture-confirm-1", Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeConfirm, Reply: dhcpv6.MessageTypeReply}},
-		{"capture-inforeq-1", Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeInformationRequest, Reply: dhcpv6.MessageTypeReply}},
-		{"capture-request-1", Event{Outcome: OutcomeUnanswered, Type: dhcpv6.MessageTypeRequest}}, // for dnsmasq
-		{"capture-release-1", Event{Outcome: OutcomeUnanswered, Type: dhcpv6.MessageTypeRelease}}, // for dnsmasq
+		{"capture-solicit-1", serve.Event{Outcome: serve.Replied, Request: "SOLICIT", Reply: "ADVERTISE"}},   // dhclient, with FQDN
+		{"capture-solicit-2", serve.Event{Outcome: serve.Replied, Request: "SOLICIT", Reply: "ADVERTISE"}},   // perfdhcp
+		{"capture-relayforw-1", serve.Event{Outcome: serve.Replied, Request: "SOLICIT", Reply: "ADVERTISE"}}, // perfdhcp -A 1
+		{"capture-confirm-1", serve.Event{Outcome: serve.Replied, Request: "CONFIRM", Reply: "REPLY"}},
+		{"capture-inforeq-1", serve.Event{Outcome: serve.Replied, Request: "INFORMATION-REQUEST", Reply: "REPLY"}},
+		{"capture-request-1", serve.Event{Outcome: serve.Dropped, Reason: serve.OtherServer, Request: "REQUEST"}}, // for dnsmasq
+		{"capture-release-1", serve.Event{Outcome: serve.Dropped, Reason: serve.OtherServer, Request: "RELEASE"}}, // for dnsmasq
 	}
-	rec := &recordConn{}
-	s := NewPacketServer(newTestHandler(t), rec, discard())
-	p := s.t.(*packetTransport)
-	lim := newLimiter(0, 0)
+	h := newTestHandler(t)
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			var got Event
-			s.Observer = func(e Event) { got = basic(e) }
-			s.serve(p.parse(readCorpus(t, filepath.Join("testdata/fuzz/FuzzPacketReceive", tt.file))), lim)
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			got, _ := serveFrame(t, h, readCorpus(t, filepath.Join("testdata/fuzz/FuzzPacketReceive", tt.file)))
+			if diff := cmp.Diff(tt.want, basic(got), cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 				t.Errorf("event (-want +got):\n%s", diff)
 			}
 		})

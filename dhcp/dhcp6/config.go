@@ -3,7 +3,6 @@ package dhcp6
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -50,10 +49,10 @@ const (
 // Config is everything the server says to the VM.
 type Config struct {
 	// VMMAC is the VM's MAC address: the only client answered.
-	VMMAC net.HardwareAddr
+	VMMAC frame.MAC
 	// ServiceMAC is the Ethernet source of replies on the packet transport
 	// (unused by the UDP transport).
-	ServiceMAC net.HardwareAddr
+	ServiceMAC frame.MAC
 	// ServerLinkLocal is the IPv6 source of replies on the packet transport;
 	// fe80:: + EUI-64(ServiceMAC) when unset.
 	ServerLinkLocal netip.Addr
@@ -83,7 +82,7 @@ func (c Config) withDefaults() Config {
 	def(&c.T2, DefaultT2)
 	def(&c.InfoRefresh, DefaultInfoRefresh)
 	c.Search = trimDots(c.Search)
-	if !c.ServerLinkLocal.IsValid() && len(c.ServiceMAC) == 6 {
+	if !c.ServerLinkLocal.IsValid() && c.ServiceMAC.IsUnicast() {
 		c.ServerLinkLocal = frame.LinkLocalFromMAC(c.ServiceMAC)
 	}
 	return c
@@ -92,10 +91,10 @@ func (c Config) withDefaults() Config {
 // validate reports every problem of a Config with defaults applied.
 func (c Config) validate() error {
 	var errs []error
-	if !isUnicastMAC(c.VMMAC) {
+	if !c.VMMAC.IsUnicast() {
 		errs = append(errs, fmt.Errorf("VM MAC %q is not a unicast Ethernet address", c.VMMAC))
 	}
-	if c.ServiceMAC != nil && !isUnicastMAC(c.ServiceMAC) {
+	if !c.ServiceMAC.IsUnicast() {
 		errs = append(errs, fmt.Errorf("service MAC %q is not a unicast Ethernet address", c.ServiceMAC))
 	}
 	if c.ServerLinkLocal.IsValid() && (!c.ServerLinkLocal.Is6() || !c.ServerLinkLocal.IsLinkLocalUnicast()) {
@@ -137,10 +136,6 @@ func (c Config) validateTimes() []error {
 		errs = append(errs, fmt.Errorf("information refresh time %s is below %s (RFC 8415 §21.23)", c.InfoRefresh, minInfoRefresh))
 	}
 	return errs
-}
-
-func isUnicastMAC(m net.HardwareAddr) bool {
-	return len(m) == 6 && m[0]&0x01 == 0 && [6]byte(m) != [6]byte{}
 }
 
 func isGlobalIPv6(a netip.Addr) bool {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv6"
 )
@@ -29,11 +30,10 @@ func TestNewHandlerValidation(t *testing.T) {
 	}{
 		{"valid", func(*Config) {}, ""},
 		{"trailing dot in search domain is dropped", func(c *Config) { c.Search = []string{"cluster.local."} }, ""},
-		{"no service MAC (UDP transport)", func(c *Config) { c.ServiceMAC = nil }, ""},
 		{"explicit link-local", func(c *Config) { c.ServerLinkLocal = netip.MustParseAddr("fe80::1") }, ""},
-		{"no VM MAC", func(c *Config) { c.VMMAC = nil }, "VM MAC"},
-		{"multicast VM MAC", func(c *Config) { c.VMMAC = net.HardwareAddr{1, 0, 0x5e, 0, 0, 1} }, "VM MAC"},
-		{"short service MAC", func(c *Config) { c.ServiceMAC = net.HardwareAddr{2, 0, 0} }, "service MAC"},
+		{"no VM MAC", func(c *Config) { c.VMMAC = frame.MAC{} }, "VM MAC"},
+		{"multicast VM MAC", func(c *Config) { c.VMMAC = frame.MAC{1, 0, 0x5e, 0, 0, 1} }, "VM MAC"},
+		{"no service MAC", func(c *Config) { c.ServiceMAC = frame.MAC{} }, "service MAC"},
 		{"global server address", func(c *Config) { c.ServerLinkLocal = podAddr }, "not an IPv6 link-local"},
 		{"no DUID", func(c *Config) { c.ServerDUID = nil }, "server DUID"},
 		{"no address", func(c *Config) { c.Address = netip.Addr{} }, "not a global IPv6"},
@@ -95,8 +95,8 @@ func TestParseDUID(t *testing.T) {
 }
 
 func TestVMFilter(t *testing.T) {
-	duidLL := func(mac net.HardwareAddr) dhcpv6.Option {
-		return dhcpv6.OptClientID(&dhcpv6.DUIDLL{HWType: 1, LinkLayerAddr: mac})
+	duidLL := func(mac frame.MAC) dhcpv6.Option {
+		return dhcpv6.OptClientID(&dhcpv6.DUIDLL{HWType: 1, LinkLayerAddr: mac.HardwareAddr()})
 	}
 	duidEN := dhcpv6.OptClientID(&dhcpv6.DUIDEN{EnterpriseNumber: 43793, EnterpriseIdentifier: []byte{1, 2, 3, 4}})
 	stablePrivacy := netip.MustParseAddr("fe80::1c2d:3e4f:5a6b:7c8d")
@@ -117,7 +117,7 @@ func TestVMFilter(t *testing.T) {
 		{"relay whose peer is the VM", netip.MustParseAddr("fd00:10:16::1"),
 			reparse(t, relayForward(t, 0, msg(t, dhcpv6.MessageTypeSolicit, duidEN))), true},
 		{"relay with the VM's Client Link-Layer Address", netip.MustParseAddr("fd00:10:16::1"), reparse(t, func() dhcpv6.DHCPv6 {
-			r := relayForward(t, 0, msg(t, dhcpv6.MessageTypeSolicit, duidEN), dhcpv6.OptClientLinkLayerAddress(1, vmMAC))
+			r := relayForward(t, 0, msg(t, dhcpv6.MessageTypeSolicit, duidEN), dhcpv6.OptClientLinkLayerAddress(1, vmMAC.HardwareAddr()))
 			r.PeerAddr = net.IP(stablePrivacy.AsSlice())
 			return r
 		}()), true},
@@ -131,30 +131,5 @@ func TestVMFilter(t *testing.T) {
 				t.Errorf("fromVM = %v (%s), want %v", got, reason, tt.want)
 			}
 		})
-	}
-}
-
-func TestLimiter(t *testing.T) {
-	a, b := netip.MustParseAddr("fe80::1"), netip.MustParseAddr("fe80::2")
-	t0 := time.Unix(1000, 0)
-	steps := []struct {
-		src  netip.Addr
-		at   time.Duration
-		want bool
-	}{
-		{a, 0, true}, {a, 0, true}, {a, 0, false}, // burst 2
-		{b, 0, true},                                                                           // per client
-		{a, 400 * time.Millisecond, false},                                                     // 0.8 token
-		{a, 500 * time.Millisecond, true},                                                      // 1 token at 2/s
-		{a, 10 * time.Second, true}, {a, 10 * time.Second, true}, {a, 10 * time.Second, false}, // capped at burst
-	}
-	l := newLimiter(2, 2)
-	var got, want []bool
-	for _, s := range steps {
-		got = append(got, l.allow(s.src, t0.Add(s.at)))
-		want = append(want, s.want)
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("allow (-want +got):\n%s", diff)
 	}
 }

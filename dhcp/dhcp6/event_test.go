@@ -11,7 +11,7 @@ import (
 )
 
 // TestEventDetails: the observer gets the client's transaction ID (inside
-// relays too), why a packet was not answered, and a latency.
+// relays too), why a packet was not answered, and the peer.
 func TestEventDetails(t *testing.T) {
 	tests := []struct {
 		file       string
@@ -19,17 +19,13 @@ func TestEventDetails(t *testing.T) {
 	}{
 		{"capture-solicit-1", ""},
 		{"capture-relayforw-1", ""},
-		{"capture-request-1", "not addressed to our server identifier"},
+		{"capture-request-1", whyOtherServer},
 	}
-	s := NewPacketServer(newTestHandler(t), &recordConn{}, discard())
-	p := s.t.(*packetTransport)
-	lim := newLimiter(0, 0)
+	h := newTestHandler(t)
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			b := readCorpus(t, filepath.Join("testdata/fuzz/FuzzPacketReceive", tt.file))
-			var got Event
-			s.Observer = func(e Event) { got = e }
-			s.serve(p.parse(b), lim)
+			got, _ := serveFrame(t, h, b)
 			u, err := frame.ParseUDP6(b)
 			if err != nil {
 				t.Fatal(err)
@@ -50,11 +46,11 @@ func TestEventDetails(t *testing.T) {
 			if diff := cmp.Diff(want, struct {
 				XID    uint32
 				Reason string
-			}{got.XID, got.Reason}); diff != "" {
+			}{got.XID, got.Detail}); diff != "" {
 				t.Errorf("event details (-want +got):\n%s", diff)
 			}
-			if got.Latency <= 0 {
-				t.Errorf("latency %v, want > 0", got.Latency)
+			if got.Peer != u.Src {
+				t.Errorf("peer %v, want the source %v", got.Peer, u.Src)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
 // seedMessages are client messages as real clients send them.
@@ -85,30 +86,21 @@ func (r *recordConn) WriteFrame(b []byte) error {
 // either ignored or answered with one valid UDP frame to the VM.
 func FuzzPacketReceive(f *testing.F) {
 	for _, b := range seedMessages(f) {
-		f.Add(udpFrame(vmMAC, vmLLA, allDHCP, clientPort, serverPort, b))
+		f.Add(udpFrame(vmMAC, vmLLA, allDHCP, frame.PortDHCPv6Client, frame.PortDHCPv6Server, b))
 	}
-	f.Add(udpFrame(otherMAC, vmLLA, allDHCP, clientPort, serverPort, seedMessages(f)[0]))
-	rec := &recordConn{}
-	s := NewPacketServer(newTestHandler(f), rec, discard())
-	p := s.t.(*packetTransport)
-	lim := newLimiter(0, 0)
+	f.Add(udpFrame(otherMAC, vmLLA, allDHCP, frame.PortDHCPv6Client, frame.PortDHCPv6Server, seedMessages(f)[0]))
+	h := newTestHandler(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rec.written = rec.written[:0]
-		var ev Event
-		s.Observer = func(e Event) { ev = e }
-		s.serve(p.parse(b), lim)
-		if ev.Outcome == OutcomePanic {
-			t.Fatalf("handling panicked")
+		ev, w := serveFrame(t, h, b)
+		if (w != nil) != (ev.Outcome == serve.Replied) {
+			t.Fatalf("outcome %v with reply %v", ev.Outcome, w != nil)
 		}
-		if len(rec.written) != map[bool]int{true: 1, false: 0}[ev.Outcome == OutcomeReplied] {
-			t.Fatalf("outcome %v with %d frames written", ev.Outcome, len(rec.written))
-		}
-		for _, w := range rec.written {
+		if w != nil {
 			u, err := frame.ParseUDP6(w)
 			if err != nil {
 				t.Fatalf("reply frame does not parse: %v", err)
 			}
-			if !bytes.Equal(u.Eth.Dst, vmMAC) || u.Src != serverLLA || u.SrcPort != serverPort {
+			if u.Eth.Dst != vmMAC || u.Src != serverLLA || u.SrcPort != frame.PortDHCPv6Server {
 				t.Fatalf("reply frame %s:%d -> %s (%s) is not from us to the VM", u.Src, u.SrcPort, u.Dst, u.Eth.Dst)
 			}
 			if _, err := dhcpv6.FromBytes(u.Payload); err != nil {
@@ -150,16 +142,20 @@ func BenchmarkHandleRequest(b *testing.B) {
 // BenchmarkPacketServerSolicit is the whole frame path: parse the frame,
 // filter, handle, build and write the reply frame.
 func BenchmarkPacketServerSolicit(b *testing.B) {
+	h := newTestHandler(b)
 	rec := &recordConn{}
-	s := NewPacketServer(newTestHandler(b), rec, discard())
-	p := s.t.(*packetTransport)
-	lim := newLimiter(0, 0)
+	pt := &packetTransport{conn: rec, vmMAC: h.cfg.VMMAC, srcMAC: h.cfg.ServiceMAC, srcIP: h.cfg.ServerLinkLocal}
 	in := solicitFrame(b)
 	buf := make([]byte, len(in))
 	b.ReportAllocs()
 	for b.Loop() {
 		copy(buf, in)
 		rec.written = rec.written[:0]
-		s.serve(p.parse(buf), lim)
+		p := pt.parse(buf)
+		if r, _ := h.serve(p); r.Data != nil {
+			if err := pt.Send(p, r); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/insomniacslk/dhcp/rfc1035label"
@@ -33,8 +34,11 @@ type Handler struct {
 }
 
 // NewHandler validates cfg (zero durations take the Default values) and
-// computes every reply option once.
+// computes every reply option once. A nil log discards.
 func NewHandler(cfg Config, log *slog.Logger) (*Handler, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("invalid DHCPv6 configuration: %w", err)
@@ -184,26 +188,41 @@ func (h *Handler) logDecline(m *dhcpv6.Message) {
 	h.log.Debug(msg, "address", h.cfg.Address, "client", clientID(m))
 }
 
-// unanswered is why Handle returned no reply to msg, for a trace.
-func (h *Handler) unanswered(msg dhcpv6.DHCPv6) string {
+// unanswered says why msg, which Handle did not answer, gets no reply: a
+// drop Reason for a message that is not ours to answer, or "" (no reply
+// due, RFC 8415) with the detail.
+func (h *Handler) unanswered(msg dhcpv6.DHCPv6) (serve.Reason, string) {
 	m, ok := msg.(*dhcpv6.Message)
 	if r, isRelay := msg.(*dhcpv6.RelayMessage); isRelay {
 		_, m = unwrapRelay(r)
 		ok = m != nil
 		if !ok {
-			return "malformed or too deep relay message"
+			return serve.Malformed, "malformed or too deep relay message"
 		}
 	}
 	switch {
 	case !ok || m == nil:
-		return "not a client message"
-	case h.invalid(m) != "":
-		return h.invalid(m)
-	case m.MessageType == dhcpv6.MessageTypeConfirm:
-		return "Confirm without addresses (RFC 8415 §18.3.3)"
+		return serve.NotRequest, "not a client message"
+	case m.MessageType == dhcpv6.MessageTypeConfirm && h.invalid(m) == "":
+		return "", "Confirm without addresses (RFC 8415 §18.3.3)"
 	}
-	return "no reply due"
+	switch why := h.invalid(m); why {
+	case "":
+		return "", "no reply due"
+	case whyOtherServer:
+		return serve.OtherServer, why
+	case whyNotClient:
+		return serve.NotRequest, why
+	default:
+		return serve.Malformed, why
+	}
 }
+
+// Reasons of invalid that are not malformations.
+const (
+	whyOtherServer = "addressed to another server"
+	whyNotClient   = "not a client message"
+)
 
 // invalid is why m must be discarded (RFC 8415 §16.2 to §16.12), or "".
 func (h *Handler) invalid(m *dhcpv6.Message) string {
@@ -223,17 +242,17 @@ func (h *Handler) invalid(m *dhcpv6.Message) string {
 		case cid == nil:
 			return "no client identifier"
 		case !ours:
-			return "not addressed to our server identifier"
+			return whyOtherServer
 		}
 	case dhcpv6.MessageTypeInformationRequest:
 		switch {
 		case sid != nil && !ours:
-			return "addressed to another server"
+			return whyOtherServer
 		case hasIA(m):
 			return "carries an IA option"
 		}
 	default:
-		return "not a client message"
+		return whyNotClient
 	}
 	return ""
 }

@@ -6,21 +6,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/insomniacslk/dhcp/rfc1035label"
 )
 
 var (
-	vmMAC      = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
-	serviceMAC = net.HardwareAddr{0x0a, 0x58, 0xa9, 0xfe, 0x00, 0x01}
-	otherMAC   = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x99}
+	vmMAC      = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
+	serviceMAC = frame.MAC{0x0a, 0x58, 0xa9, 0xfe, 0x00, 0x01}
+	otherMAC   = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x99}
 	podAddr    = netip.MustParseAddr("fd00:10:16::5")
 	wrongAddr  = netip.MustParseAddr("fd00:10:16::99")
 	dnsAddr    = netip.MustParseAddr("fd00:10:96::a")
@@ -28,9 +29,9 @@ var (
 	serverLLA  = netip.MustParseAddr("fe80::858:a9ff:fefe:1")
 	tid        = dhcpv6.TransactionID{0xa1, 0xb2, 0xc3}
 	iaid       = [4]byte{0x0a, 0x10, 0x00, 0x05}
-	clientDUID = &dhcpv6.DUIDLLT{HWType: iana.HWTypeEthernet, Time: 0x2c8a4b11, LinkLayerAddr: vmMAC}
+	clientDUID = &dhcpv6.DUIDLLT{HWType: iana.HWTypeEthernet, Time: 0x2c8a4b11, LinkLayerAddr: vmMAC.HardwareAddr()}
 	serverDUID = ServerDUID("6d5c2d4e-1f4b-4f38-9d7e-0b8f5d3c2a10", "default")
-	foreignSID = &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: otherMAC}
+	foreignSID = &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: otherMAC.HardwareAddr()}
 )
 
 func testConfig() Config {
@@ -209,4 +210,31 @@ func summarizeIA(o *dhcpv6.OptIANA) iaSummary {
 		s.Addrs = append(s.Addrs, fmt.Sprintf("%s %d %d", a.IPv6Addr, int(a.PreferredLifetime.Seconds()), int(a.ValidLifetime.Seconds())))
 	}
 	return s
+}
+
+// serveFrame runs one frame through the packet transport and the handler as
+// the server does, and returns the event (without latency) and the frame
+// sent, nil for none.
+func serveFrame(t testing.TB, h *Handler, b []byte) (serve.Event, []byte) {
+	t.Helper()
+	rec := &recordConn{}
+	pt := &packetTransport{conn: rec, vmMAC: h.cfg.VMMAC, srcMAC: h.cfg.ServiceMAC, srcIP: h.cfg.ServerLinkLocal}
+	p := pt.parse(b)
+	if p.Drop != "" {
+		return serve.Drop(p.Drop, p.Detail), nil
+	}
+	r, ev := h.serve(p)
+	if r.Data == nil {
+		return ev, nil
+	}
+	if err := pt.Send(p, r); err != nil {
+		t.Fatal(err)
+	}
+	return ev, rec.written[0]
+}
+
+// basic is the part of an event the table tests pin; XID, Detail and Peer
+// are checked by TestEventDetails.
+func basic(e serve.Event) serve.Event {
+	return serve.Event{Outcome: e.Outcome, Reason: e.Reason, Request: e.Request, Reply: e.Reply}
 }

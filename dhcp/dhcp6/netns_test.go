@@ -1,7 +1,6 @@
 package dhcp6
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -18,18 +17,19 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
 // nodeMAC is lab.KubeOVN's gateway MAC: a host on the uplink.
-var nodeMAC = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x01}
+var nodeMAC = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x01}
 
 // newBridgedLab is lab.KubeOVN with the pod's eth0 and tap0 in bridge br0,
 // as bridge binding plumbs them.
 func newBridgedLab(t *testing.T) *lab.Lab {
 	t.Helper()
 	l := lab.NewLab(t, lab.KubeOVN)
-	if !cmp.Equal(l.VMMAC(), vmMAC) {
+	if l.VMMAC() != vmMAC {
 		t.Fatalf("lab VM MAC %s, tests assume %s", l.VMMAC(), vmMAC)
 	}
 	p := l.Pod
@@ -86,20 +86,6 @@ func (r *recorder) sent() []*dhcpv6.Message {
 	return append([]*dhcpv6.Message(nil), r.replies...)
 }
 
-// runServer runs s until the test ends.
-func runServer(t *testing.T, s *Server) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-}
-
 // startPacket serves the guest from the tap with the frame transport.
 func startPacket(t *testing.T, l *lab.Lab) *recorder {
 	t.Helper()
@@ -115,16 +101,15 @@ func startPacket(t *testing.T, l *lab.Lab) *recorder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
 	rec := &recorder{Conn: conn}
-	runServer(t, NewPacketServer(newTestHandler(t), rec, discard()))
+	lab.RunUntilCleanup(t, NewPacketServer(newTestHandler(t), rec, discard()).Run)
 	return rec
 }
 
 // startUDP serves from a UDP socket on br0.
 func startUDP(t *testing.T, l *lab.Lab) {
 	t.Helper()
-	var s *Server
+	var s *serve.Server
 	if err := l.Pod.Do(func() error {
 		var err error
 		s, err = NewUDPServer(newTestHandler(t), "br0", discard())
@@ -132,15 +117,15 @@ func startUDP(t *testing.T, l *lab.Lab) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	runServer(t, s)
+	lab.RunUntilCleanup(t, s.Run)
 }
 
 // probe sends one Solicit (DUID-LL of mac) from ifname in n and reports
 // whether any DHCPv6 message came back within wait.
-func probe(t *testing.T, n *lab.NS, ifname string, mac net.HardwareAddr, wait time.Duration) bool {
+func probe(t *testing.T, n *lab.NS, ifname string, mac frame.MAC, wait time.Duration) bool {
 	t.Helper()
 	var conn *net.UDPConn
-	lla := &net.UDPAddr{IP: net.IP(frame.LinkLocalFromMAC(mac).AsSlice()), Port: clientPort, Zone: ifname}
+	lla := &net.UDPAddr{IP: net.IP(frame.LinkLocalFromMAC(mac).AsSlice()), Port: frame.PortDHCPv6Client, Zone: ifname}
 	if err := n.Do(func() error {
 		var err error
 		conn, err = net.ListenUDP("udp6", lla)
@@ -150,9 +135,9 @@ func probe(t *testing.T, n *lab.NS, ifname string, mac net.HardwareAddr, wait ti
 	}
 	defer conn.Close()
 	m := &dhcpv6.Message{MessageType: dhcpv6.MessageTypeSolicit, TransactionID: tid}
-	m.AddOption(dhcpv6.OptClientID(&dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: mac}))
+	m.AddOption(dhcpv6.OptClientID(&dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: mac.HardwareAddr()}))
 	m.AddOption(ia(iaid))
-	dst := &net.UDPAddr{IP: net.ParseIP("ff02::1:2"), Port: serverPort, Zone: ifname}
+	dst := &net.UDPAddr{IP: net.ParseIP("ff02::1:2"), Port: frame.PortDHCPv6Server, Zone: ifname}
 	if _, err := conn.WriteToUDP(m.ToBytes(), dst); err != nil {
 		t.Fatalf("send Solicit from %s: %v", n.Name, err)
 	}
@@ -257,7 +242,7 @@ func TestUDPServerPortInUse(t *testing.T) {
 	n := lab.NewNS(t)
 	n.Run(t, "ip", "link", "add", "br0", "type", "bridge")
 	n.Run(t, "ip", "link", "set", "br0", "up")
-	var first *Server
+	var first *serve.Server
 	err := n.Do(func() error {
 		var err error
 		if first, err = NewUDPServer(newTestHandler(t), "br0", discard()); err != nil {
@@ -267,7 +252,7 @@ func TestUDPServerPortInUse(t *testing.T) {
 		return err
 	})
 	if first != nil {
-		first.t.close()
+		first.Close()
 	}
 	if err == nil || !strings.Contains(err.Error(), "547") || !strings.Contains(err.Error(), "another DHCPv6 server") {
 		t.Errorf("second NewUDPServer = %v, want an error naming port 547 and another server", err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
@@ -93,15 +94,14 @@ func TestPerfdhcpVsDnsmasq(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	s := NewPacketServer(newTestHandler(t), conn, discard())
-	outcomes := map[Outcome]int{}
-	s.Observer = func(e Event) { outcomes[e.Outcome]++ } // read after Run returns
+	outcomes := map[serve.Outcome]int{}
+	s.Observer = func(e serve.Event) { outcomes[e.Outcome]++ } // read after Run returns
 	go func() { done <- s.Run(ctx) }()
 	ours := perfdhcp(t, l)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	conn.Close()
 	t.Logf("dsbridge outcomes: %v", outcomes)
 
 	dir := t.TempDir()

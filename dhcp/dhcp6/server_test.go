@@ -6,22 +6,23 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/insomniacslk/dhcp/dhcpv6"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
 var allDHCP = netip.MustParseAddr("ff02::1:2")
 
 // udpFrame is a frame the VM (or, with another MAC, someone else) sends.
-func udpFrame(src net.HardwareAddr, srcIP, dstIP netip.Addr, sport, dport uint16, payload []byte) []byte {
+func udpFrame(src frame.MAC, srcIP, dstIP netip.Addr, sport, dport uint16, payload []byte) []byte {
 	dstMAC := serviceMAC
 	if dstIP.IsMulticast() {
 		dstMAC = frame.MulticastMAC(dstIP)
@@ -33,7 +34,7 @@ func udpFrame(src net.HardwareAddr, srcIP, dstIP netip.Addr, sport, dport uint16
 }
 
 func solicitFrame(t testing.TB) []byte {
-	return udpFrame(vmMAC, vmLLA, allDHCP, clientPort, serverPort,
+	return udpFrame(vmMAC, vmLLA, allDHCP, frame.PortDHCPv6Client, frame.PortDHCPv6Server,
 		msg(t, dhcpv6.MessageTypeSolicit, cid(), ia(iaid)).ToBytes())
 }
 
@@ -56,12 +57,12 @@ func (f *flakyConn) WriteFrame(b []byte) error {
 
 type harness struct {
 	vm     *frame.PipeConn
-	events chan Event
+	events chan serve.Event
 }
 
 // startPacketServer runs a packet Server on one end of a pipe; the test
 // plays the VM on the other. Cleanup cancels it and checks Run returns nil.
-func startPacketServer(t *testing.T, wrap func(frame.Conn) frame.Conn, edit func(*Server)) *harness {
+func startPacketServer(t *testing.T, wrap func(frame.Conn) frame.Conn, edit func(*serve.Server)) *harness {
 	t.Helper()
 	srvEnd, vmEnd := frame.Pipe()
 	var conn frame.Conn = srvEnd
@@ -69,8 +70,8 @@ func startPacketServer(t *testing.T, wrap func(frame.Conn) frame.Conn, edit func
 		conn = wrap(srvEnd)
 	}
 	s := NewPacketServer(newTestHandler(t), conn, discard())
-	hs := &harness{vm: vmEnd, events: make(chan Event, 64)}
-	s.Observer = func(e Event) { hs.events <- basic(e) }
+	hs := &harness{vm: vmEnd, events: make(chan serve.Event, 64)}
+	s.Observer = func(e serve.Event) { hs.events <- basic(e) }
 	if edit != nil {
 		edit(s)
 	}
@@ -78,7 +79,7 @@ func startPacketServer(t *testing.T, wrap func(frame.Conn) frame.Conn, edit func
 	return hs
 }
 
-func (hs *harness) event(t *testing.T) Event {
+func (hs *harness) event(t *testing.T) serve.Event {
 	t.Helper()
 	select {
 	case e := <-hs.events:
@@ -86,7 +87,7 @@ func (hs *harness) event(t *testing.T) Event {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no event from the server")
 	}
-	return Event{}
+	return serve.Event{}
 }
 
 // replyFrame reads the reply, or returns false when none is queued.
@@ -130,42 +131,42 @@ func TestPacketServer(t *testing.T) {
 	corrupt := solicitFrame(t)
 	corrupt[len(corrupt)-1] ^= 0xff
 	toVM := func(typ dhcpv6.MessageType, dstPort uint16) *frameSummary {
-		return &frameSummary{serviceMAC.String(), vmMAC.String(), serverLLA.String(), vmLLA.String(), serverPort, dstPort, typ}
+		return &frameSummary{serviceMAC.String(), vmMAC.String(), serverLLA.String(), vmLLA.String(), frame.PortDHCPv6Server, dstPort, typ}
 	}
 	tests := []struct {
 		name      string
 		in        []byte
-		wantEvent Event
+		wantEvent serve.Event
 		wantReply *frameSummary
 	}{
 		{"Solicit from the VM: Advertise from the service MAC and link-local", solicitFrame(t),
-			Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeSolicit, Reply: dhcpv6.MessageTypeAdvertise},
-			toVM(dhcpv6.MessageTypeAdvertise, clientPort)},
+			serve.Event{Outcome: serve.Replied, Request: "SOLICIT", Reply: "ADVERTISE"},
+			toVM(dhcpv6.MessageTypeAdvertise, frame.PortDHCPv6Client)},
 		{"Request unicast to our link-local: Reply",
-			udpFrame(vmMAC, vmLLA, serverLLA, clientPort, serverPort,
+			udpFrame(vmMAC, vmLLA, serverLLA, frame.PortDHCPv6Client, frame.PortDHCPv6Server,
 				msg(t, dhcpv6.MessageTypeRequest, cid(), sid(), ia(iaid)).ToBytes()),
-			Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeRequest, Reply: dhcpv6.MessageTypeReply}, toVM(dhcpv6.MessageTypeReply, clientPort)},
+			serve.Event{Outcome: serve.Replied, Request: "REQUEST", Reply: "REPLY"}, toVM(dhcpv6.MessageTypeReply, frame.PortDHCPv6Client)},
 		{"Relay-forward from port 547: Relay-reply to port 547",
-			udpFrame(vmMAC, vmLLA, allDHCP, serverPort, serverPort, relay),
-			Event{Outcome: OutcomeReplied, Type: dhcpv6.MessageTypeSolicit, Reply: dhcpv6.MessageTypeAdvertise}, toVM(dhcpv6.MessageTypeAdvertise, serverPort)},
+			udpFrame(vmMAC, vmLLA, allDHCP, frame.PortDHCPv6Server, frame.PortDHCPv6Server, relay),
+			serve.Event{Outcome: serve.Replied, Request: "SOLICIT", Reply: "ADVERTISE"}, toVM(dhcpv6.MessageTypeAdvertise, frame.PortDHCPv6Server)},
 		{"Solicit from another MAC: not answered",
-			udpFrame(otherMAC, vmLLA, allDHCP, clientPort, serverPort, msg(t, dhcpv6.MessageTypeSolicit, cid(), ia(iaid)).ToBytes()),
-			Event{Outcome: OutcomeNotVM}, nil},
+			udpFrame(otherMAC, vmLLA, allDHCP, frame.PortDHCPv6Client, frame.PortDHCPv6Server, msg(t, dhcpv6.MessageTypeSolicit, cid(), ia(iaid)).ToBytes()),
+			serve.Event{Outcome: serve.Dropped, Reason: serve.NotVM}, nil},
 		{"to port 546: ignored",
-			udpFrame(vmMAC, vmLLA, allDHCP, clientPort, clientPort, msg(t, dhcpv6.MessageTypeSolicit, cid()).ToBytes()),
-			Event{Outcome: OutcomeMalformed}, nil},
+			udpFrame(vmMAC, vmLLA, allDHCP, frame.PortDHCPv6Client, frame.PortDHCPv6Client, msg(t, dhcpv6.MessageTypeSolicit, cid()).ToBytes()),
+			serve.Event{Outcome: serve.Dropped, Reason: serve.NotForServer}, nil},
 		{"to another host: ignored",
-			udpFrame(vmMAC, vmLLA, netip.MustParseAddr("fe80::1"), clientPort, serverPort, msg(t, dhcpv6.MessageTypeSolicit, cid()).ToBytes()),
-			Event{Outcome: OutcomeMalformed}, nil},
+			udpFrame(vmMAC, vmLLA, netip.MustParseAddr("fe80::1"), frame.PortDHCPv6Client, frame.PortDHCPv6Server, msg(t, dhcpv6.MessageTypeSolicit, cid()).ToBytes()),
+			serve.Event{Outcome: serve.Dropped, Reason: serve.NotForServer}, nil},
 		{"from the unspecified address: ignored",
-			udpFrame(vmMAC, netip.IPv6Unspecified(), allDHCP, clientPort, serverPort, msg(t, dhcpv6.MessageTypeSolicit, cid()).ToBytes()),
-			Event{Outcome: OutcomeMalformed}, nil},
-		{"bad UDP checksum: ignored", corrupt, Event{Outcome: OutcomeMalformed}, nil},
-		{"not IPv6: ignored", append(append([]byte(nil), vmMAC...), 1, 2, 3), Event{Outcome: OutcomeMalformed}, nil},
-		{"not DHCPv6: ignored", udpFrame(vmMAC, vmLLA, allDHCP, clientPort, serverPort, garbage), Event{Outcome: OutcomeMalformed}, nil},
+			udpFrame(vmMAC, netip.IPv6Unspecified(), allDHCP, frame.PortDHCPv6Client, frame.PortDHCPv6Server, msg(t, dhcpv6.MessageTypeSolicit, cid()).ToBytes()),
+			serve.Event{Outcome: serve.Dropped, Reason: serve.Malformed}, nil},
+		{"bad UDP checksum: ignored", corrupt, serve.Event{Outcome: serve.Dropped, Reason: serve.Malformed}, nil},
+		{"not IPv6: ignored", append(append([]byte(nil), vmMAC[:]...), 1, 2, 3), serve.Event{Outcome: serve.Dropped, Reason: serve.Malformed}, nil},
+		{"not DHCPv6: ignored", udpFrame(vmMAC, vmLLA, allDHCP, frame.PortDHCPv6Client, frame.PortDHCPv6Server, garbage), serve.Event{Outcome: serve.Dropped, Reason: serve.Malformed}, nil},
 		{"Confirm without addresses: unanswered",
-			udpFrame(vmMAC, vmLLA, allDHCP, clientPort, serverPort, msg(t, dhcpv6.MessageTypeConfirm, cid(), ia(iaid)).ToBytes()),
-			Event{Outcome: OutcomeUnanswered, Type: dhcpv6.MessageTypeConfirm}, nil},
+			udpFrame(vmMAC, vmLLA, allDHCP, frame.PortDHCPv6Client, frame.PortDHCPv6Server, msg(t, dhcpv6.MessageTypeConfirm, cid(), ia(iaid)).ToBytes()),
+			serve.Event{Outcome: serve.Unanswered, Request: "CONFIRM"}, nil},
 	}
 	hs := startPacketServer(t, nil, nil)
 	for _, tt := range tests {
@@ -173,7 +174,7 @@ func TestPacketServer(t *testing.T) {
 			if err := hs.vm.WriteFrame(tt.in); err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tt.wantEvent, hs.event(t)); diff != "" {
+			if diff := cmp.Diff(tt.wantEvent, hs.event(t), cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 				t.Errorf("event (-want +got):\n%s", diff)
 			}
 			var got *frameSummary
@@ -189,56 +190,45 @@ func TestPacketServer(t *testing.T) {
 
 func TestPacketServerRecoversPanic(t *testing.T) {
 	hs := startPacketServer(t, func(c frame.Conn) frame.Conn { return &flakyConn{Conn: c, panics: 1} }, nil)
-	var got []Outcome
+	var got []serve.Outcome
 	for range 2 {
 		hs.vm.WriteFrame(solicitFrame(t))
 		got = append(got, hs.event(t).Outcome)
 	}
-	if diff := cmp.Diff([]Outcome{OutcomePanic, OutcomeReplied}, got); diff != "" {
+	if diff := cmp.Diff([]serve.Outcome{serve.Dropped, serve.Replied}, got); diff != "" {
 		t.Errorf("outcomes (-want +got):\n%s", diff)
 	}
 }
 
-func TestPacketServerRateLimit(t *testing.T) {
-	hs := startPacketServer(t, nil, func(s *Server) {
-		s.Rate, s.Burst = 1, 2
-		s.now = func() time.Time { return time.Unix(1000, 0) }
-	})
-	var got []Outcome
-	for range 3 {
-		hs.vm.WriteFrame(solicitFrame(t))
-		got = append(got, hs.event(t).Outcome)
-	}
-	if diff := cmp.Diff([]Outcome{OutcomeReplied, OutcomeReplied, OutcomeRateLimited}, got); diff != "" {
-		t.Errorf("outcomes (-want +got):\n%s", diff)
+func TestPacketServerClosed(t *testing.T) {
+	srvEnd, _ := frame.Pipe()
+	s := NewPacketServer(newTestHandler(t), srvEnd, discard())
+	srvEnd.Close()
+	if err := s.Run(context.Background()); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Run = %v, want net.ErrClosed", err)
 	}
 }
 
-func TestPacketServerRunErrors(t *testing.T) {
-	t.Run("closed conn", func(t *testing.T) {
-		srvEnd, _ := frame.Pipe()
-		s := NewPacketServer(newTestHandler(t), srvEnd, discard())
-		srvEnd.Close()
-		err := s.Run(context.Background())
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("Run = %v, want net.ErrClosed", err)
-		}
-	})
-	t.Run("no service MAC", func(t *testing.T) {
-		cfg := testConfig()
-		cfg.ServiceMAC = nil
-		h, err := NewHandler(cfg, discard())
-		if err != nil {
-			t.Fatal(err)
-		}
-		srvEnd, _ := frame.Pipe()
-		err = NewPacketServer(h, srvEnd, discard()).Run(context.Background())
-		if err == nil || !strings.Contains(err.Error(), "service MAC") {
-			t.Errorf("Run = %v, want an error naming the service MAC", err)
-		}
-	})
+// TestUDPTransportRefuses: over UDP, the kernel resolves and routes the
+// destination, so only a client on the link (link-local source, port 546)
+// is answered.
+func TestUDPTransportRefuses(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		src  netip.AddrPort
+		want serve.Reason
+	}{
+		{"link-local client", netip.AddrPortFrom(vmLLA, frame.PortDHCPv6Client), ""},
+		{"global source", netip.MustParseAddrPort("[fd00:10:16::99]:546"), serve.NotForServer},
+		{"relay agent port", netip.AddrPortFrom(vmLLA, frame.PortDHCPv6Server), serve.NotForServer},
+		{"another port", netip.AddrPortFrom(vmLLA, 5000), serve.NotForServer},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := udpVerdict(tt.src); got != tt.want {
+				t.Errorf("verdict for %v = %q, want %q", tt.src, got, tt.want)
+			}
+		})
+	}
 }
-
-// basic is the part of an event the table tests pin; XID, Reason and
-// Latency are checked by TestEventDetails.
-func basic(e Event) Event { return Event{Outcome: e.Outcome, Type: e.Type, Reply: e.Reply} }

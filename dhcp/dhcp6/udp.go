@@ -10,23 +10,33 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv6"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
 // udpTransport serves on a UDP socket bound to [::]:547 that joined
-// All_DHCP_Relay_Agents_and_Servers on the bridge (RFC 8415 §7.1). The
-// bridge also hears the uplink, so only datagrams that arrived on it and
-// whose content names the VM are answered.
+// All_DHCP_Relay_Agents_and_Servers on the bridge (RFC 8415 §7.1).
 type udpTransport struct {
 	pc      *ipv6.PacketConn
 	ifIndex int
-	cm      ipv6.ControlMessage // reused for every reply
+	cm      ipv6.ControlMessage // reused for every reply: out of the bridge
 }
+
+var _ serve.Transport = (*udpTransport)(nil)
 
 // NewUDPServer opens the UDP transport on the bridge ifname, in the calling
 // goroutine's network namespace; it needs no CAP_NET_RAW but must bind port
 // 547. The bridge needs a non-tentative IPv6 link-local address to send
-// from. Run closes the socket.
-func NewUDPServer(h *Handler, ifname string, log *slog.Logger) (*Server, error) {
+// from.
+//
+// The bridge also carries the pod's uplink, and through a UDP socket the
+// pod's kernel resolves and routes the destination itself. So the socket
+// answers only a client on the link: a request from a link-local address
+// and the client port 546 (RFC 8415 §7.2), whose reply stays on the
+// bridge; a relayed message, or one from a global address or another port,
+// would send the reply where the request chose, and is not answered.
+func NewUDPServer(h *Handler, ifname string, log *slog.Logger) (*serve.Server, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("failed to find DHCPv6 link %q: %w", ifname, err)
@@ -45,17 +55,17 @@ func NewUDPServer(h *Handler, ifname string, log *slog.Logger) (*Server, error) 
 func listenUDP(ifi *net.Interface) (*ipv6.PacketConn, error) {
 	// No SO_REUSEADDR: a second server on the port (KubeVirt's own, a
 	// dnsmasq) must be an error, not a silent race for the requests.
-	c, err := net.ListenPacket("udp6", fmt.Sprintf("[::]:%d", serverPort))
+	c, err := net.ListenPacket("udp6", fmt.Sprintf("[::]:%d", frame.PortDHCPv6Server))
 	switch {
 	case errors.Is(err, syscall.EACCES):
 		return nil, fmt.Errorf("failed to bind DHCPv6 server port %d: %w (grant CAP_NET_BIND_SERVICE, "+
 			"or lower sysctl net.ipv4.ip_unprivileged_port_start to %d in the pod, as the dsbridge binding CNI does)",
-			serverPort, err, serverPort)
+			frame.PortDHCPv6Server, err, frame.PortDHCPv6Server)
 	case errors.Is(err, syscall.EADDRINUSE):
 		return nil, fmt.Errorf("failed to bind DHCPv6 server port %d: %w (another DHCPv6 server runs in this network namespace)",
-			serverPort, err)
+			frame.PortDHCPv6Server, err)
 	case err != nil:
-		return nil, fmt.Errorf("failed to bind DHCPv6 server port %d: %w", serverPort, err)
+		return nil, fmt.Errorf("failed to bind DHCPv6 server port %d: %w", frame.PortDHCPv6Server, err)
 	}
 	pc := ipv6.NewPacketConn(c)
 	if err := pc.JoinGroup(ifi, &net.UDPAddr{IP: net.IP(allRelaysAndServers.AsSlice())}); err != nil {
@@ -69,36 +79,47 @@ func listenUDP(ifi *net.Interface) (*ipv6.PacketConn, error) {
 	return pc, nil
 }
 
-func (u *udpTransport) check() error { return nil }
-
-func (u *udpTransport) receive(buf []byte) (request, error) {
+func (u *udpTransport) Receive(buf []byte) (serve.Packet, error) {
 	n, cm, src, err := u.pc.ReadFrom(buf)
 	if err != nil {
-		return request{}, err
+		return serve.Packet{}, err
 	}
-	ua, ok := src.(*net.UDPAddr)
-	if !ok {
-		return request{drop: OutcomeMalformed, reason: "no source address"}, nil
+	p := serve.Packet{Data: buf[:n]}
+	if ua, ok := src.(*net.UDPAddr); ok {
+		a := ua.AddrPort()
+		p.Src = netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
 	}
-	req := request{payload: buf[:n], src: udpSource(ua), srcPort: uint16(ua.Port), udpPeer: ua}
-	if cm == nil || cm.IfIndex != u.ifIndex {
-		req.drop, req.reason = OutcomeNotVM, "arrived on another interface"
+	if cm != nil {
+		if d, ok := netip.AddrFromSlice(cm.Dst); ok {
+			p.Dst = d
+		}
 	}
-	return req, nil
+	switch {
+	case cm == nil || cm.IfIndex != u.ifIndex:
+		p.Drop, p.Detail = serve.NotForServer, "arrived on another interface"
+	case udpVerdict(p.Src) != "":
+		p.Drop, p.Detail = udpVerdict(p.Src), "not from a link-local address and the client port: the reply would go where the request chose"
+	}
+	return p, nil
 }
 
-// udpSource is the address of ua without its zone.
-func udpSource(ua *net.UDPAddr) netip.Addr {
-	a, _ := netip.AddrFromSlice(ua.IP)
-	return a.Unmap()
+// udpVerdict is why a request from src is not answered over UDP, or "":
+// only a client on the link, at a link-local address and the client port
+// (RFC 8415 §7.2), gets a reply that stays on the bridge.
+func udpVerdict(src netip.AddrPort) serve.Reason {
+	if !src.Addr().IsLinkLocalUnicast() || src.Port() != frame.PortDHCPv6Client {
+		return serve.NotForServer
+	}
+	return ""
 }
 
-// send replies through the bridge the request came in on.
-func (u *udpTransport) send(req request, payload []byte) error {
-	_, err := u.pc.WriteTo(payload, &u.cm, req.udpPeer)
+// Send replies through the bridge the request came in on, to the client's
+// link-local address (zoned by the control message's interface).
+func (u *udpTransport) Send(_ serve.Packet, r serve.Reply) error {
+	_, err := u.pc.WriteTo(r.Data, &u.cm, net.UDPAddrFromAddrPort(r.To))
 	return err
 }
 
-func (u *udpTransport) setReadDeadline(t time.Time) error { return u.pc.SetReadDeadline(t) }
+func (u *udpTransport) SetReadDeadline(t time.Time) error { return u.pc.SetReadDeadline(t) }
 
-func (u *udpTransport) close() error { return u.pc.Close() }
+func (u *udpTransport) Close() error { return u.pc.Close() }

@@ -49,7 +49,7 @@ func (k Kind) String() string {
 // Filter says which received frames a PacketConn delivers: those of Kind
 // that SrcMAC sent and that arrived on the link (never ones sent out of it).
 type Filter struct {
-	SrcMAC net.HardwareAddr
+	SrcMAC MAC
 	Kind   Kind
 }
 

@@ -14,13 +14,13 @@ import (
 )
 
 var (
-	vmMAC  = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
-	svcMAC = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
+	vmMAC  = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
+	svcMAC = frame.MAC{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
 )
 
 // pair builds two namespaces joined by a veth: "tap0" in srv (where the
 // packet socket listens, as on a VM's tap) and "eth0" in guest.
-func pair(t *testing.T) (srv, guest *lab.NS, guestMAC net.HardwareAddr) {
+func pair(t *testing.T) (srv, guest *lab.NS, guestMAC frame.MAC) {
 	t.Helper()
 	srv, guest = lab.NewNS(t), lab.NewNS(t)
 	lab.Veth(t, srv, "tap0", guest, "eth0")
@@ -128,7 +128,7 @@ func TestKernelAcceptsFrames(t *testing.T) {
 // nothing the server itself sends is read back.
 func TestFilterSelects(t *testing.T) {
 	srv, guest, gmac := pair(t)
-	other := net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x99}
+	other := frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x99}
 	rx := listenIn(t, srv, frame.Filter{SrcMAC: gmac, Kind: frame.KindDHCPv4})
 	var gtx *frame.PacketConn
 	if err := guest.Do(func() (err error) {
@@ -139,7 +139,7 @@ func TestFilterSelects(t *testing.T) {
 	}
 	defer gtx.Close()
 
-	dhcp := func(src net.HardwareAddr, dport uint16, tag string) []byte {
+	dhcp := func(src frame.MAC, dport uint16, tag string) []byte {
 		return frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: frame.Broadcast, Src: src}, Src: netip.IPv4Unspecified(),
 			Dst: netip.MustParseAddr("255.255.255.255"), SrcPort: 68, DstPort: dport, Payload: []byte(tag)})
 	}

@@ -2,6 +2,7 @@ package frame
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"golang.org/x/net/bpf"
@@ -18,22 +19,14 @@ const (
 	packetOutgoing = 4 // PACKET_OUTGOING in sll_pkttype: a frame sent out of the link
 )
 
-// Well-known ports and protocol numbers.
-const (
-	PortDHCPv4Server = 67
-	PortDHCPv4Client = 68
-	PortDHCPv6Server = 547
-	PortDHCPv6Client = 546
-	ProtoUDP         = 17
-	ProtoICMPv6      = 58
-)
-
 // assemble compiles the filter to classic BPF. The program accepts a frame
-// only when it arrived on the link (not outgoing), its source MAC is SrcMAC,
-// and it is of Kind; it returns the whole frame.
+// only when it arrived on the link (not outgoing), carried no VLAN tag (the
+// services answer untagged, so a tagged request is not theirs: IEEE 802.1Q
+// frames reach a packet socket with the tag moved into metadata), its source
+// MAC is SrcMAC, and it is of Kind; it returns the whole frame.
 func (f Filter) assemble() ([]bpf.RawInstruction, error) {
-	if len(f.SrcMAC) != 6 {
-		return nil, fmt.Errorf("source MAC %q is not a 6-byte Ethernet address", f.SrcMAC)
+	if f.SrcMAC.IsZero() {
+		return nil, errors.New("no source MAC to filter on")
 	}
 	kind, err := f.kindProgram()
 	if err != nil {
@@ -46,6 +39,8 @@ func (f Filter) assemble() ([]bpf.RawInstruction, error) {
 	head := []bpf.Instruction{
 		bpf.LoadExtension{Num: bpf.ExtType},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: packetOutgoing, SkipTrue: dropMark},
+		bpf.LoadExtension{Num: bpf.ExtVLANTagPresent},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0, SkipTrue: dropMark},
 		bpf.LoadAbsolute{Off: offEthSrc, Size: 4},
 		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: hi, SkipTrue: dropMark},
 		bpf.LoadAbsolute{Off: offEthSrc + 4, Size: 2},

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 )
 
@@ -28,11 +27,11 @@ const (
 )
 
 // Broadcast is the Ethernet broadcast address.
-var Broadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+var Broadcast = MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
 // Ethernet is an untagged Ethernet II header.
 type Ethernet struct {
-	Dst, Src net.HardwareAddr
+	Dst, Src MAC
 	Type     uint16
 }
 
@@ -66,7 +65,7 @@ type ICMP6 struct {
 // ARP is an Ethernet/IPv4 ARP packet (RFC 826).
 type ARP struct {
 	Op                   uint16
-	SenderMAC, TargetMAC net.HardwareAddr
+	SenderMAC, TargetMAC MAC
 	SenderIP, TargetIP   netip.Addr
 }
 
@@ -79,30 +78,22 @@ var (
 	ErrChecksum = errors.New("bad checksum")
 )
 
-// ParseEthernet reads the Ethernet header. The addresses alias b.
+// ParseEthernet reads the Ethernet header.
 func ParseEthernet(b []byte) (Ethernet, error) {
 	if len(b) < EthernetLen {
 		return Ethernet{}, ErrTruncated
 	}
 	return Ethernet{
-		Dst:  net.HardwareAddr(b[0:6]),
-		Src:  net.HardwareAddr(b[6:12]),
+		Dst:  MAC(b[0:6]),
+		Src:  MAC(b[6:12]),
 		Type: binary.BigEndian.Uint16(b[12:14]),
 	}, nil
 }
 
 func appendEthernet(dst []byte, e Ethernet) []byte {
-	dst = append(dst, hw6(e.Dst)...)
-	dst = append(dst, hw6(e.Src)...)
+	dst = append(dst, e.Dst[:]...)
+	dst = append(dst, e.Src[:]...)
 	return binary.BigEndian.AppendUint16(dst, e.Type)
-}
-
-// hw6 returns a 6-byte address, zero-filled when a is not 6 bytes long.
-func hw6(a net.HardwareAddr) []byte {
-	if len(a) == 6 {
-		return a
-	}
-	return make([]byte, 6)
 }
 
 // ParseUDP4 parses an Ethernet/IPv4/UDP frame. It checks lengths and the
@@ -325,7 +316,7 @@ func AppendICMP6(dst []byte, p ICMP6) []byte {
 	return dst
 }
 
-// ParseARP parses an Ethernet/IPv4 ARP frame. Addresses alias frame.
+// ParseARP parses an Ethernet/IPv4 ARP frame.
 func ParseARP(frame []byte) (Ethernet, ARP, error) {
 	eth, err := ParseEthernet(frame)
 	if err != nil {
@@ -341,9 +332,9 @@ func ParseARP(frame []byte) (Ethernet, ARP, error) {
 	}
 	return eth, ARP{
 		Op:        binary.BigEndian.Uint16(b[6:8]),
-		SenderMAC: net.HardwareAddr(b[8:14]),
+		SenderMAC: MAC(b[8:14]),
 		SenderIP:  netip.AddrFrom4([4]byte(b[14:18])),
-		TargetMAC: net.HardwareAddr(b[18:24]),
+		TargetMAC: MAC(b[18:24]),
 		TargetIP:  netip.AddrFrom4([4]byte(b[24:28])),
 	}, nil
 }
@@ -355,28 +346,25 @@ func AppendARP(dst []byte, eth Ethernet, a ARP) []byte {
 	dst = append(dst, 0, 1, 0x08, 0x00, 6, 4)
 	dst = binary.BigEndian.AppendUint16(dst, a.Op)
 	s, t := a.SenderIP.As4(), a.TargetIP.As4()
-	dst = append(dst, hw6(a.SenderMAC)...)
+	dst = append(dst, a.SenderMAC[:]...)
 	dst = append(dst, s[:]...)
-	dst = append(dst, hw6(a.TargetMAC)...)
+	dst = append(dst, a.TargetMAC[:]...)
 	return append(dst, t[:]...)
 }
 
 // MulticastMAC is the Ethernet address for an IPv6 multicast group
 // (RFC 2464 §7): 33:33 followed by the group's last four bytes.
-func MulticastMAC(ip netip.Addr) net.HardwareAddr {
+func MulticastMAC(ip netip.Addr) MAC {
 	b := ip.As16()
-	return net.HardwareAddr{0x33, 0x33, b[12], b[13], b[14], b[15]}
+	return MAC{0x33, 0x33, b[12], b[13], b[14], b[15]}
 }
 
 // LinkLocalFromMAC is fe80:: with the modified EUI-64 interface identifier
 // of mac (RFC 4291 appendix A): the universal/local bit flipped, ff:fe in
 // the middle. 0a:58:0a:10:00:01 gives fe80::858:aff:fe10:1.
-func LinkLocalFromMAC(mac net.HardwareAddr) netip.Addr {
+func LinkLocalFromMAC(mac MAC) netip.Addr {
 	var b [16]byte
 	b[0], b[1] = 0xfe, 0x80
-	if len(mac) != 6 {
-		return netip.Addr{}
-	}
 	b[8] = mac[0] ^ 0x02
 	b[9], b[10] = mac[1], mac[2]
 	b[11], b[12] = 0xff, 0xfe

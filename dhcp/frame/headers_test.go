@@ -3,7 +3,6 @@ package frame
 import (
 	"bytes"
 	"encoding/hex"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -12,8 +11,8 @@ import (
 )
 
 var (
-	vmMAC  = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
-	svcMAC = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
+	vmMAC  = MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
+	svcMAC = MAC{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
 )
 
 func unhex(t *testing.T, s string) []byte {
@@ -72,7 +71,7 @@ func TestRoundTrips(t *testing.T) {
 	if gotI.Payload[0] != 134 || gotI.HopLimit != 255 || gotI.Src != ll {
 		t.Errorf("ICMP6 round trip: %+v", gotI)
 	}
-	a := ARP{Op: ARPRequest, SenderMAC: vmMAC, TargetMAC: make(net.HardwareAddr, 6),
+	a := ARP{Op: ARPRequest, SenderMAC: vmMAC, TargetMAC: MAC{},
 		SenderIP: netip.MustParseAddr("10.16.0.5"), TargetIP: netip.MustParseAddr("169.254.75.10")}
 	_, gotA, err := ParseARP(AppendARP(nil, Ethernet{Dst: Broadcast, Src: vmMAC}, a))
 	if err != nil {
@@ -112,13 +111,9 @@ func TestLinkLocalFromMAC(t *testing.T) {
 		"00:00:00:12:34:56": "fe80::200:ff:fe12:3456",
 		"00:00:00:00:00:00": "fe80::200:ff:fe00:0",
 	} {
-		hw, _ := net.ParseMAC(mac)
-		if got := LinkLocalFromMAC(hw).String(); got != want {
+		if got := LinkLocalFromMAC(MustParseMAC(mac)).String(); got != want {
 			t.Errorf("LinkLocalFromMAC(%s) = %s, want %s", mac, got, want)
 		}
-	}
-	if got := LinkLocalFromMAC(net.HardwareAddr{1, 2}); got.IsValid() {
-		t.Errorf("LinkLocalFromMAC(short) = %s, want zero", got)
 	}
 	if got := MulticastMAC(netip.MustParseAddr("ff02::1:2")).String(); got != "33:33:00:01:00:02" {
 		t.Errorf("MulticastMAC(ff02::1:2) = %s", got)

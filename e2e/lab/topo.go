@@ -2,10 +2,10 @@ package lab
 
 import (
 	"fmt"
-	"github.com/dsbridge/dsbridge/dhcp/frame"
-	"net"
 	"net/netip"
 	"strings"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
 // PodSpec describes one pod network variant of TESTING.md's standard lab.
@@ -133,18 +133,14 @@ func (l *Lab) guest(t T) {
 }
 
 // VMMAC is the guest's MAC.
-func (l *Lab) VMMAC() net.HardwareAddr {
-	hw, _ := net.ParseMAC(l.Spec.MAC)
-	return hw
-}
+func (l *Lab) VMMAC() frame.MAC { return frame.MustParseMAC(l.Spec.MAC) }
 
 // GatewayLLA is the IPv6 gateway's link-local address as the guest must see it.
 func (l *Lab) GatewayLLA() string {
 	if strings.HasPrefix(l.Spec.Gateway6, "fe80:") {
 		return l.Spec.Gateway6
 	}
-	hw, _ := net.ParseMAC(l.Spec.NodeMAC)
-	return frame.LinkLocalFromMAC(hw).String()
+	return frame.LinkLocalFromMAC(frame.MustParseMAC(l.Spec.NodeMAC)).String()
 }
 
 // setMAC changes dev's MAC while it is down, so the kernel derives the

@@ -32,7 +32,7 @@ var (
 )
 
 // MultusPodIface is KubeVirt's pod interface for the Multus network named
-// "network1" (hooks.HashedPodInterfaceName("network1")).
+// "network1" (naming.HashedPodInterface("network1")).
 const MultusPodIface = "poda7662f44d65"
 
 // Variants are every pod variant the e2e matrix runs, the standard two

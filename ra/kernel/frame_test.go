@@ -2,7 +2,6 @@ package kernel
 
 import (
 	"encoding/hex"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -64,7 +63,7 @@ func TestCompile(t *testing.T) {
 	fast := kubeOVN()
 	fast.Refresh = time.Second
 	noVM := kubeOVN()
-	noVM.RA.VMMAC = nil
+	noVM.RA.VMMAC = frame.MAC{}
 	for _, tc := range []struct {
 		name    string
 		cfg     Config
@@ -96,7 +95,7 @@ func TestCompile(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := []any{time.Duration(v.refreshNS), p.Src.String(), p.Dst.String(), p.HopLimit, p.Eth.Dst.String()}
-			want := []any{tc.refresh, tc.src, "ff02::1", uint8(255), net.HardwareAddr(tc.cfg.RA.VMMAC).String()}
+			want := []any{tc.refresh, tc.src, "ff02::1", uint8(255), tc.cfg.RA.VMMAC.String()}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("refresh, source, destination, hop limit, Ethernet destination (-want +got):\n%s", diff)
 			}

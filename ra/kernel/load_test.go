@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/ra"
 	"github.com/google/go-cmp/cmp"
 )
@@ -24,12 +24,12 @@ func kubeOVN() Config {
 	return Config{RA: ra.Config{
 		Mode:       ra.ModeGateway,
 		GatewayLLA: netip.MustParseAddr("fe80::858:aff:fe10:1"),
-		GatewayMAC: net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x01},
+		GatewayMAC: frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x01},
 		Prefix:     netip.MustParsePrefix("fd00:10:16::5/112"),
 		MTU:        1400,
 		DNS:        []netip.Addr{netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("fd00:10:96::a")},
 		Search:     []string{"default.svc.cluster.local", "svc.cluster.local", "cluster.local"},
-		VMMAC:      net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05},
+		VMMAC:      frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05},
 	}}
 }
 

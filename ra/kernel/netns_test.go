@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/e2e/lab"
 	"github.com/dsbridge/dsbridge/ra"
 	"github.com/google/go-cmp/cmp"
@@ -33,7 +33,7 @@ const (
 // labConfig is the responder's config from the lab pod's snapshot.
 func labConfig(t *testing.T, l *lab.Lab, refresh time.Duration) Config {
 	t.Helper()
-	gwMAC, err := net.ParseMAC(l.Spec.NodeMAC)
+	gwMAC, err := frame.ParseMAC(l.Spec.NodeMAC)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"testing"
@@ -40,16 +39,16 @@ type skbContext struct {
 }
 
 var (
-	vmMAC  = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
+	vmMAC  = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
 	vmLLA  = netip.MustParseAddr("fe80::858:aff:fe10:5")
 	gwLLA  = netip.MustParseAddr("fe80::858:aff:fe10:1")
-	gwMAC  = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x01}
-	bridge = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, 0x99}
+	gwMAC  = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x01}
+	bridge = frame.MAC{0x02, 0x00, 0x00, 0x00, 0x00, 0x99}
 )
 
 // ndFrame is an ND message in a frame: src MAC, IPv6 source and
 // destination, hop limit.
-func ndFrame(t testing.TB, src net.HardwareAddr, ip, dst netip.Addr, hops uint8, m ndp.Message) []byte {
+func ndFrame(t testing.TB, src frame.MAC, ip, dst netip.Addr, hops uint8, m ndp.Message) []byte {
 	t.Helper()
 	b, err := ndp.MarshalMessage(m)
 	if err != nil {
@@ -61,9 +60,9 @@ func ndFrame(t testing.TB, src net.HardwareAddr, ip, dst netip.Addr, hops uint8,
 	})
 }
 
-func rs(t testing.TB, src net.HardwareAddr) []byte {
+func rs(t testing.TB, src frame.MAC) []byte {
 	return ndFrame(t, src, vmLLA, netip.MustParseAddr("ff02::2"), 255, &ndp.RouterSolicitation{
-		Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: src}},
+		Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: src.HardwareAddr()}},
 	})
 }
 

@@ -1,41 +1,42 @@
+// Package service runs the DHCPv4, DHCPv6 and router advertisement services
+// of every VM interface under one context, keyed by the VM's port, and
+// records what they see into a status model.
 package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
+	"github.com/dsbridge/dsbridge/cmd/internal/binding"
 	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
 	"github.com/dsbridge/dsbridge/dhcp/dhcp6"
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
 )
 
-// Manager runs the services of every VM interface under one context, and
-// records what they see into a status model.
+// Manager runs the services of every VM interface. Each VM port (the tap)
+// has at most one set of services: a VM port served twice would answer
+// every request twice, from two service MACs.
 type Manager struct {
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 	opts   Options
 
 	mu      sync.Mutex
-	running map[string]*Running
+	running map[string]*running // by VM port
 }
 
-// Running is one interface's services.
-type Running struct {
-	Spec    Spec
-	Configs Configs
-	DHCPv4  *dhcp4.Handler
-	DHCPv6  *dhcp6.Handler
-	RA      *ra.Advertiser
+// running is one interface's services.
+type running struct {
+	spec   binding.Spec
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // runner is one service's blocking loop.
@@ -45,8 +46,8 @@ type runner interface{ Run(context.Context) error }
 type Options struct {
 	// Status receives every service's events; nil: a model of its own.
 	Status *status.Model
-	// Listen opens the packet transport on the VM's port; nil: frame.Listen.
-	// The dhcp debug mode wraps the transport to trace and to send nothing.
+	// Listen opens the packet transport on a link; nil: frame.Listen. The
+	// dhcp debug mode wraps the transport to trace and to send nothing.
 	Listen func(ifname string, f frame.Filter) (frame.Conn, error)
 	// Observe, when set, is called with every event after Status recorded
 	// it, on the service's goroutine.
@@ -55,12 +56,7 @@ type Options struct {
 
 // NewManager returns a manager whose services stop when ctx ends or Stop
 // is called.
-func NewManager(ctx context.Context, log *slog.Logger) *Manager {
-	return NewManagerWith(ctx, log, Options{})
-}
-
-// NewManagerWith is NewManager with options.
-func NewManagerWith(ctx context.Context, log *slog.Logger, opts Options) *Manager {
+func NewManager(ctx context.Context, log *slog.Logger, opts Options) *Manager {
 	if opts.Status == nil {
 		opts.Status = status.NewModel(status.Info{})
 	}
@@ -68,61 +64,104 @@ func NewManagerWith(ctx context.Context, log *slog.Logger, opts Options) *Manage
 		opts.Listen = func(ifname string, f frame.Filter) (frame.Conn, error) { return frame.Listen(ifname, f) }
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	return &Manager{log: log, ctx: ctx, cancel: cancel, opts: opts, running: map[string]*Running{}}
+	return &Manager{log: log, ctx: ctx, cancel: cancel, opts: opts, running: map[string]*running{}}
 }
 
-// Status is the model the services record into.
-func (m *Manager) Status() *status.Model { return m.opts.Status }
-
-// record stores ev for interface name and passes it to the observer.
-func (m *Manager) record(name string, ev status.Event) {
-	m.opts.Status.Record(name, ev)
-	if m.opts.Observe != nil {
-		m.opts.Observe(name, ev)
-	}
-}
-
-// Start starts the services the plan allows for s. Starting an interface
-// that already runs with the same VM MAC does nothing, so a repeated
-// OnDefineDomain changes nothing.
-func (m *Manager) Start(s Spec) error {
+// Serving returns the interface served on the VM port, if any.
+func (m *Manager) Serving(port string) (binding.Spec, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if r, ok := m.running[s.Name]; ok {
-		if r.Spec.VMMAC.String() == s.VMMAC.String() {
+	r, ok := m.running[port]
+	if !ok {
+		return binding.Spec{}, false
+	}
+	return r.spec, true
+}
+
+// Same reports whether a and b describe the same interface to serve: a
+// repeated OnDefineDomain changes nothing.
+func Same(a, b binding.Spec) bool {
+	return a.Name == b.Name && a.Index == b.Index && a.VMMAC == b.VMMAC && a.Identity == b.Identity &&
+		a.Network == b.Network && a.Layout == b.Layout && a.RAMode == b.RAMode
+}
+
+// Start serves s on its VM port. The same interface again is a no-op;
+// another interface on a port already served replaces the one there.
+func (m *Manager) Start(s binding.Spec) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	port := s.Layout.Tap
+	if r, ok := m.running[port]; ok {
+		if Same(r.spec, s) {
 			return nil
 		}
-		return fmt.Errorf("interface %q already serves VM MAC %s, not %s: restart the sidecar to change it", s.Name, r.Spec.VMMAC, s.VMMAC)
+		m.log.Info("another interface takes the VM port: stopping the services of the one it replaces",
+			"port", port, "interface", s.Name, "replaced", r.spec.Name)
+		m.stop(port)
 	}
-	r, runners, err := m.prepare(s)
+	cfgs, err := binding.ConfigsFor(s)
+	if err != nil {
+		return fmt.Errorf("interface %q: %w", s.Name, err)
+	}
+	runners, err := m.prepare(s, cfgs)
 	if err != nil {
 		m.opts.Status.Error(s.Name, "", err)
 		return fmt.Errorf("interface %q: %w", s.Name, err)
 	}
-	m.opts.Status.AddInterface(describe(r))
-	m.log.Info("serving interface "+s.Name, append([]any{"vmMAC", s.VMMAC.String(), "tap", s.Layout.Tap}, attrs(s.Plan)...)...)
+	m.opts.Status.AddInterface(status.Interface{Name: s.Name, PodIface: s.Layout.PodIface, Tap: s.Layout.Tap,
+		Bridge: s.Layout.Bridge, VMMAC: s.VMMAC.String(), Plan: s.Plan, Offer: offerOf(s, cfgs)})
+	m.log.Info("serving interface", append([]any{"interface", s.Name, "vmMAC", s.VMMAC.String(), "tap", port}, attrs(s.Plan)...)...)
+	ctx, cancel := context.WithCancel(m.ctx)
+	r := &running{spec: s, cancel: cancel}
 	for name, run := range runners {
 		m.opts.Status.SetRunning(s.Name, name, true)
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			err := run.Run(m.ctx)
+		r.wg.Go(func() {
+			err := run.Run(ctx)
 			m.opts.Status.SetRunning(s.Name, name, false)
-			if err != nil && m.ctx.Err() == nil {
+			if err != nil && ctx.Err() == nil {
 				m.opts.Status.Error(s.Name, name, err)
 				m.log.Error("service stopped", "interface", s.Name, "service", name, "error", err)
 			}
-		}()
+		})
 	}
-	m.running[s.Name] = r
+	m.running[port] = r
 	return nil
 }
 
-// describe is the status description of a prepared interface.
-func describe(r *Running) status.Interface {
-	s := r.Spec
-	return status.Interface{Name: s.Name, PodIface: s.Layout.PodIface, Tap: s.Layout.Tap, Bridge: s.Layout.Bridge,
-		VMMAC: s.VMMAC.String(), Plan: s.Plan, Offer: offerOf(s, r.Configs)}
+// Retain stops the services of every VM port not in ports: the interfaces
+// that left the VMI.
+func (m *Manager) Retain(ports []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keep := map[string]bool{}
+	for _, p := range ports {
+		keep[p] = true
+	}
+	for port, r := range m.running {
+		if !keep[port] {
+			m.log.Info("interface no longer bound: stopping its services", "interface", r.spec.Name, "port", port)
+			m.stop(port)
+		}
+	}
+}
+
+// stop ends the services on port and waits for them; m.mu is held.
+func (m *Manager) stop(port string) {
+	r := m.running[port]
+	r.cancel()
+	r.wg.Wait()
+	m.opts.Status.RemoveInterface(r.spec.Name)
+	delete(m.running, port)
+}
+
+// Stop stops every service and waits for them.
+func (m *Manager) Stop() {
+	m.cancel()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.running {
+		r.wg.Wait()
+	}
 }
 
 func attrs(p netsetup.Plan) []any {
@@ -135,108 +174,130 @@ func attrs(p netsetup.Plan) []any {
 
 // prepare builds handlers and opens transports; on error it closes what it
 // opened.
-func (m *Manager) prepare(s Spec) (*Running, map[string]runner, error) {
-	cfgs, err := ConfigsFor(s)
-	if err != nil {
-		return nil, nil, err
-	}
-	r := &Running{Spec: s, Configs: cfgs}
+func (m *Manager) prepare(s binding.Spec, cfgs binding.Configs) (map[string]runner, error) {
 	runners := map[string]runner{}
-	var closers []func() error
-	fail := func(err error) (*Running, map[string]runner, error) {
-		for _, c := range closers {
-			_ = c() // already failing; the first error is the one to report
+	ok := false
+	defer func() {
+		if !ok {
+			closeAll(runners)
 		}
-		return nil, nil, err
-	}
+	}()
 	log := m.log.With("interface", s.Name)
-	if sp, ok := on(s.Plan, netsetup.ServiceDHCPv4); ok && cfgs.DHCPv4 != nil {
-		srv, closer, err := m.dhcpv4(r, sp, log)
-		if err != nil {
-			return fail(err)
-		}
-		runners[netsetup.ServiceDHCPv4], closers = srv, append(closers, closer)
+	record := func(proto string, lease *status.Lease) func(serve.Event) {
+		return func(ev serve.Event) { m.record(s.Name, statusEvent(proto, ev, lease)) }
 	}
-	if sp, ok := on(s.Plan, netsetup.ServiceDHCPv6); ok && cfgs.DHCPv6 != nil {
-		srv, closer, err := m.dhcpv6(r, sp, log)
+	if sp, on := on(s.Plan, netsetup.ServiceDHCPv4); on && cfgs.DHCPv4 != nil {
+		srv, err := m.dhcpv4(s, *cfgs.DHCPv4, sp, log.With("service", "dhcpv4"))
 		if err != nil {
-			return fail(err)
+			return nil, fmt.Errorf("dhcpv4: %w", err)
 		}
-		runners[netsetup.ServiceDHCPv6], closers = srv, append(closers, closer)
+		srv.Observer = record(status.ProtoDHCPv4, lease4(cfgs.DHCPv4))
+		runners[netsetup.ServiceDHCPv4] = srv
 	}
-	if sp, ok := on(s.Plan, netsetup.ServiceRA); ok && sp.Transport == netsetup.TransportPacket && cfgs.RA != nil && s.RAMode != ra.ModeOff {
-		conn, err := m.opts.Listen(s.Layout.Tap, frame.Filter{SrcMAC: s.VMMAC, Kind: frame.KindICMPv6})
+	if sp, on := on(s.Plan, netsetup.ServiceDHCPv6); on && cfgs.DHCPv6 != nil {
+		srv, err := m.dhcpv6(s, *cfgs.DHCPv6, sp, log.With("service", "dhcpv6"))
 		if err != nil {
-			return fail(fmt.Errorf("router advertisements: %w", err))
+			return nil, fmt.Errorf("dhcpv6: %w", err)
 		}
-		closers = append(closers, conn.Close)
-		adv, err := ra.NewAdvertiser(*cfgs.RA, conn, log.With("service", "ra"))
-		if err != nil {
-			return fail(fmt.Errorf("router advertisements: %w", err))
-		}
-		adv.Observer = func(ev ra.Event) { m.record(s.Name, EventRA(ev)) }
-		r.RA, runners[netsetup.ServiceRA] = adv, closeAfter(adv, conn.Close)
-		// The cluster's own RAs from the same router arrive on the uplink:
-		// watch them to warn once when their flags differ from ours. Not
-		// being able to watch costs nothing but that warning.
-		if up, err := m.opts.Listen(s.Layout.Uplink, frame.Filter{SrcMAC: cfgs.RA.GatewayMAC, Kind: frame.KindICMPv6}); err != nil {
-			log.Debug("not watching the gateway's own router advertisements", "uplink", s.Layout.Uplink, "error", err.Error())
-		} else {
-			closers = append(closers, up.Close)
-			runners["ra-upstream"] = closeAfter(upstreamWatcher{conn: up, adv: adv}, up.Close)
-		}
+		srv.Observer = record(status.ProtoDHCPv6, lease6(cfgs.DHCPv6))
+		runners[netsetup.ServiceDHCPv6] = srv
 	}
-	return r, runners, nil
+	if sp, on := on(s.Plan, netsetup.ServiceRA); on && sp.Transport == netsetup.TransportPacket && cfgs.RA != nil && s.RAMode != ra.ModeOff {
+		adv, err := m.advertiser(s, *cfgs.RA, log.With("service", "ra"))
+		if err != nil {
+			return nil, fmt.Errorf("router advertisements: %w", err)
+		}
+		adv.Observer = record(status.ProtoRA, nil)
+		runners[netsetup.ServiceRA] = adv
+	}
+	ok = true
+	return runners, nil
 }
 
-func (m *Manager) dhcpv4(r *Running, sp netsetup.ServicePlan, log *slog.Logger) (runner, func() error, error) {
-	h, err := dhcp4.NewHandler(*r.Configs.DHCPv4, log.With("service", "dhcpv4"))
+func (m *Manager) dhcpv4(s binding.Spec, cfg dhcp4.Config, sp netsetup.ServicePlan, log *slog.Logger) (*serve.Server, error) {
+	h, err := dhcp4.NewHandler(cfg, log)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dhcpv4: %w", err)
+		return nil, err
 	}
-	r.DHCPv4 = h
-	cfg, name := r.Configs.DHCPv4, r.Spec.Name
-	observe := func(ev dhcp4.Event) { m.record(name, Event4(ev, cfg)) }
-	if sp.Transport == netsetup.TransportPacket {
-		conn, err := m.opts.Listen(r.Spec.Layout.Tap, frame.Filter{SrcMAC: r.Spec.VMMAC, Kind: frame.KindDHCPv4})
-		if err != nil {
-			return nil, nil, fmt.Errorf("dhcpv4: %w", err)
-		}
-		srv := dhcp4.NewPacketServer(h, conn, log.With("service", "dhcpv4"))
-		srv.Observer = observe
-		return closeAfter(srv, conn.Close), conn.Close, nil
+	if sp.Transport == netsetup.TransportUDP {
+		return dhcp4.NewUDPServer(h, s.Layout.Bridge, log)
 	}
-	srv, err := dhcp4.NewUDPServer(h, r.Spec.Layout.Bridge, log.With("service", "dhcpv4"))
+	conn, err := m.opts.Listen(s.Layout.Tap, frame.Filter{SrcMAC: s.VMMAC, Kind: frame.KindDHCPv4})
 	if err != nil {
-		return nil, nil, fmt.Errorf("dhcpv4: %w", err)
+		return nil, err
 	}
-	srv.Observer = observe
-	return srv, srv.Close, nil
+	return dhcp4.NewPacketServer(h, conn, log), nil
 }
 
-func (m *Manager) dhcpv6(r *Running, sp netsetup.ServicePlan, log *slog.Logger) (runner, func() error, error) {
-	h, err := dhcp6.NewHandler(*r.Configs.DHCPv6, log.With("service", "dhcpv6"))
+func (m *Manager) dhcpv6(s binding.Spec, cfg dhcp6.Config, sp netsetup.ServicePlan, log *slog.Logger) (*serve.Server, error) {
+	h, err := dhcp6.NewHandler(cfg, log)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dhcpv6: %w", err)
+		return nil, err
 	}
-	r.DHCPv6 = h
-	cfg, name := h.Config(), r.Spec.Name
-	observe := func(ev dhcp6.Event) { m.record(name, Event6(ev, &cfg)) }
-	if sp.Transport == netsetup.TransportPacket {
-		conn, err := m.opts.Listen(r.Spec.Layout.Tap, frame.Filter{SrcMAC: r.Spec.VMMAC, Kind: frame.KindDHCPv6})
-		if err != nil {
-			return nil, nil, fmt.Errorf("dhcpv6: %w", err)
+	if sp.Transport == netsetup.TransportUDP {
+		return dhcp6.NewUDPServer(h, s.Layout.Bridge, log)
+	}
+	conn, err := m.opts.Listen(s.Layout.Tap, frame.Filter{SrcMAC: s.VMMAC, Kind: frame.KindDHCPv6})
+	if err != nil {
+		return nil, err
+	}
+	return dhcp6.NewPacketServer(h, conn, log), nil
+}
+
+// advertiser runs the RAs on the VM's tap and, when a packet socket on the
+// uplink can be had, watches the gateway's own RAs there to warn once when
+// their flags differ from ours (not watching costs nothing but the warning).
+func (m *Manager) advertiser(s binding.Spec, cfg ra.Config, log *slog.Logger) (*advertiser, error) {
+	conn, err := m.opts.Listen(s.Layout.Tap, frame.Filter{SrcMAC: s.VMMAC, Kind: frame.KindICMPv6})
+	if err != nil {
+		return nil, err
+	}
+	adv, err := ra.NewAdvertiser(cfg, conn, log)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	up, err := m.opts.Listen(s.Layout.Uplink, frame.Filter{SrcMAC: cfg.GatewayMAC, Kind: frame.KindICMPv6})
+	if err != nil {
+		log.Debug("not watching the gateway's own router advertisements", "uplink", s.Layout.Uplink, "error", err.Error())
+	}
+	return &advertiser{Advertiser: adv, conn: conn, upstream: up}, nil
+}
+
+// advertiser is an ra.Advertiser with its transports: it closes them when
+// it stops.
+type advertiser struct {
+	*ra.Advertiser
+	conn, upstream frame.Conn
+}
+
+func (a *advertiser) Run(ctx context.Context) error {
+	defer a.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if a.upstream != nil {
+		wg.Go(func() { _ = a.WatchUpstream(ctx, a.upstream) }) // an error costs only the warning
+	}
+	err := a.Advertiser.Run(ctx)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+func (a *advertiser) Close() error {
+	if a.upstream != nil {
+		a.upstream.Close()
+	}
+	return a.conn.Close()
+}
+
+// closeAll releases the transports of runners that never ran.
+func closeAll(runners map[string]runner) {
+	for _, r := range runners {
+		if c, ok := r.(interface{ Close() error }); ok {
+			_ = c.Close() // already failing; the first error is the one to report
 		}
-		srv := dhcp6.NewPacketServer(h, conn, log.With("service", "dhcpv6"))
-		srv.Observer = observe
-		return closeAfter(srv, conn.Close), conn.Close, nil
 	}
-	srv, err := dhcp6.NewUDPServer(h, r.Spec.Layout.Bridge, log.With("service", "dhcpv6"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("dhcpv6: %w", err)
-	}
-	srv.Observer = observe
-	return srv, func() error { return nil }, nil
 }
 
 // on returns the service's plan entry when it is to run.
@@ -245,35 +306,10 @@ func on(p netsetup.Plan, service string) (netsetup.ServicePlan, bool) {
 	return sp, ok && sp.On
 }
 
-// closeAfter runs r, then closes its transport.
-func closeAfter(r runner, closer func() error) runner {
-	return runFunc(func(ctx context.Context) error {
-		err := r.Run(ctx)
-		return errors.Join(err, ignoreClosed(closer()))
-	})
-}
-
-type runFunc func(context.Context) error
-
-func (f runFunc) Run(ctx context.Context) error { return f(ctx) }
-
-func ignoreClosed(err error) error {
-	if errors.Is(err, net.ErrClosed) {
-		return nil
+// record stores ev for interface name and passes it to the observer.
+func (m *Manager) record(name string, ev status.Event) {
+	m.opts.Status.Record(name, ev)
+	if m.opts.Observe != nil {
+		m.opts.Observe(name, ev)
 	}
-	return err
-}
-
-// Lookup returns the running services of interface name.
-func (m *Manager) Lookup(name string) (*Running, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.running[name]
-	return r, ok
-}
-
-// Stop stops every service and waits for them.
-func (m *Manager) Stop() {
-	m.cancel()
-	m.wg.Wait()
 }

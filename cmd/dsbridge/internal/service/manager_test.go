@@ -16,24 +16,25 @@ import (
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status/statustest"
+	"github.com/dsbridge/dsbridge/cmd/internal/binding"
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
 )
 
 var (
-	vmMAC    = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
-	otherMAC = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x99}
-	gwMAC    = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x01}
+	vmMAC    = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
+	otherMAC = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x99}
+	gwMAC    = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x01}
 )
 
-func testSpec() Spec {
+func testSpec() binding.Spec {
 	snap := &netsetup.Snapshot{
-		PodIface: "eth0", MAC: netsetup.MAC(vmMAC), MTU: 1400,
+		PodIface: "eth0", MAC: vmMAC, MTU: 1400,
 		IPv4:     []netip.Prefix{netip.MustParsePrefix("10.16.0.5/16")},
 		IPv6:     []netip.Prefix{netip.MustParsePrefix("fd00:10:16::5/112")},
 		Gateway4: &netsetup.Gateway{IP: netip.MustParseAddr("10.16.0.1")},
-		Gateway6: &netsetup.Gateway{IP: netip.MustParseAddr("fd00:10:16::1"), MAC: netsetup.MAC(gwMAC),
+		Gateway6: &netsetup.Gateway{IP: netip.MustParseAddr("fd00:10:16::1"), MAC: gwMAC,
 			LinkLocal: frame.LinkLocalFromMAC(gwMAC)},
 		DNS:    []netip.Addr{netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("fd00:10:96::a")},
 		Search: []string{"default.svc.cluster.local"}, Hostname: "vm",
@@ -42,7 +43,7 @@ func testSpec() Spec {
 	for _, s := range []string{netsetup.ServiceDHCPv4, netsetup.ServiceDHCPv6, netsetup.ServiceRA} {
 		plan.Services = append(plan.Services, netsetup.ServicePlan{Service: s, On: true, Transport: netsetup.TransportPacket})
 	}
-	return Spec{Name: "default", Snapshot: snap, VMMAC: vmMAC, Identity: "uid", Network: "default",
+	return binding.Spec{Name: "default", Snapshot: snap, VMMAC: vmMAC, Identity: "uid", Network: "default",
 		Layout: netsetup.Layout{PodIface: "eth0", Tap: "tap0"}, Plan: plan}
 }
 
@@ -60,9 +61,9 @@ func (p *pipes) listen(_ string, f frame.Filter) (frame.Conn, error) {
 	return tap, nil
 }
 
-func discover4(t *testing.T, src net.HardwareAddr, mt dhcpv4.MessageType, xid byte) []byte {
+func discover4(t *testing.T, src frame.MAC, mt dhcpv4.MessageType, xid byte) []byte {
 	t.Helper()
-	m, err := dhcpv4.New(dhcpv4.WithHwAddr(src), dhcpv4.WithMessageType(mt),
+	m, err := dhcpv4.New(dhcpv4.WithHwAddr(src.HardwareAddr()), dhcpv4.WithMessageType(mt),
 		dhcpv4.WithTransactionID(dhcpv4.TransactionID{0, 0, 0, xid}))
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +78,7 @@ func discover4(t *testing.T, src net.HardwareAddr, mt dhcpv4.MessageType, xid by
 
 func solicit6(t *testing.T) []byte {
 	t.Helper()
-	m, err := dhcpv6.NewSolicit(vmMAC)
+	m, err := dhcpv6.NewSolicit(vmMAC.HardwareAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestManagerRecords(t *testing.T) {
 	model := status.NewModel(status.Info{Version: "test"})
 	var mu sync.Mutex
 	var observed []string
-	m := NewManagerWith(context.Background(), slog.New(slog.DiscardHandler), Options{Status: model, Listen: p.listen,
+	m := NewManager(context.Background(), slog.New(slog.DiscardHandler), Options{Status: model, Listen: p.listen,
 		Observe: func(name string, ev status.Event) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -170,7 +171,7 @@ func TestManagerRecords(t *testing.T) {
 		{"dsbridge_packets_received_total", map[string]string{"protocol": "dhcpv4", "type": "DISCOVER", "outcome": "replied"}, 2},
 		{"dsbridge_packets_received_total", map[string]string{"protocol": "dhcpv4", "type": "REQUEST", "outcome": "replied"}, 1},
 		{"dsbridge_packets_received_total", map[string]string{"protocol": "dhcpv4", "type": "unparsed", "outcome": "dropped"}, 1},
-		{"dsbridge_packets_dropped_total", map[string]string{"protocol": "dhcpv4", "reason": "foreign-client"}, 1},
+		{"dsbridge_packets_dropped_total", map[string]string{"protocol": "dhcpv4", "reason": "not-vm"}, 1},
 		{"dsbridge_replies_sent_total", map[string]string{"protocol": "dhcpv4", "type": "OFFER"}, 2},
 		{"dsbridge_replies_sent_total", map[string]string{"protocol": "dhcpv4", "type": "ACK"}, 1},
 		{"dsbridge_replies_sent_total", map[string]string{"protocol": "dhcpv6", "type": "ADVERTISE"}, 1},

@@ -6,133 +6,103 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/dhcpv6"
-
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
+	"github.com/dsbridge/dsbridge/cmd/internal/binding"
 	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
 	"github.com/dsbridge/dsbridge/dhcp/dhcp6"
-	"github.com/dsbridge/dsbridge/ra"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
-// Event4 turns a DHCPv4 server event into a status event; cfg is the
-// interface's DHCPv4 configuration (for the lease it hands out).
-func Event4(ev dhcp4.Event, cfg *dhcp4.Config) status.Event {
-	out := status.Event{Protocol: status.ProtoDHCPv4, Received: true, Reason: string(ev.Drop), Latency: ev.Latency}
-	switch {
-	case ev.ARP:
-		out.Request = "ARP"
-		if ev.Drop == "" {
-			out.Reply = "ARP"
-		}
-	case ev.Type != dhcpv4.MessageTypeNone:
-		out.Request, out.XID = ev.Type.String(), fmt.Sprintf("0x%08x", ev.XID)
-		if ev.Reply != dhcpv4.MessageTypeNone {
-			out.Reply = ev.Reply.String()
-		}
-	}
-	switch {
-	case out.Reply != "":
+// statusEvent turns a service's event into a status event of protocol
+// proto; bound, when set, is the lease the service hands out (its state
+// follows the exchange).
+func statusEvent(proto string, ev serve.Event, bound *status.Lease) status.Event {
+	// Every event answers a received packet, but an RA the advertiser sent
+	// on its own schedule (a reply to no request).
+	received := ev.Request != "" || ev.Reply == ""
+	out := status.Event{Protocol: proto, Received: received, Request: ev.Request, Reply: ev.Reply,
+		Reason: string(ev.Reason), Detail: ev.Detail, Peer: addrString(ev.Peer), Latency: ev.Latency}
+	switch ev.Outcome {
+	case serve.Replied:
 		out.Outcome = status.OutcomeReplied
-	case ev.Drop != "":
-		out.Outcome = status.OutcomeDropped
-	default:
+	case serve.Unanswered:
 		out.Outcome = status.OutcomeUnanswered
+	case serve.Accepted:
+		out.Outcome = status.OutcomeAccepted
+	case serve.Dropped:
+		out.Outcome = status.OutcomeDropped
 	}
-	out.Lease = lease4(ev, out.Outcome, cfg)
+	if !received && out.Outcome == status.OutcomeReplied {
+		out.Outcome = "" // an unsolicited RA: sent, not a received packet's fate
+	}
+	switch {
+	case ev.Request == "" || ev.Request == "ARP" || proto == status.ProtoRA:
+	case proto == status.ProtoDHCPv4:
+		out.XID = fmt.Sprintf("0x%08x", ev.XID)
+	default:
+		out.XID = fmt.Sprintf("0x%06x", ev.XID)
+	}
+	if bound != nil {
+		if state := leaseState(proto, ev); state != "" {
+			l := *bound
+			l.State = state
+			out.Lease = &l
+		}
+	}
 	return out
 }
 
-// lease4 is the guest's lease state after ev, or nil when ev changes none.
-func lease4(ev dhcp4.Event, outcome string, cfg *dhcp4.Config) *status.Lease {
-	if cfg == nil || ev.ARP {
-		return nil
+// leaseState is the guest's lease state after ev, or "" when ev changes
+// none.
+func leaseState(proto string, ev serve.Event) string {
+	if proto == status.ProtoDHCPv4 {
+		switch {
+		case ev.Reply == "OFFER":
+			return status.LeaseOffered
+		case ev.Reply == "ACK" && ev.Request == "REQUEST":
+			return status.LeaseBound
+		case ev.Reply == "NAK":
+			return status.LeaseRefused
+		case ev.Request == "RELEASE" && ev.Outcome == serve.Unanswered:
+			return status.LeaseReleased
+		case ev.Request == "DECLINE" && ev.Outcome == serve.Unanswered:
+			return status.LeaseDeclined
+		}
+		return ""
 	}
-	var state string
 	switch {
-	case ev.Reply == dhcpv4.MessageTypeOffer:
-		state = status.LeaseOffered
-	case ev.Reply == dhcpv4.MessageTypeAck && ev.Type == dhcpv4.MessageTypeRequest:
-		state = status.LeaseBound
-	case ev.Reply == dhcpv4.MessageTypeNak:
-		state = status.LeaseRefused
-	case ev.Type == dhcpv4.MessageTypeRelease && outcome == status.OutcomeUnanswered:
-		state = status.LeaseReleased
-	case ev.Type == dhcpv4.MessageTypeDecline && outcome == status.OutcomeUnanswered:
-		state = status.LeaseDeclined
-	default:
-		return nil
+	case ev.Outcome != serve.Replied, ev.Request == "INFORMATION-REQUEST":
+		return ""
+	case ev.Reply == "ADVERTISE":
+		return status.LeaseOffered
+	case ev.Request == "RELEASE":
+		return status.LeaseReleased
+	case ev.Request == "DECLINE":
+		return status.LeaseDeclined
+	case ev.Reply == "REPLY":
+		// Request, Renew, Rebind, Solicit with Rapid Commit, Confirm: the
+		// guest holds the address.
+		return status.LeaseBound
 	}
+	return ""
+}
+
+// lease4 is the lease the DHCPv4 service hands out.
+func lease4(cfg *dhcp4.Config) *status.Lease {
 	lt := cfg.LeaseTime
 	if lt == 0 {
 		lt = dhcp4.DefaultLeaseTime
 	}
-	return &status.Lease{State: state, Address: cfg.Address.String(), Seconds: int64(lt / time.Second)}
+	return &status.Lease{Address: cfg.Address.String(), Seconds: int64(lt / time.Second)}
 }
 
-// Event6 turns a DHCPv6 server event into a status event; cfg is the
-// interface's DHCPv6 configuration.
-func Event6(ev dhcp6.Event, cfg *dhcp6.Config) status.Event {
-	out := status.Event{Protocol: status.ProtoDHCPv6, Received: true, Latency: ev.Latency, Detail: ev.Reason}
-	if ev.Type != 0 {
-		out.Request, out.XID = ev.Type.String(), fmt.Sprintf("0x%06x", ev.XID)
-	}
-	switch ev.Outcome {
-	case dhcp6.OutcomeReplied:
-		out.Outcome, out.Reply = status.OutcomeReplied, ev.Reply.String()
-	case dhcp6.OutcomeUnanswered:
-		out.Outcome = status.OutcomeUnanswered
-	default:
-		out.Outcome, out.Reason = status.OutcomeDropped, ev.Outcome.String()
-	}
-	out.Lease = lease6(ev, cfg)
-	return out
-}
-
-// lease6 is the guest's lease state after ev, or nil when ev changes none.
-func lease6(ev dhcp6.Event, cfg *dhcp6.Config) *status.Lease {
-	if cfg == nil || ev.Outcome != dhcp6.OutcomeReplied {
-		return nil
-	}
-	var state string
-	switch {
-	case ev.Reply == dhcpv6.MessageTypeAdvertise:
-		state = status.LeaseOffered
-	case ev.Type == dhcpv6.MessageTypeRelease:
-		state = status.LeaseReleased
-	case ev.Type == dhcpv6.MessageTypeDecline:
-		state = status.LeaseDeclined
-	case ev.Type == dhcpv6.MessageTypeInformationRequest:
-		return nil
-	case ev.Reply == dhcpv6.MessageTypeReply:
-		// Request, Renew, Rebind, Solicit with Rapid Commit, Confirm: the
-		// guest holds the address.
-		state = status.LeaseBound
-	default:
-		return nil
-	}
+// lease6 is the lease the DHCPv6 service hands out.
+func lease6(cfg *dhcp6.Config) *status.Lease {
 	valid := cfg.ValidLifetime
 	if valid == 0 {
 		valid = dhcp6.DefaultValidLifetime
 	}
-	return &status.Lease{State: state, Address: cfg.Address.String(), Seconds: int64(valid / time.Second)}
-}
-
-// EventRA turns a router advertisement event into a status event.
-func EventRA(ev ra.Event) status.Event {
-	out := status.Event{Protocol: status.ProtoRA, Peer: addrString(ev.Peer)}
-	switch ev.Type {
-	case ra.EventSolicitation:
-		out.Received, out.Request, out.Outcome = true, "RS", status.OutcomeAccepted
-	case ra.EventAdvertisement:
-		out.Reply = "RA"
-	case ra.EventSendFailed:
-		out.Reply, out.Outcome, out.Reason = "RA", status.OutcomeDropped, "send-failed"
-		if ev.Err != nil {
-			out.Detail = ev.Err.Error()
-		}
-	}
-	return out
+	return &status.Lease{Address: cfg.Address.String(), Seconds: int64(valid / time.Second)}
 }
 
 func addrString(a netip.Addr) string {
@@ -143,7 +113,7 @@ func addrString(a netip.Addr) string {
 }
 
 // offerOf summarises what the services of an interface hand out.
-func offerOf(s Spec, c Configs) status.Offer {
+func offerOf(s binding.Spec, c binding.Configs) status.Offer {
 	var o status.Offer
 	if d := c.DHCPv4; d != nil {
 		o.IPv4, o.ServerID, o.Hostname, o.MTU = d.Address.String(), d.ServerID.String(), d.Hostname, d.MTU

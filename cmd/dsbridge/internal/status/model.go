@@ -107,6 +107,13 @@ func (m *Model) AddInterface(in Interface) {
 	}
 }
 
+// RemoveInterface forgets an interface that is no longer served.
+func (m *Model) RemoveInterface(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.ifaces, name)
+}
+
 // SetRunning records whether a service of an interface runs.
 func (m *Model) SetRunning(ifname, protocol string, running bool) {
 	m.mu.Lock()

@@ -27,18 +27,6 @@ const (
 	RA     = "ra"
 )
 
-// UDP ports of DHCPv4 (RFC 2131 §4.1) and DHCPv6 (RFC 8415 §7.2).
-const (
-	dhcp4Server, dhcp4Client = 67, 68
-	dhcp6Client, dhcp6Server = 546, 547
-)
-
-// ICMPv6 types of RFC 4861 §4.1 and §4.2.
-const (
-	icmpRS = 133
-	icmpRA = 134
-)
-
 // Decode describes one Ethernet frame to or from the VM: its protocol and a
 // line such as "DISCOVER xid=0x1a2b3c4d chaddr=0a:58:0a:10:00:05". ok is
 // false for frames of no interest (neighbour discovery other than RS and
@@ -75,7 +63,7 @@ func udp4(b []byte) (string, string, bool) {
 	if err != nil {
 		return DHCPv4, "malformed IPv4/UDP frame: " + err.Error(), true
 	}
-	if p.DstPort != dhcp4Server && p.DstPort != dhcp4Client {
+	if p.DstPort != frame.PortDHCPv4Server && p.DstPort != frame.PortDHCPv4Client {
 		return "", "", false
 	}
 	m, err := dhcpv4.FromBytes(p.Payload)
@@ -156,7 +144,7 @@ func routes121(b []byte) string {
 
 func ipv6(b []byte) (string, string, bool) {
 	if u, err := frame.ParseUDP6(b); err == nil {
-		if u.DstPort != dhcp6Server && u.DstPort != dhcp6Client && u.SrcPort != dhcp6Server {
+		if u.DstPort != frame.PortDHCPv6Server && u.DstPort != frame.PortDHCPv6Client && u.SrcPort != frame.PortDHCPv6Server {
 			return "", "", false
 		}
 		return DHCPv6, dhcp6(u), true
@@ -166,9 +154,9 @@ func ipv6(b []byte) (string, string, bool) {
 		return "", "", false
 	}
 	switch p.Payload[0] {
-	case icmpRS:
+	case frame.ICMPv6RouterSolicitation:
 		return RA, rs(p), true
-	case icmpRA:
+	case frame.ICMPv6RouterAdvertisement:
 		return RA, ra(p), true
 	}
 	return "", "", false

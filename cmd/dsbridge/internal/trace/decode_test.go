@@ -2,7 +2,6 @@ package trace
 
 import (
 	"bytes"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -16,11 +15,11 @@ import (
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
-var vmMAC = net.HardwareAddr{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
+var vmMAC = frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x05}
 
 func discover(t testing.TB) []byte {
 	t.Helper()
-	m, err := dhcpv4.New(dhcpv4.WithHwAddr(vmMAC), dhcpv4.WithMessageType(dhcpv4.MessageTypeDiscover),
+	m, err := dhcpv4.New(dhcpv4.WithHwAddr(vmMAC.HardwareAddr()), dhcpv4.WithMessageType(dhcpv4.MessageTypeDiscover),
 		dhcpv4.WithTransactionID(dhcpv4.TransactionID{0xe8, 0xa7, 0xae, 0x2e}),
 		dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter))
 	if err != nil {
@@ -44,7 +43,7 @@ func rsFrame(t testing.TB) []byte {
 
 func TestDecode(t *testing.T) {
 	arp := frame.AppendARP(nil, frame.Ethernet{Dst: frame.Broadcast, Src: vmMAC}, frame.ARP{Op: frame.ARPRequest,
-		SenderMAC: vmMAC, SenderIP: netip.MustParseAddr("10.16.0.5"), TargetMAC: make(net.HardwareAddr, 6),
+		SenderMAC: vmMAC, SenderIP: netip.MustParseAddr("10.16.0.5"), TargetMAC: frame.MAC{},
 		TargetIP: netip.MustParseAddr("169.254.75.10")})
 	tests := []struct {
 		name              string
@@ -100,7 +99,7 @@ func raFrame(t testing.TB) []byte {
 	t.Helper()
 	msg, err := ndp.MarshalMessage(&ndp.RouterAdvertisement{ManagedConfiguration: true, OtherConfiguration: true,
 		RouterLifetime: 30 * time.Minute, Options: []ndp.Option{
-			&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: vmMAC}, ndp.NewMTU(1400),
+			&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: vmMAC.HardwareAddr()}, ndp.NewMTU(1400),
 			&ndp.PrefixInformation{PrefixLength: 112, OnLink: true, Prefix: netip.MustParseAddr("fd00:10:16::")},
 			&ndp.RecursiveDNSServer{Lifetime: time.Hour, Servers: []netip.Addr{netip.MustParseAddr("fd00:10:96::a")}},
 			&ndp.DNSSearchList{Lifetime: time.Hour, DomainNames: []string{"cluster.local"}},
@@ -115,7 +114,7 @@ func raFrame(t testing.TB) []byte {
 
 func solicitFrame(t testing.TB) []byte {
 	t.Helper()
-	m, err := dhcpv6.NewSolicit(vmMAC)
+	m, err := dhcpv6.NewSolicit(vmMAC.HardwareAddr())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
 )
@@ -17,7 +18,7 @@ import (
 // source (RFC 4291 appendix A), identifies it. A request is answered when
 // some of these evidences name the VM and none names another host.
 type vmFilter struct {
-	mac net.HardwareAddr
+	mac frame.MAC
 }
 
 // fromVM reports whether msg, sent from src, is the VM's; reason says why
@@ -27,7 +28,7 @@ func (f vmFilter) fromVM(src netip.Addr, msg dhcpv6.DHCPv6) (bool, string) {
 	count := func(mac net.HardwareAddr) {
 		switch {
 		case mac == nil:
-		case bytes.Equal(mac, f.mac):
+		case bytes.Equal(mac, f.mac[:]):
 			match++
 		default:
 			other++

@@ -1,26 +1,25 @@
-package service
+package binding
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 
 	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
 	"github.com/dsbridge/dsbridge/ra/kernel"
-	"github.com/vishvananda/netlink"
 )
 
-// Request asks for one VM interface to be made ready: snapshot, plumbing,
-// plan. It works in the caller's network namespace.
+// Request asks for one VM interface to be made ready: snapshot, plan,
+// plumbing. It works in the caller's network namespace.
 type Request struct {
 	Name              string
 	Index             int
-	PodIface, Tap     string // Tap "": KubeVirt's name for PodIface
-	VMMAC             net.HardwareAddr
+	PodIface, Tap     string    // Tap "": KubeVirt's name for PodIface
+	VMMAC             frame.MAC // zero: the pod interface's original MAC
 	Identity, Network string
 	Extra             []dhcp4.Option
 	RAMode            ra.Mode
@@ -31,15 +30,12 @@ type Request struct {
 	// reload it.
 	Known      *netsetup.Snapshot
 	Privileges netsetup.Privileges
-	// RAResponder: the binding CNI's kernel responder answers RS on this
-	// uplink, so dsbridge sends no RA itself.
-	RAResponder bool
-	Log         *slog.Logger
+	Log        *slog.Logger
 }
 
-// Prepare takes (or reloads) the pod interface's snapshot, builds or adopts
-// the bridge and tap as the privileges allow, and returns the Spec to Start.
-// The VM MAC defaults to the pod interface's original MAC, as in KubeVirt.
+// Prepare takes (or reloads) the pod interface's snapshot, plans, builds or
+// adopts the bridge and tap as the plan allows, and returns the Spec to
+// serve.
 func Prepare(ctx context.Context, req Request) (Spec, error) {
 	snap := req.Known
 	if snap == nil {
@@ -49,29 +45,46 @@ func Prepare(ctx context.Context, req Request) (Spec, error) {
 		}
 	}
 	layout := netsetup.LayoutFor(req.PodIface, req.Tap)
-	layout.TapStandIn = standIn(layout.Tap)
-	plan := netsetup.PlanFor(req.Privileges, snap, netsetup.PlanOptions{
-		LayoutExists: LayoutExists(layout), RAResponder: req.RAResponder || responderAttached(layout, req.Log),
-	})
+	layout.TapStandIn = layout.PortIsStandIn()
+	plan := PlanFor(req.Privileges, snap, layout, req.Log)
 	if err := plumb(ctx, snap, layout, plan, req.Log); err != nil {
 		return Spec{}, err
 	}
-	mac := req.VMMAC
-	if mac == nil {
-		mac = net.HardwareAddr(snap.MAC)
-	}
 	identity := req.Identity
 	if identity == "" {
-		identity = "standalone/" + snap.MAC.String()
+		identity = StandaloneIdentity(snap)
 	}
 	network := req.Network
 	if network == "" {
 		network = req.PodIface
 	}
 	return Spec{
-		Name: req.Name, Index: req.Index, Snapshot: snap, Layout: layout, VMMAC: mac,
+		Name: req.Name, Index: req.Index, Snapshot: snap, Layout: layout, VMMAC: VMMAC(req.VMMAC, snap),
 		Identity: identity, Network: network, Extra: req.Extra, RAMode: req.RAMode, Plan: plan,
 	}, nil
+}
+
+// VMMAC is the VM's MAC: the one given (the VMI's, or a flag), else the pod
+// interface's original MAC, as KubeVirt gives the VM.
+func VMMAC(given frame.MAC, snap *netsetup.Snapshot) frame.MAC {
+	if given.IsZero() {
+		return snap.MAC
+	}
+	return given
+}
+
+// StandaloneIdentity seeds the server identities without a VMI: the pod
+// interface's original MAC.
+func StandaloneIdentity(snap *netsetup.Snapshot) string { return "standalone/" + snap.MAC.String() }
+
+// PlanFor is the plan for the pod interface of layout, as every command
+// reports it: the privileges, what the snapshot has to serve, whether the
+// bridge and tap exist to adopt, and whether the binding CNI's kernel RA
+// responder is attached.
+func PlanFor(priv netsetup.Privileges, snap *netsetup.Snapshot, layout netsetup.Layout, log *slog.Logger) netsetup.Plan {
+	return netsetup.PlanFor(priv, snap, netsetup.PlanOptions{
+		LayoutExists: layout.Exists(), RAResponder: responderAttached(layout, log),
+	})
 }
 
 // Snapshot returns the pod interface's snapshot, reloading the saved one
@@ -113,23 +126,6 @@ func plumb(ctx context.Context, snap *netsetup.Snapshot, l netsetup.Layout, plan
 		return fmt.Errorf("no bridge and tap for %q and no way to build them: %s; %s", l.PodIface, sp.Reason, sp.Remedy)
 	}
 	return nil
-}
-
-// standIn reports whether the VM port link exists and is not a tap (a veth
-// standing in for the tap in the lab).
-func standIn(tap string) bool {
-	link, err := netlink.LinkByName(tap)
-	return err == nil && link.Type() != "tuntap"
-}
-
-// LayoutExists reports whether the bridge and VM port are already there.
-func LayoutExists(l netsetup.Layout) bool {
-	for _, name := range []string{l.Bridge, l.Tap} {
-		if _, err := netlink.LinkByName(name); err != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // responderAttached reports whether the binding CNI's kernel RS->RA

@@ -1,19 +1,21 @@
-package service
+package binding
 
 import (
 	"net/netip"
 	"testing"
 
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // TestHandoutOf pins what `dsbridge inspect` reports for a Calico-style pod
 // (a /32 and a /128 with link-local gateways): the option 121 list with the
 // gateway's host route first, the server id, no RA prefix.
 func TestHandoutOf(t *testing.T) {
-	mac := netsetup.MAC{0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x05}
-	gwMAC := netsetup.MAC{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
+	mac := frame.MAC{0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x05}
+	gwMAC := frame.MAC{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
 	calico := &netsetup.Snapshot{
 		PodIface: "eth0", MAC: mac, MTU: 1450, Hostname: "vm1",
 		IPv4:     []netip.Prefix{netip.MustParsePrefix("10.244.1.5/32")},
@@ -23,7 +25,7 @@ func TestHandoutOf(t *testing.T) {
 		DNS:      []netip.Addr{netip.MustParseAddr("10.96.0.10")},
 		Search:   []string{"default.svc.cluster.local", "cluster.local"},
 	}
-	cfgs, err := ConfigsFor(Spec{Snapshot: calico, VMMAC: []byte(mac), Identity: "standalone", Network: "eth0"})
+	cfgs, err := ConfigsFor(Spec{Snapshot: calico, VMMAC: mac, Identity: "standalone", Network: "eth0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +38,7 @@ func TestHandoutOf(t *testing.T) {
 		RA: &RAHandout{Mode: "gateway", Source: netip.MustParseAddr("fe80::ecee:eeff:feee:eeee"), SLLAO: "ee:ee:ee:ee:ee:ee",
 			MTU: 1450, Search: calico.Search},
 	}
-	opts := cmp.Options{cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })}
+	opts := cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
 	if diff := cmp.Diff(want, HandoutOf(cfgs), opts); diff != "" {
 		t.Errorf("HandoutOf(calico) (-want +got):\n%s", diff)
 	}

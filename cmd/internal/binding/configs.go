@@ -1,13 +1,8 @@
-// Package service turns a pod's network snapshot into the DHCPv4, DHCPv6 and
-// router advertisement configurations (the one place where that happens) and
-// runs those services for each VM interface under one context.
-package service
+package binding
 
 import (
 	"crypto/sha256"
 	"errors"
-	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
@@ -27,7 +22,7 @@ type Spec struct {
 	Index    int
 	Snapshot *netsetup.Snapshot
 	Layout   netsetup.Layout
-	VMMAC    net.HardwareAddr
+	VMMAC    frame.MAC
 	// Identity and Network name the server identities (DHCPv6 DUID, service
 	// MAC): the VMI UID and network name in the sidecar, so they survive
 	// restarts and live migration.
@@ -51,9 +46,6 @@ func ConfigsFor(s Spec) (Configs, error) {
 	if snap == nil {
 		return Configs{}, errors.New("no network snapshot")
 	}
-	if len(s.VMMAC) != 6 {
-		return Configs{}, fmt.Errorf("VM MAC %q is not a 6-byte Ethernet address", s.VMMAC)
-	}
 	svc := ServiceMAC(s.Identity, s.Network)
 	var c Configs
 	if len(snap.IPv4) > 0 {
@@ -65,18 +57,27 @@ func ConfigsFor(s Spec) (Configs, error) {
 			ServerDUID: dhcp6.ServerDUID(s.Identity, s.Network),
 			Address:    snap.IPv6[0].Addr(), DNS: family(snap.DNS, false), Search: snap.Search,
 		}
-		if gw := snap.Gateway6; gw != nil && gw.LinkLocal.IsValid() && len(gw.MAC) == 6 {
-			c.RA = &ra.Config{
-				Mode: s.RAMode, GatewayLLA: gw.LinkLocal, GatewayMAC: net.HardwareAddr(gw.MAC),
-				Prefix: snap.IPv6[0], MTU: snap.MTU, DNS: family(snap.DNS, false), Search: snap.Search,
-				VMMAC: s.VMMAC,
-			}
-		}
+		c.RA = RAConfig(snap, s.VMMAC, s.RAMode)
 	}
 	return c, nil
 }
 
-func dhcp4Config(s Spec, svc net.HardwareAddr) *dhcp4.Config {
+// RAConfig is the router advertisement of the pod's IPv6 gateway to the VM;
+// nil when the pod has no IPv6 default gateway with a known MAC (its
+// link-local address, the RA's source, derives from it).
+func RAConfig(snap *netsetup.Snapshot, vmMAC frame.MAC, mode ra.Mode) *ra.Config {
+	gw := snap.Gateway6
+	if len(snap.IPv6) == 0 || gw == nil || !gw.LinkLocal.IsValid() || gw.MAC.IsZero() {
+		return nil
+	}
+	return &ra.Config{
+		Mode: mode, GatewayLLA: gw.LinkLocal, GatewayMAC: gw.MAC,
+		Prefix: snap.IPv6[0], MTU: snap.MTU, DNS: family(snap.DNS, false), Search: snap.Search,
+		VMMAC: vmMAC,
+	}
+}
+
+func dhcp4Config(s Spec, svc frame.MAC) *dhcp4.Config {
 	snap := s.Snapshot
 	c := &dhcp4.Config{
 		VMMAC: s.VMMAC, ServiceMAC: svc, ServerID: dhcp4.ServerIDForIndex(s.Index),
@@ -97,9 +98,9 @@ func dhcp4Config(s Spec, svc net.HardwareAddr) *dhcp4.Config {
 // ServiceMAC is the stable, locally administered unicast MAC that DHCP
 // replies come from: derived from the identity, never from a pod MAC, so it
 // is the same on a migration target.
-func ServiceMAC(identity, network string) net.HardwareAddr {
+func ServiceMAC(identity, network string) frame.MAC {
 	sum := sha256.Sum256([]byte("dsbridge service mac\x00" + identity + "\x00" + network))
-	mac := net.HardwareAddr(sum[:6])
+	mac := frame.MAC(sum[:6])
 	mac[0] = mac[0]&^0x01 | 0x02 // unicast, locally administered
 	return mac
 }
