@@ -23,7 +23,7 @@ import (
 )
 
 // rssBudget is the sidecar's memory target serving one interface under
-// load (ARCHITECTURE.md §6).
+// load.
 const rssBudget = 20 << 20
 
 // TestFloodLeavesServerResponsive: a guest flooding DISCOVER, Solicit and

@@ -41,7 +41,7 @@ func TestMatrix(t *testing.T) {
 	}
 }
 
-// longVariants also get TESTING.md's 10 s of pings to the off-link targets
+// longVariants also get 10 s of pings to the off-link targets
 // (neighbour unreachability detection of the gateway happens meanwhile),
 // unless -short.
 var longVariants = map[string]bool{lab.KubeOVN.Name: true, lab.Calico.Name: true}
@@ -216,7 +216,7 @@ type view struct {
 	Hostname           string
 }
 
-// wantView is what TESTING.md says a passing guest of stack g shows: the
+// wantView is what a passing guest of stack g shows: the
 // pod's IPv4 with the pod's prefix, the pod's IPv6 as a /128 from DHCPv6
 // plus the on-link prefix from the RA, default via the IPv4 gateway and
 // via the IPv6 gateway's link-local address, the pod's MTU, DNS servers,

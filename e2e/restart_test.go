@@ -15,7 +15,7 @@ import (
 )
 
 // serverID4 is the DHCPv4 server identifier of the first VM interface
-// (ARCHITECTURE.md §4: 169.254.75.1<index>).
+// (169.254.75.1<index>, as KubeVirt's bridge binding: link/address.go GetFakeBridgeIP).
 const serverID4 = "169.254.75.10"
 
 // TestRestartKeepsAnswers: dsbridge killed with SIGKILL once the guest holds

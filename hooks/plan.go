@@ -50,7 +50,7 @@ type wantChild struct {
 var pciAddressRe = regexp.MustCompile(`^([\da-fA-F]{4}):([\da-fA-F]{2}):([\da-fA-F]{2})\.([0-7])$`)
 
 // planInterfaces returns the wanted <interface> of every VMI interface bound
-// to plugin, in spec order (KUBEVIRT.md §3.7).
+// to plugin, in spec order, as KubeVirt's converter orders interfaces.
 func planInterfaces(vmi *VMI, plugin string, facts PodFacts) ([]wantIface, error) {
 	var want []wantIface
 	seen := make(map[string]bool)

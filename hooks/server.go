@@ -113,9 +113,6 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-// Done is closed when virt-launcher has called Shutdown.
-func (s *Server) Done() <-chan struct{} { return s.shutdown }
-
 func stopGracefully(gs *grpc.Server, limit time.Duration) {
 	stopped := make(chan struct{})
 	go func() {
@@ -145,7 +142,8 @@ func (s *Server) recoverPanic(ctx context.Context, req any, info *grpc.UnaryServ
 
 // info is the InfoResult: newest version first; not PreCloudInitIso, which
 // only the first subscribed sidecar gets and which can crash virt-launcher
-// without a cloud-init volume (KUBEVIRT.md §2.6).
+// without a cloud-init volume (KubeVirt pkg/hooks/manager.go PreCloudInitIso
+// dereferences the cloud-init data it may not have).
 func (s *Server) info() *infopb.InfoResult {
 	return &infopb.InfoResult{
 		Name:     s.cfg.PluginName,

@@ -10,7 +10,7 @@ import (
 )
 
 // DefaultHooksDir is where virt-launcher looks for hook sockets
-// (HookSocketsSharedDirectory, KUBEVIRT.md §2.2).
+// (HookSocketsSharedDirectory in KubeVirt's pkg/hooks/hooks.go).
 const DefaultHooksDir = "/var/run/kubevirt-hooks"
 
 // socketMode lets the compute container (uid 107) connect whatever uid the
@@ -19,7 +19,7 @@ const socketMode = 0o666
 
 // SocketPath is the hook socket of plugin in dir: <dir>/<plugin>.sock. The
 // plugin name keeps it unique, since virt-launcher keys sockets by base
-// name across sidecars (KUBEVIRT.md §2.3).
+// name across sidecars (KubeVirt pkg/hooks/manager.go collectSideCarSockets).
 func SocketPath(dir, plugin string) string {
 	return filepath.Join(dir, plugin+".sock")
 }

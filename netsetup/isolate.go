@@ -9,7 +9,7 @@ import (
 // AddServicePort attaches port (e.g. the host end of a veth dsbridge serves
 // from) to the layout's bridge and marks both it and the uplink isolated, so
 // nothing the services send reaches the uplink and nothing from the uplink
-// reaches the services (PROTOCOLS.md §3.4): isolated ports talk only to
+// reaches the services (bridge port flag "isolated", Linux 4.18+): isolated ports talk only to
 // non-isolated ones, i.e. the VM's tap. The default packet transport on the
 // tap adds no service port and needs none of this. Needs NET_ADMIN.
 func AddServicePort(l Layout, port string) error {

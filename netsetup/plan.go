@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Tier is the deployment tier of ARCHITECTURE.md §3 that the privileges
+// Tier is the deployment tier (README "Which tier are you in?") that the privileges
 // allow. Legacy (KubeVirt < 1.4) is a deployment variant of Unprivileged and
 // is not told apart here.
 type Tier string

@@ -110,7 +110,7 @@ func resolveGateway(ctx context.Context, link netlink.Link, gw *Gateway, timeout
 }
 
 // gatewayLinkLocal is a link-local next hop as is, else fe80:: + EUI-64 of
-// the gateway MAC (PROTOCOLS.md §3.3 GW_LLA), else zero.
+// the gateway MAC (RFC 4291 appendix A), else zero.
 func gatewayLinkLocal(ip netip.Addr, mac frame.MAC) netip.Addr {
 	switch {
 	case ip.IsLinkLocalUnicast():

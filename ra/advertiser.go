@@ -123,9 +123,6 @@ func (a *Advertiser) appendFrame(dst []byte, to target) []byte {
 	})
 }
 
-// Advertisement returns the RA the advertiser sends; nil in ModeOff.
-func (a *Advertiser) Advertisement() *ndp.RouterAdvertisement { return a.ra }
-
 // Stats returns the counters so far; safe to call concurrently with Run.
 func (a *Advertiser) Stats() Stats {
 	return Stats{

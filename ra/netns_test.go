@@ -68,7 +68,7 @@ func TestAdvertiserVeth(t *testing.T) {
 	exerciseAdvertiser(t, cfg, tap, vm, vmMAC)
 }
 
-// podLab is TESTING.md's standard lab: node (the gateway), pod (eth0 and
+// podLab is the standard lab: node (the gateway), pod (eth0 and
 // the VM's stand-in tap in bridge br0, no IPv6 of its own) and a guest
 // whose kernel processes the RAs.
 type podLab struct {

@@ -28,7 +28,7 @@ const (
 
 	// The initial intervals are drawn from [initialIntervalMin,
 	// initialIntervalMax]: within the §6.2.4 cap, but faster than it
-	// (PROTOCOLS.md §3.3: 0, 4, 8 s), never closer than minDelayBetweenRAs.
+	// (0, 4, 8 s), never closer than minDelayBetweenRAs.
 	initialIntervalMin = 4 * time.Second
 	initialIntervalMax = 8 * time.Second
 )

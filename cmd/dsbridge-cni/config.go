@@ -39,7 +39,8 @@ const (
 //	}
 //
 // "args.cni" holds the network-selection element's cni-args: KubeVirt sets
-// logicNetworkName to the VMI network the binding serves (KUBEVIRT.md §3.1).
+// logicNetworkName to the VMI network the binding serves (KubeVirt
+// pkg/network/multus/annotation.go newBindingPluginAnnotationData).
 type netConf struct {
 	types.PluginConf
 

@@ -33,8 +33,8 @@ commands:
 var errUsage = errors.New("usage error")
 
 // defaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT
-// is unset. The sidecar's container limit is 64 MB and ARCHITECTURE.md §6
-// budgets < 20 MiB RSS under load, of which about 13 MiB is the binary's own
+// is unset. The sidecar's container limit is 64 MB (KubeVirt
+// renderresources.go sidecarResources) and dsbridge budgets < 20 MiB RSS under load, of which about 13 MiB is the binary's own
 // code: without a limit the garbage collector's headroom under a flooding
 // guest (heap doubling between collections) reaches that budget.
 const defaultMemoryLimit = 6 << 20

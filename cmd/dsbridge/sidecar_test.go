@@ -216,7 +216,7 @@ func TestSidecarBinary(t *testing.T) {
 		}
 		rss := vmRSS(t, p.cmd.Process.Pid)
 		t.Logf("idle sidecar VmRSS: %d KiB", rss)
-		if rss > 20*1024 { // ARCHITECTURE.md §6: < 20 MiB serving one interface
+		if rss > 20*1024 { // the budget: < 20 MiB serving one interface
 			t.Errorf("idle sidecar VmRSS = %d KiB, want < 20 MiB", rss)
 		}
 		// The socket at the top level, and the sidecar's own sub-directory

@@ -118,9 +118,10 @@ var (
 	nakOptions = []uint8{53, 54, 56}
 )
 
-// TestHandle has one row per line of the RFC 2131 single-binding table in
-// PROTOCOLS.md section 1.3, plus the drops and the RFC 2131 section 4.1
-// addressing rules.
+// TestHandle has one row per client state of RFC 2131 section 4.3 for a
+// server with a single binding (DISCOVER; REQUEST in SELECTING, INIT-REBOOT,
+// RENEWING and REBINDING; DECLINE, RELEASE, INFORM), plus the drops and the
+// section 4.1 addressing rules.
 func TestHandle(t *testing.T) {
 	h := newTestHandler(t, kubeOVNConfig())
 	tests := []struct {

@@ -18,7 +18,7 @@ import (
 	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
-// testLab is the topology of TESTING.md: node ns (the gateway) <-veth->
+// testLab is a small lab topology: node ns (the gateway) <-veth->
 // pod ns eth0, enslaved in br0 with tap0, the pod end of the guest's veth
 // (standing in for the VM's tap); the guest ns holds vm0 with the VM MAC.
 type testLab struct {

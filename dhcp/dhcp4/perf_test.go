@@ -50,8 +50,9 @@ func parsePerfdhcp(out string) (perfResult, error) {
 	return r, nil
 }
 
-// perfdhcp runs PROTOCOLS.md section 5.1's DHCPv4 invocation from the guest:
-// perfdhcp relays from 10.16.0.50 to the server id.
+// perfdhcp runs a single-client DHCPv4 load from the guest (perfdhcp -4 -R 1
+// -b mac=<vm mac>): perfdhcp always acts as a relay, here from 10.16.0.50 to
+// the server id.
 func (l *testLab) perfdhcp(t *testing.T, rate, n int) perfResult {
 	t.Helper()
 	out, err := l.guest.Exec("perfdhcp", "-4", "-l", "vm0", "-R", "1", "-b", "mac="+labVMMAC,

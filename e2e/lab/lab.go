@@ -1,5 +1,5 @@
 // Package lab builds throwaway network namespaces for tests: the pod, the
-// node (gateway) and the guest of TESTING.md, with real processes in them.
+// node (gateway) and the guest, with real processes in them.
 // Everything a test creates here is removed when the test ends, also when it
 // fails.
 package lab

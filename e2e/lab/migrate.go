@@ -16,7 +16,8 @@ const (
 	hypTarget    = "dst0" // the hypervisor's end of the target pod's tap
 )
 
-// Migration is a Lab set up for a live migration (KUBEVIRT.md §4). The
+// Migration is a Lab set up for a live migration (KubeVirt's link-refresh:
+// pkg/virt-launcher/virtwrap/live-migration-target.go). The
 // node's gateway addresses sit on a bridge, so a second pod with the same
 // addresses and MAC, the migration target (as Kube-OVN gives a migrated
 // VM), can join the same node. The guest's NIC reaches a pod's tap through

@@ -8,7 +8,7 @@ import (
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
-// PodSpec describes one pod network variant of TESTING.md's standard lab.
+// PodSpec describes one pod network variant of the standard lab.
 type PodSpec struct {
 	Name     string // variant name, for test rows
 	PodIface string // the pod's interface: eth0, pod<hash>

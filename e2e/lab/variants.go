@@ -1,6 +1,6 @@
 package lab
 
-// More pod variants of TESTING.md, each a single change from KubeOVN (or
+// More pod variants, each a single change from KubeOVN (or
 // Calico) so a failing row points at that change.
 var (
 	// KubeOVN64 is Kube-OVN with a /64 IPv6 subnet.

@@ -1,6 +1,7 @@
 // Package hookstest is a fake virt-launcher: it finds a hook sidecar's
 // socket and drives it the way virt-launcher's hooks manager does
-// (KUBEVIRT.md §2.3-§2.8), for tests of the hooks package and the e2e suite.
+// (KubeVirt pkg/hooks/manager.go: Collect, OnDefineDomain, Shutdown, and
+// their timeouts), for tests of the hooks package and the e2e suite.
 package hookstest
 
 import (

@@ -23,7 +23,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// KubeVirt's managedTap layout for the pod network (ARCHITECTURE.md §3).
+// KubeVirt's managedTap layout for the pod network (KubeVirt
+// pkg/network/setup/netpod/netpod.go managedTapSpec).
 const (
 	bridgeName = "k6t-eth0"
 	uplinkName = "eth0-nic"

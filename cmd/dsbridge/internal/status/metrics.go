@@ -13,7 +13,7 @@ import (
 const ContentType = "text/plain; version=0.0.4; charset=utf-8"
 
 // latencyBuckets are the upper bounds, in seconds, of the handler latency
-// histogram: a reply is due in well under a millisecond (ARCHITECTURE.md §6).
+// histogram: a reply is due in well under a millisecond.
 var latencyBuckets = []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1}
 
 // histogram counts observations in cumulative buckets.
