@@ -63,8 +63,13 @@ generate-bpf:
 check-generate: generate
 	@git diff --exit-code -- hooks/proto ra/kernel || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
 
+# lint: gofmt, go vet, staticcheck, and the repository's own rules
+# (.ci/lint-tree: no build outputs or files over 1 MB in git, netlink dumps
+# only through netsetup.RetryDump, "error" as the log key, constant log
+# messages, no hand-written netip comparers).
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	.ci/lint-tree
 	go vet ./...
 	go run $(STATICCHECK) ./...
 

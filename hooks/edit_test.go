@@ -101,6 +101,7 @@ func tabbed(s string) string {
 }
 
 func TestEditDomainFixtures(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		domain    string
@@ -222,6 +223,7 @@ func TestEditDomainFixtures(t *testing.T) {
 // TestEditDomainOrder checks that new interfaces take their VMI spec place
 // among KubeVirt's "ua-" interfaces, before the placeholders.
 func TestEditDomainOrder(t *testing.T) {
+	t.Parallel()
 	in := tabbed(`
 		|<domain type="kvm">
 		|  <devices>
@@ -289,6 +291,7 @@ func TestEditDomainOrder(t *testing.T) {
 // TestEditDomainFillsPartial checks that an interface KubeVirt wrote keeps
 // what it has (its model too) and gets only what it lacks.
 func TestEditDomainFillsPartial(t *testing.T) {
+	t.Parallel()
 	in := tabbed(`
 		|<domain type="kvm">
 		|  <devices>
@@ -332,6 +335,7 @@ func TestEditDomainFillsPartial(t *testing.T) {
 // devices, qemu:commandline) survives byte for byte apart from the one
 // element, and that libvirtxml reads the element back as intended.
 func TestEditDomainRich(t *testing.T) {
+	t.Parallel()
 	in := readTestdata(t, "domain-rich.xml")
 	vmiJSON := `{"spec":{"domain":{"devices":{"interfaces":[
 		{"name":"default","masquerade":{}},
@@ -385,6 +389,7 @@ func TestEditDomainRich(t *testing.T) {
 // TestLibvirtxmlWouldLoseElements records why the editor splices bytes: a
 // round trip through libvirtxml.Domain drops what it does not model.
 func TestLibvirtxmlWouldLoseElements(t *testing.T) {
+	t.Parallel()
 	in := readTestdata(t, "domain-rich.xml")
 	var dom libvirtxml.Domain
 	if err := dom.Unmarshal(string(in)); err != nil {
@@ -407,6 +412,7 @@ func TestLibvirtxmlWouldLoseElements(t *testing.T) {
 }
 
 func TestEditDomainErrors(t *testing.T) {
+	t.Parallel()
 	domain := readTestdata(t, "domain.xml")
 	podVMI := string(readTestdata(t, "vmi-pod.json"))
 	tests := []struct {
@@ -449,6 +455,7 @@ func TestEditDomainErrors(t *testing.T) {
 }
 
 func TestDecodeVMIErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, in, wantErr string
 	}{

@@ -6,9 +6,11 @@ import (
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestGatewayAliasRoundTrip(t *testing.T) {
+	t.Parallel()
 	mac := frame.MustParseMAC
 	for _, tc := range []struct {
 		name string
@@ -36,7 +38,7 @@ func TestGatewayAliasRoundTrip(t *testing.T) {
 			if !ok {
 				t.Fatalf("parseGatewayAlias(%q) failed", got)
 			}
-			opt := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+			opt := cmpopts.EquateComparable(netip.Addr{})
 			if diff := cmp.Diff(tc.s.Gateway4, gw4, opt); diff != "" {
 				t.Errorf("gateway4 (-want +got):\n%s", diff)
 			}

@@ -7,6 +7,7 @@ import (
 )
 
 func TestLayoutFor(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		podIface string

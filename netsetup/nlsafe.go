@@ -9,12 +9,12 @@ import (
 // dumpAttempts bounds the retries of a netlink dump that the kernel
 // interrupted because the table changed under it (NLM_F_DUMP_INTR). The
 // pattern is containernetworking/plugins' pkg/netlinksafe: every dump in
-// this package goes through retryDump, never the raw call.
+// dsbridge goes through RetryDump, never the raw call (make lint checks).
 const dumpAttempts = 10
 
-// retryDump runs dump again while it reports netlink.ErrDumpInterrupted and
+// RetryDump runs dump again while it reports netlink.ErrDumpInterrupted and
 // returns the first complete answer.
-func retryDump[T any](dump func() (T, error)) (T, error) {
+func RetryDump[T any](dump func() (T, error)) (T, error) {
 	var (
 		v   T
 		err error
@@ -29,21 +29,21 @@ func retryDump[T any](dump func() (T, error)) (T, error) {
 }
 
 func linkList() ([]netlink.Link, error) {
-	return retryDump(netlink.LinkList)
+	return RetryDump(netlink.LinkList)
 }
 
 func addrList(link netlink.Link, family int) ([]netlink.Addr, error) {
-	return retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(link, family) })
+	return RetryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(link, family) })
 }
 
 func routeList(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
-	return retryDump(func() ([]netlink.Route, error) { return netlink.RouteListFiltered(family, filter, mask) })
+	return RetryDump(func() ([]netlink.Route, error) { return netlink.RouteListFiltered(family, filter, mask) })
 }
 
 func neighList(linkIndex, family int) ([]netlink.Neigh, error) {
-	return retryDump(func() ([]netlink.Neigh, error) { return netlink.NeighList(linkIndex, family) })
+	return RetryDump(func() ([]netlink.Neigh, error) { return netlink.NeighList(linkIndex, family) })
 }
 
 func linkProtinfo(link netlink.Link) (netlink.Protinfo, error) {
-	return retryDump(func() (netlink.Protinfo, error) { return netlink.LinkGetProtinfo(link) })
+	return RetryDump(func() (netlink.Protinfo, error) { return netlink.LinkGetProtinfo(link) })
 }

@@ -125,7 +125,7 @@ func LoadOrTake(ctx context.Context, opts SnapshotOptions, statePath string, log
 		if live.Plumbed {
 			return nil, mismatch
 		}
-		log.Warn("saved snapshot ignored", "err", mismatch)
+		log.Warn("saved snapshot ignored", "error", mismatch)
 	}
 	if live.Plumbed {
 		log.Warn("pod interface already plumbed and no saved snapshot: gateways and routes unknown",

@@ -75,8 +75,7 @@ func TestTake(t *testing.T) {
 			got := takeIn(t, l)
 			opts := []cmp.Option{
 				cmpopts.IgnoreFields(Snapshot{}, "TakenAt", "Restore"),
-				cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
-				cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+				cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}),
 			}
 			if diff := cmp.Diff(tt.want, got, opts...); diff != "" {
 				t.Errorf("Take (-want +got):\n%s", diff)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestParseResolvConf(t *testing.T) {
@@ -169,7 +170,7 @@ func TestSnapshotJSONRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(s, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(s, got, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 	b, _ := json.Marshal(s.Gateway6)

@@ -7,13 +7,16 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/mdlayher/ndp"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
 func TestNewAdvertiserWithoutTransport(t *testing.T) {
@@ -98,7 +101,7 @@ func readRA(t *testing.T, guest frame.Conn, cfg Config, within time.Duration) (f
 		if err != nil {
 			t.Fatalf("ParseMessage(RA): %v", err)
 		}
-		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 			t.Errorf("RA (-want +got):\n%s", diff)
 		}
 		if p.Eth.Src != cfg.GatewayMAC || p.Src != Source(cfg) || p.HopLimit != 255 {
@@ -118,6 +121,21 @@ func exerciseAdvertiser(t *testing.T, cfg Config, tap, guest frame.Conn, guestMA
 		t.Fatal(err)
 	}
 	a.rnd = rndMax // solicited replies 500 ms late, so the two RAs arrive in a known order
+	// The advertiser's clock stamps when it took the RS and when it sent the
+	// unicast reply: the schedule must hold the reply back by the drawn
+	// delay (timers never fire early, so this cannot flake on a slow host).
+	var mu sync.Mutex
+	stamps := map[string]time.Time{}
+	a.Observer = func(ev serve.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case ev.Request == "RS":
+			stamps["rs"] = a.now()
+		case ev.Reply == "RA" && ev.Peer == guestLLA:
+			stamps["unicast"] = a.now()
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -139,7 +157,6 @@ func exerciseAdvertiser(t *testing.T, cfg Config, tap, guest frame.Conn, guestMA
 	if err := guest.WriteFrame(rsFrame(t, guestLLA, 255, nil)); err != nil {
 		t.Fatalf("guest RS: %v", err)
 	}
-	start := time.Now()
 	p, ok := readRA(t, guest, cfg, time.Second)
 	if !ok || p.Dst != allNodes || p.Eth.Dst != allNodesMAC {
 		t.Fatalf("first RA: got %v (to %v, %v), want multicast at the guest's first frame", ok, p.Dst, p.Eth.Dst)
@@ -148,8 +165,20 @@ func exerciseAdvertiser(t *testing.T, cfg Config, tap, guest frame.Conn, guestMA
 	if !ok || p.Dst != guestLLA || p.Eth.Dst != guestMAC {
 		t.Fatalf("second RA: got %v (to %v, %v), want unicast to %v, %v", ok, p.Dst, p.Eth.Dst, guestLLA, guestMAC)
 	}
-	if d := time.Since(start); d < 450*time.Millisecond || d > 900*time.Millisecond {
-		t.Errorf("unicast reply after %v, want the 500 ms random delay", d)
+	// The observer runs after the write returns, so the guest may read the
+	// frame first: wait for the stamp briefly.
+	stamped := func() (time.Duration, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		u, ok := stamps["unicast"]
+		return u.Sub(stamps["rs"]), ok
+	}
+	delay, ok := stamped()
+	for deadline := time.Now().Add(time.Second); !ok && time.Now().Before(deadline); delay, ok = stamped() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !ok || delay < maxRADelayTime {
+		t.Errorf("unicast reply %v after the RS, want at least the drawn delay %v", delay, maxRADelayTime)
 	}
 	// The counter moves after the write returns, so the guest may read the
 	// frame first: wait for it briefly.

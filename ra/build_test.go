@@ -10,6 +10,7 @@ import (
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/mdlayher/ndp"
 )
 
@@ -76,6 +77,7 @@ const (
 )
 
 func TestBuild(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		cfg  func() Config
@@ -167,7 +169,7 @@ func TestBuild(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseMessage: %v", err)
 			}
-			if diff := cmp.Diff(ra, back, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			if diff := cmp.Diff(ra, back, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 				t.Errorf("parsed back (-built +parsed):\n%s", diff)
 			}
 		})
@@ -175,6 +177,7 @@ func TestBuild(t *testing.T) {
 }
 
 func TestBuildRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		edit func(*Config)
@@ -215,6 +218,7 @@ func TestBuildRejects(t *testing.T) {
 }
 
 func TestBuildReportsEveryBadField(t *testing.T) {
+	t.Parallel()
 	_, err := Build(Config{})
 	want := "invalid router advertisement config: " +
 		`gateway address "invalid IP" is not an IPv6 link-local address` + "\n" +
@@ -226,6 +230,7 @@ func TestBuildReportsEveryBadField(t *testing.T) {
 }
 
 func TestSource(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		mode Mode
 		lla  netip.Addr
@@ -244,6 +249,7 @@ func TestSource(t *testing.T) {
 }
 
 func TestParseMode(t *testing.T) {
+	t.Parallel()
 	for _, m := range []Mode{ModeGateway, ModeFlagsOnly, ModeOff} {
 		got, err := ParseMode(m.String())
 		if err != nil || got != m {
@@ -258,6 +264,7 @@ func TestParseMode(t *testing.T) {
 // A long search list is split over several DNSSL options, each short enough
 // for ndp to encode, in order.
 func TestBuildSplitsLongSearchList(t *testing.T) {
+	t.Parallel()
 	cfg := kubeOVN112()
 	cfg.Search = nil
 	for i := range 12 {

@@ -13,6 +13,7 @@ import (
 )
 
 func TestDifferences(t *testing.T) {
+	t.Parallel()
 	ours, err := Build(kubeOVN112())
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +74,7 @@ func TestDifferences(t *testing.T) {
 }
 
 func TestObserveUpstreamLogsOnce(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	a, err := NewAdvertiser(kubeOVN112(), nopConn{}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {

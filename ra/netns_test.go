@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -125,18 +124,8 @@ func newPodLab(t *testing.T, spec labSpec) *podLab {
 // what it decoded.
 func (l *podLab) capture(t *testing.T) (stop func() string) {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "node.pcap")
-	cmd := l.node.Start(t, "tcpdump", "-i", "gw0", "-n", "-U", "-w", file, "icmp6")
-	time.Sleep(time.Second) // tcpdump attaches its filter
-	return func() string {
-		_ = cmd.Process.Signal(syscall.SIGINT) // an exited tcpdump leaves its file as it was
-		_ = cmd.Wait()
-		out, err := l.node.Exec("tcpdump", "-r", file, "-n", "-v")
-		if err != nil {
-			t.Fatalf("reading the capture: %v", err)
-		}
-		return out
-	}
+	c := lab.StartCapture(t, l.node, "gw0", "icmp6")
+	return func() string { return strings.Join(c.Stop(t), "\n") }
 }
 
 // runAdvertiser serves cfg on the lab's tap until the test ends.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/mdlayher/ndp"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
@@ -38,6 +39,7 @@ func rsFrame(t testing.TB, src netip.Addr, hopLimit uint8, edit func(msg []byte)
 }
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	unspec := netip.IPv6Unspecified()
 	dadNS, err := ndp.MarshalMessage(&ndp.NeighborSolicitation{TargetAddress: guestLLA})
 	if err != nil {
@@ -87,7 +89,7 @@ func TestClassify(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("error = %v, want %v", err, tt.wantErr)
 			}
-			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(frameEvent{}, target{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(frameEvent{}, target{}), cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 				t.Errorf("event (-want +got):\n%s", diff)
 			}
 		})

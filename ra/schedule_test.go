@@ -14,6 +14,7 @@ func rndMax(n int64) int64 { return n - 1 }
 func rndMid(n int64) int64 { return n / 2 }
 
 func TestUnsolicitedInterval(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		sent int
 		rnd  randN
@@ -34,6 +35,7 @@ func TestUnsolicitedInterval(t *testing.T) {
 }
 
 func TestSolicitedAt(t *testing.T) {
+	t.Parallel()
 	t0 := time.Unix(1000, 0)
 	tests := []struct {
 		name      string
@@ -108,6 +110,7 @@ func simulate(rnd randN, events []simEvent, until time.Duration) []string {
 }
 
 func TestSchedule(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		rnd    randN
@@ -197,6 +200,7 @@ func TestSchedule(t *testing.T) {
 // No two multicast RAs are ever closer than MIN_DELAY_BETWEEN_RAS, whatever
 // the guest sends and whatever the random source returns.
 func TestScheduleMulticastRateLimit(t *testing.T) {
+	t.Parallel()
 	for _, rnd := range []randN{rndMin, rndMid, rndMax} {
 		var events []simEvent
 		for i := range 800 {

@@ -139,7 +139,7 @@ func attachResponder(st, earlier *state, pod func() (*netsetup.Snapshot, error),
 	if err != nil {
 		// Not fatal: the pod still works, and the sidecar's plan says RA is
 		// off and why.
-		log.Warn("no kernel RA responder: cannot read the pod interface", "podIface", st.PodIface, "err", err)
+		log.Warn("no kernel RA responder: cannot read the pod interface", "podIface", st.PodIface, "error", err)
 		return nil
 	}
 	// The VM gets the pod's original MAC (KubeVirt's managedTap moves it
@@ -185,7 +185,7 @@ func (p *plugin) failAdd(conf *netConf, st *state, err error) error {
 	sibs, serr := siblings(conf.StateDir, st)
 	undoErr := errors.Join(serr, netsetup.Do(st.Netns, func() error { return undo(st, len(sibs) > 0) }))
 	if undoErr != nil {
-		p.log.Warn("failed to undo a partial ADD", "containerID", st.ContainerID, "ifname", st.IfName, "err", undoErr)
+		p.log.Warn("failed to undo a partial ADD", "containerID", st.ContainerID, "ifname", st.IfName, "error", undoErr)
 	}
 	var cniErr *types.Error
 	if errors.As(err, &cniErr) {
@@ -244,7 +244,7 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	case err != nil:
 		// A state file DEL cannot read would fail every retry and keep the
 		// pod from going away: drop it and say so.
-		p.log.Warn("unreadable state dropped; nothing undone", "path", path, "err", err)
+		p.log.Warn("unreadable state dropped; nothing undone", "path", path, "error", err)
 		return removeState(path)
 	}
 	if err := p.undoIn(args.Netns, conf.StateDir, st); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/dsbridge/dsbridge/e2e/lab"
+	"github.com/dsbridge/dsbridge/netsetup"
 )
 
 // linkInfo is what the test compares of one link.
@@ -23,7 +24,7 @@ func links(t *testing.T, ns *lab.NS) map[string]linkInfo {
 	t.Helper()
 	out := map[string]linkInfo{}
 	err := ns.Do(func() error {
-		all, err := netlink.LinkList()
+		all, err := netsetup.RetryDump(netlink.LinkList)
 		if err != nil {
 			return err
 		}

@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,12 +53,40 @@ func TestParseSidecarFlags(t *testing.T) {
 	}
 }
 
-// buildSidecar builds dsbridge into a temp dir of t.
+// binDir holds the dsbridge binary the tests build once; TestMain removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// built builds dsbridge once per test binary, on first use.
+var built = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "dsbbin")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
+	if err := os.Chmod(dir, 0o755); err != nil { // uid 107 runs it too
+		return "", err
+	}
+	bin := filepath.Join(dir, "dsbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// buildSidecar returns the dsbridge binary, built once for the package.
 func buildSidecar(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "dsbridge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := built()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -123,6 +123,7 @@ var (
 // RENEWING and REBINDING; DECLINE, RELEASE, INFORM), plus the drops and the
 // section 4.1 addressing rules.
 func TestHandle(t *testing.T) {
+	t.Parallel()
 	h := newTestHandler(t, kubeOVNConfig())
 	tests := []struct {
 		name string
@@ -234,6 +235,7 @@ func TestHandle(t *testing.T) {
 
 // TestHandleOfferBytes pins every option of an OFFER to its wire bytes.
 func TestHandleOfferBytes(t *testing.T) {
+	t.Parallel()
 	h := newTestHandler(t, kubeOVNConfig())
 	r, _ := h.Handle(newRequest(t, dhcpv4.MessageTypeDiscover, withOpt(optClientID, []byte{1, 2, 3})))
 	want := map[uint8][]byte{
@@ -271,6 +273,7 @@ func TestHandleOfferBytes(t *testing.T) {
 // TestClasslessRoutes pins option 121 (RFC 3442) to exact bytes, with rows
 // named after the environment that needs them.
 func TestClasslessRoutes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		address string
@@ -351,6 +354,7 @@ func TestClasslessRoutes(t *testing.T) {
 
 // TestDomainSearch pins option 119 (RFC 3397) to exact bytes.
 func TestDomainSearch(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + ".example"
 	tests := []struct {
 		name        string
@@ -388,6 +392,7 @@ func TestDomainSearch(t *testing.T) {
 }
 
 func TestServerIDForIndex(t *testing.T) {
+	t.Parallel()
 	for i, want := range map[int]string{0: "169.254.75.10", 1: "169.254.75.11", 9: "169.254.75.19",
 		10: "169.254.75.110", 99: "169.254.75.199", 100: "invalid IP", -1: "invalid IP"} {
 		if got := ServerIDForIndex(i).String(); got != want {
@@ -399,6 +404,7 @@ func TestServerIDForIndex(t *testing.T) {
 // TestExtras: the VMI's dhcpOptions go out when requested, or to a client
 // that sends no parameter request list.
 func TestExtras(t *testing.T) {
+	t.Parallel()
 	cfg := kubeOVNConfig()
 	cfg.Extra = []Option{
 		{Code: 66, Value: []byte("tftp.example")},
@@ -443,6 +449,7 @@ func TestExtras(t *testing.T) {
 // TestReplyFits548: with big extras and a big echoed client id, the reply
 // drops the lowest-priority options and stays within 548 bytes.
 func TestReplyFits548(t *testing.T) {
+	t.Parallel()
 	cfg := kubeOVNConfig()
 	for c := uint8(240); c < 243; c++ {
 		cfg.Extra = append(cfg.Extra, Option{Code: c, Value: bytes.Repeat([]byte{c}, 100)})
@@ -467,6 +474,7 @@ func TestReplyFits548(t *testing.T) {
 }
 
 func TestNewHandlerRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		edit func(*Config)

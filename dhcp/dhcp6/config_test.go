@@ -9,20 +9,23 @@ import (
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/insomniacslk/dhcp/dhcpv6"
 )
 
 func TestNewHandlerDefaults(t *testing.T) {
+	t.Parallel()
 	h := newTestHandler(t)
 	got := h.Config()
 	want := []any{DefaultPreferredLifetime, DefaultValidLifetime, time.Hour, 2 * time.Hour, 86400 * time.Second, serverLLA}
 	if diff := cmp.Diff(want, []any{got.PreferredLifetime, got.ValidLifetime, got.T1, got.T2, got.InfoRefresh, got.ServerLinkLocal},
-		cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
 }
 
 func TestNewHandlerValidation(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		edit    func(*Config)
@@ -67,6 +70,7 @@ func TestNewHandlerValidation(t *testing.T) {
 }
 
 func TestParseDUID(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in      string
 		want    string
@@ -95,6 +99,7 @@ func TestParseDUID(t *testing.T) {
 }
 
 func TestVMFilter(t *testing.T) {
+	t.Parallel()
 	duidLL := func(mac frame.MAC) dhcpv6.Option {
 		return dhcpv6.OptClientID(&dhcpv6.DUIDLL{HWType: 1, LinkLayerAddr: mac.HardwareAddr()})
 	}

@@ -40,6 +40,7 @@ func codes(lists ...[]dhcpv6.OptionCode) []dhcpv6.OptionCode {
 var ids = []dhcpv6.OptionCode{dhcpv6.OptionClientID, dhcpv6.OptionServerID}
 
 func TestHandle(t *testing.T) {
+	t.Parallel()
 	iaPD := &dhcpv6.OptIAPD{IaId: [4]byte{0, 0, 0, 7}}
 	iaTA := &dhcpv6.OptIATA{IaId: [4]byte{0, 0, 0, 8}}
 	rapid := &dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionRapidCommit}
@@ -215,6 +216,7 @@ func relayForward(t testing.TB, hops uint8, inner dhcpv6.DHCPv6, opts ...dhcpv6.
 }
 
 func TestHandleRelay(t *testing.T) {
+	t.Parallel()
 	solicit := msg(t, dhcpv6.MessageTypeSolicit, cid(), ia(iaid))
 	adv := summary{Type: dhcpv6.MessageTypeAdvertise, TID: tid, ClientID: cidHex, ServerID: sidHex,
 		Codes: codes(ids, []dhcpv6.OptionCode{dhcpv6.OptionIANA}, cfgCodes, []dhcpv6.OptionCode{dhcpv6.OptionPreference}),
@@ -271,6 +273,7 @@ func TestHandleRelay(t *testing.T) {
 
 // TestHandleDeclineLogs checks that a Decline is logged at warning level.
 func TestHandleDeclineLogs(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	h, err := NewHandler(testConfig(), slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
@@ -285,6 +288,7 @@ func TestHandleDeclineLogs(t *testing.T) {
 
 // TestHandleAdvertiseBytes pins a whole Advertise to its wire bytes.
 func TestHandleAdvertiseBytes(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.Search = []string{"cluster.local"}
 	cfg.PreferredLifetime, cfg.ValidLifetime, cfg.T1, cfg.T2 = 3600*time.Second, 7200*time.Second, 1800*time.Second, 2880*time.Second
@@ -309,6 +313,7 @@ func TestHandleAdvertiseBytes(t *testing.T) {
 }
 
 func TestServerDUID(t *testing.T) {
+	t.Parallel()
 	a := ServerDUID("6d5c2d4e-1f4b-4f38-9d7e-0b8f5d3c2a10", "default")
 	tests := []struct {
 		name        string

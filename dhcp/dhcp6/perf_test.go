@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/dhcp/serve"
@@ -110,7 +109,7 @@ func TestPerfdhcpVsDnsmasq(t *testing.T) {
 		"--dhcp-range=fd00:10:16::5,fd00:10:16::5,112,1h", "--dhcp-leasefile="+filepath.Join(dir, "leases"),
 		"--pid-file="+filepath.Join(dir, "pid"), "--dhcp-option=option6:dns-server,[fd00:10:96::a]",
 		"--dhcp-option=option6:domain-search,default.svc.cluster.local,svc.cluster.local,cluster.local", "--quiet-dhcp6")
-	time.Sleep(time.Second) // dnsmasq binds
+	lab.WaitListening(t, l.Pod, frame.PortDHCPv6Server)
 	theirs := perfdhcp(t, l)
 
 	t.Logf("PERF dhcpv6 server=dsbridge %s", ours)

@@ -3,12 +3,13 @@ package frame_test
 import (
 	"bytes"
 	"errors"
-	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"net"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 
 	"github.com/dsbridge/dsbridge/e2e/lab"
 )

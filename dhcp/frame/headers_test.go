@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 var (
@@ -28,6 +29,7 @@ func unhex(t *testing.T, s string) []byte {
 // were computed independently (RFC 1071) and are accepted by the kernel in
 // TestKernelAcceptsFrames.
 func TestAppendUDP4Bytes(t *testing.T) {
+	t.Parallel()
 	got := AppendUDP4(nil, UDP4{
 		Eth:     Ethernet{Dst: Broadcast, Src: svcMAC},
 		Src:     netip.MustParseAddr("169.254.75.10"),
@@ -52,6 +54,7 @@ func TestAppendUDP4Bytes(t *testing.T) {
 }
 
 func TestRoundTrips(t *testing.T) {
+	t.Parallel()
 	ll := netip.MustParseAddr("fe80::858:aff:fe10:5")
 	u6 := UDP6{Eth: Ethernet{Dst: MulticastMAC(netip.MustParseAddr("ff02::1:2")), Src: vmMAC, Type: EtherTypeIPv6}, Src: ll,
 		Dst: netip.MustParseAddr("ff02::1:2"), SrcPort: 546, DstPort: 547, HopLimit: 1, Payload: []byte{1, 2, 3}}
@@ -59,7 +62,7 @@ func TestRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(u6, got6, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(u6, got6, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("UDP6 round trip (-want +got):\n%s", diff)
 	}
 	ic := ICMP6{Eth: Ethernet{Dst: vmMAC, Src: svcMAC}, Src: ll, Dst: netip.MustParseAddr("ff02::1"), HopLimit: 255,
@@ -77,12 +80,13 @@ func TestRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(a, gotA, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(a, gotA, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("ARP round trip (-want +got):\n%s", diff)
 	}
 }
 
 func TestParseRejects(t *testing.T) {
+	t.Parallel()
 	good := AppendUDP4(nil, UDP4{Eth: Ethernet{Dst: Broadcast, Src: vmMAC}, Src: netip.IPv4Unspecified(),
 		Dst: netip.MustParseAddr("255.255.255.255"), SrcPort: 68, DstPort: 67, Payload: []byte("x")})
 	corrupt := func(i int, v byte) []byte { b := append([]byte(nil), good...); b[i] = v; return b }
@@ -105,6 +109,7 @@ func TestParseRejects(t *testing.T) {
 }
 
 func TestLinkLocalFromMAC(t *testing.T) {
+	t.Parallel()
 	for mac, want := range map[string]string{
 		"0a:58:0a:10:00:01": "fe80::858:aff:fe10:1",
 		"ee:ee:ee:ee:ee:ee": "fe80::ecee:eeff:feee:eeee",
@@ -152,6 +157,7 @@ func FuzzParse(f *testing.F) {
 // one (the field holds only the pseudo-header sum) parse; any other value
 // is corruption.
 func TestChecksumPartialAccepted(t *testing.T) {
+	t.Parallel()
 	src, dst := netip.MustParseAddr("fe80::858:aff:fe10:5"), netip.MustParseAddr("ff02::1:2")
 	good := AppendUDP6(nil, UDP6{Eth: Ethernet{Dst: Broadcast, Src: vmMAC}, Src: src, Dst: dst,
 		SrcPort: 546, DstPort: 547, Payload: []byte("solicit")})

@@ -7,6 +7,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -68,7 +70,7 @@ func (d *demo) run(bin string) {
 	state := d.TempDir()
 	srv := l.Pod.Start(d, abs, "serve", "--pod-iface", spec.PodIface, "--tap", l.Tap,
 		"--resolv-conf", l.ResolvConf, "--hostname", l.Hostname, "--state-dir", state)
-	d.waitServing(l, srv)
+	d.waitServing(l, srv, abs, filepath.Join(state, "status.sock"))
 
 	start := time.Now()
 	client := l.Dhcpcd(d)
@@ -89,16 +91,27 @@ func (d *demo) run(bin string) {
 	}
 }
 
-// waitServing waits until dsbridge has built the bridge in the pod.
-func (d *demo) waitServing(l *lab.Lab, srv *exec.Cmd) {
-	lab.WaitFor(d, 20*time.Second, "dsbridge serve to build k6t-"+l.Spec.PodIface, func() bool {
+// waitServing waits until dsbridge serve's status says every service of the
+// interface runs (it opens their sockets after the plumbing).
+func (d *demo) waitServing(l *lab.Lab, srv *exec.Cmd, bin, socket string) {
+	lab.WaitFor(d, 20*time.Second, "dsbridge serve to run its services", func() bool {
 		if srv.ProcessState != nil {
 			d.Fatalf("dsbridge serve exited: %v", srv.ProcessState)
 		}
-		_, err := l.Pod.Exec("ip", "link", "show", "k6t-"+l.Spec.PodIface)
-		return err == nil
+		out, err := l.Pod.Exec(bin, "status", "--socket", socket, "--json")
+		if err != nil {
+			return false
+		}
+		var doc struct {
+			Interfaces []struct {
+				Services []struct{ Running bool }
+			}
+		}
+		if json.Unmarshal([]byte(out), &doc) != nil || len(doc.Interfaces) == 0 || len(doc.Interfaces[0].Services) == 0 {
+			return false
+		}
+		return !slices.ContainsFunc(doc.Interfaces[0].Services, func(s struct{ Running bool }) bool { return !s.Running })
 	})
-	time.Sleep(300 * time.Millisecond) // services open their sockets after the plumbing
 }
 
 // waitConfigured polls the guest until both families have an address and a

@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,9 @@ import (
 // LeakFilter matches what dsbridge must never send onto the uplink: DHCPv4
 // replies, DHCPv6 replies and router advertisements.
 const LeakFilter = "(udp src port 67) or (udp src port 547) or (icmp6 and ip6[40] == 134)"
+
+// pcapHeaderLen is the size of a pcap file's global header.
+const pcapHeaderLen = 24
 
 // Capture is a tcpdump writing to a file in the test's temporary directory.
 type Capture struct {
@@ -23,12 +28,13 @@ func StartCapture(t T, ns *NS, dev, filter string) *Capture {
 	t.Helper()
 	c := &Capture{path: filepath.Join(t.TempDir(), "capture.pcap")}
 	c.cmd = ns.Start(t, "tcpdump", "-i", dev, "-n", "-U", "--immediate-mode", "-w", c.path, filter)
-	// tcpdump creates the file when it starts capturing.
+	// tcpdump writes the file's header only once its socket is bound and
+	// its filter attached (pcap_setfilter precedes pcap_dump_open): from
+	// then on every matching packet is queued for it.
 	WaitFor(t, 5*time.Second, "tcpdump to start on "+dev, func() bool {
-		_, err := exec.Command("test", "-s", c.path).CombinedOutput()
-		return err == nil
+		fi, err := os.Stat(c.path)
+		return err == nil && fi.Size() >= pcapHeaderLen
 	})
-	time.Sleep(200 * time.Millisecond)
 	return c
 }
 
@@ -49,4 +55,14 @@ func (c *Capture) Stop(t T) []string {
 		}
 	}
 	return pkts
+}
+
+// WaitListening waits until something in ns listens on UDP port (a server
+// that bound its socket is ready for requests).
+func WaitListening(t T, ns *NS, port int) {
+	t.Helper()
+	WaitFor(t, 10*time.Second, fmt.Sprintf("a UDP socket on port %d in %s", port, ns.Name), func() bool {
+		out, err := ns.Exec("ss", "-Hlun", fmt.Sprintf("sport = :%d", port))
+		return err == nil && strings.TrimSpace(out) != ""
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/ra"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/mdlayher/ndp"
 )
 
@@ -42,7 +43,7 @@ func TestCompileFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want, msg, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(want, msg, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("advertisement (-want +got):\n%s", diff)
 	}
 	gotVars := []any{v.vmMAC, v.gwLLA, v.refreshNS, len(v.frame)}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -144,23 +145,10 @@ func clsact(link netlink.Link) *netlink.GenericQdisc {
 	}
 }
 
-// dumpAttempts bounds the retries of a netlink dump the kernel interrupted
-// (NLM_F_DUMP_INTR), as containernetworking/plugins' netlinksafe does.
-const dumpAttempts = 10
-
 // filterList is netlink.FilterList retried while the dump is interrupted.
 // Without a clsact qdisc there is nothing to list.
 func filterList(link netlink.Link, parent uint32) ([]netlink.Filter, error) {
-	var (
-		fs  []netlink.Filter
-		err error
-	)
-	for range dumpAttempts {
-		fs, err = netlink.FilterList(link, parent)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
+	fs, err := netsetup.RetryDump(func() ([]netlink.Filter, error) { return netlink.FilterList(link, parent) })
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 		return nil, nil
 	}

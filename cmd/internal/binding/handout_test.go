@@ -14,6 +14,7 @@ import (
 // (a /32 and a /128 with link-local gateways): the option 121 list with the
 // gateway's host route first, the server id, no RA prefix.
 func TestHandoutOf(t *testing.T) {
+	t.Parallel()
 	mac := frame.MAC{0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x05}
 	gwMAC := frame.MAC{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
 	calico := &netsetup.Snapshot{

@@ -42,6 +42,7 @@ func rsFrame(t testing.TB) []byte {
 }
 
 func TestDecode(t *testing.T) {
+	t.Parallel()
 	arp := frame.AppendARP(nil, frame.Ethernet{Dst: frame.Broadcast, Src: vmMAC}, frame.ARP{Op: frame.ARPRequest,
 		SenderMAC: vmMAC, SenderIP: netip.MustParseAddr("10.16.0.5"), TargetMAC: frame.MAC{},
 		TargetIP: netip.MustParseAddr("169.254.75.10")})
@@ -77,6 +78,7 @@ func (c *conn) WriteFrame([]byte) error { c.writes++; return nil }
 
 // A dry-run Conn prints what it would send and sends nothing.
 func TestDryRunConn(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	inner := &conn{}
 	p := NewPrinter(&out)
