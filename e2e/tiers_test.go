@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"github.com/dsbridge/dsbridge/e2e/lab"
 	"github.com/dsbridge/dsbridge/hooks/hookstest"
 	"github.com/dsbridge/dsbridge/netsetup"
+	"github.com/google/go-cmp/cmp"
 )
 
 // TestTiers runs each deployment tier end to end with the sidecar under
@@ -130,6 +132,7 @@ func runTier(t *testing.T, row tierRow) {
 			t.Errorf("sidecar plan lacks %s", want)
 		}
 	}
+	samePlan(t, l, row.setpriv, filepath.Join(dir, "dsbridge"), resolv)
 
 	l.Dhcpcd(t)
 	waitAddrs(t, l, []string{"10.16.0.5/16", "fd00:10:16::5/128"}, 30*time.Second)
@@ -160,6 +163,39 @@ func runTier(t *testing.T, row tierRow) {
 	}
 	if pkts := leak.Stop(t); len(pkts) > 0 {
 		t.Errorf("the uplink capture (%s) holds:\n%s", row.leak, strings.Join(pkts, "\n"))
+	}
+}
+
+// samePlan checks that `dsbridge inspect`, run with the sidecar's own
+// privileges in its pod, reports exactly the plan the running sidecar
+// serves with (its status document): one plan, whoever asks.
+func samePlan(t *testing.T, l *lab.Lab, setpriv []string, stateDir, resolv string) {
+	t.Helper()
+	run := func(args ...string) []byte {
+		t.Helper()
+		full := append(append([]string{"netns", "exec", l.Pod.Name, "setpriv"}, setpriv...), append([]string{dsbridgeBin}, args...)...)
+		out, err := exec.Command("ip", full...).Output()
+		if err != nil {
+			t.Fatalf("dsbridge %s: %v", args[0], err)
+		}
+		return out
+	}
+	var inspected struct{ Plan netsetup.Plan }
+	if err := json.Unmarshal(run("inspect", "-o", "json", "--pod-iface", l.Spec.PodIface, "--state-dir", stateDir,
+		"--resolv-conf", resolv), &inspected); err != nil {
+		t.Fatalf("inspect -o json: %v", err)
+	}
+	var served struct {
+		Interfaces []struct{ Plan netsetup.Plan }
+	}
+	if err := json.Unmarshal(run("status", "--socket", filepath.Join(stateDir, "status.sock"), "--json"), &served); err != nil {
+		t.Fatalf("status --json: %v", err)
+	}
+	if len(served.Interfaces) != 1 || len(served.Interfaces[0].Plan.Services) != 4 {
+		t.Fatalf("the sidecar serves %d interfaces, want 1 with a plan for plumbing and 3 services: %+v", len(served.Interfaces), served)
+	}
+	if diff := cmp.Diff(served.Interfaces[0].Plan, inspected.Plan); diff != "" {
+		t.Errorf("inspect's plan differs from the sidecar's (-sidecar +inspect):\n%s", diff)
 	}
 }
 
