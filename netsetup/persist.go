@@ -31,20 +31,30 @@ func Save(s *Snapshot, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("failed to create state directory for %q: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".snapshot-*")
+	if err := WriteFileAtomic(path, append(b, '\n')); err != nil {
+		return fmt.Errorf("failed to save snapshot: %w", err)
+	}
+	return nil
+}
+
+// WriteFileAtomic replaces path with b: a reader (or a crash) sees the old
+// file or the new one, never half of it (a temporary file in the same
+// directory, renamed over path).
+func WriteFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
 	if err != nil {
-		return fmt.Errorf("failed to save snapshot %q: %w", path, err)
+		return fmt.Errorf("failed to write %q: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename: ENOENT, ignored
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
-		return fmt.Errorf("failed to save snapshot %q: %w", path, err)
+		return fmt.Errorf("failed to write %q: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("failed to save snapshot %q: %w", path, err)
+		return fmt.Errorf("failed to write %q: %w", path, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("failed to save snapshot %q: %w", path, err)
+		return fmt.Errorf("failed to write %q: %w", path, err)
 	}
 	return nil
 }

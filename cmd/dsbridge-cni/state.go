@@ -58,21 +58,8 @@ func saveState(dir string, st *state) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("failed to create state directory %q: %w", dir, err)
 	}
-	path := statePath(dir, st.ContainerID, st.IfName)
-	tmp, err := os.CreateTemp(dir, ".state-*")
-	if err != nil {
-		return fmt.Errorf("failed to write state %q: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // ENOENT after a successful rename
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("failed to write state %q: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("failed to write state %q: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("failed to write state %q: %w", path, err)
+	if err := netsetup.WriteFileAtomic(statePath(dir, st.ContainerID, st.IfName), append(b, '\n')); err != nil {
+		return fmt.Errorf("failed to save state: %w", err)
 	}
 	return nil
 }
