@@ -44,6 +44,13 @@ const (
 	// maxRelayDepth is HOP_COUNT_LIMIT (RFC 8415 §7.6): deeper nesting is
 	// not a relay chain we answer.
 	maxRelayDepth = 8
+	// maxIAs bounds the IAs of each kind (IA_NA, IA_TA, IA_PD) a reply
+	// answers, and the addresses it returns per IA. A guest's client asks
+	// for one IA_NA (and perhaps one IA_PD); answering every one of 150
+	// IA_TA would turn a request into a reply several times its size, an
+	// amplifier. The rest go unanswered (RFC 8415 §21.4 lets a client do
+	// without them).
+	maxIAs = 4
 )
 
 // Config is everything the server says to the VM.

@@ -288,7 +288,7 @@ func (h *Handler) solicit(m *dhcpv6.Message) *dhcpv6.Message {
 // §18.3.5, §18.3.9).
 func (h *Handler) binding(m *dhcpv6.Message, t dhcpv6.MessageType) *dhcpv6.Message {
 	r := h.reply(m, t)
-	ianas := iaNAs(m)
+	ianas := firstN(iaNAs(m), maxIAs)
 	bound := h.bindingIndex(ianas)
 	// Only a client renewing or rebinding holds addresses; in Solicit and
 	// Request they are mere hints, which the server may ignore (§18.3.2).
@@ -300,12 +300,12 @@ func (h *Handler) binding(m *dhcpv6.Message, t dhcpv6.MessageType) *dhcpv6.Messa
 			r.AddOption(h.refusedIA(ia, held))
 		}
 	}
-	for _, ia := range iaTAs(m) {
+	for _, ia := range firstN(iaTAs(m), maxIAs) {
 		r.AddOption(&dhcpv6.OptIATA{IaId: ia.IaId, Options: dhcpv6.IdentityOptions{Options: dhcpv6.Options{
 			&dhcpv6.OptStatusCode{StatusCode: iana.StatusNoAddrsAvail, StatusMessage: "no temporary addresses"},
 		}}})
 	}
-	for _, pd := range iaPDs(m) {
+	for _, pd := range firstN(iaPDs(m), maxIAs) {
 		r.AddOption(&dhcpv6.OptIAPD{IaId: pd.IaId, Options: dhcpv6.PDOptions{Options: dhcpv6.Options{
 			&dhcpv6.OptStatusCode{StatusCode: iana.StatusNoPrefixAvail, StatusMessage: "no prefixes delegated"},
 		}}})
@@ -342,7 +342,7 @@ func (h *Handler) boundIA(ia *dhcpv6.OptIANA, held bool) *dhcpv6.OptIANA {
 	if !held {
 		return out
 	}
-	for _, a := range iaAddresses(ia) {
+	for _, a := range firstN(iaAddresses(ia), maxIAs) {
 		if !a.IPv6Addr.Equal(h.addr) {
 			out.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: a.IPv6Addr})
 		}
@@ -355,7 +355,7 @@ func (h *Handler) boundIA(ia *dhcpv6.OptIANA, held bool) *dhcpv6.OptIANA {
 func (h *Handler) refusedIA(ia *dhcpv6.OptIANA, held bool) *dhcpv6.OptIANA {
 	out := &dhcpv6.OptIANA{IaId: ia.IaId}
 	if held {
-		for _, a := range iaAddresses(ia) {
+		for _, a := range firstN(iaAddresses(ia), maxIAs) {
 			out.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: a.IPv6Addr})
 		}
 	}

@@ -340,3 +340,26 @@ func TestServerDUID(t *testing.T) {
 }
 
 const wantServerDUIDHex = "0004578dacdfb4b25e0bbb16113852de0175"
+
+// TestManyIAsNoAmplifier: a Solicit listing 150 IA_TA (1,286 bytes on the
+// wire with a Client ID) gets a reply that answers at most maxIAs of them
+// and is smaller than the request: a forged request buys no amplification.
+func TestManyIAsNoAmplifier(t *testing.T) {
+	t.Parallel()
+	opts := []dhcpv6.Option{cid(), ia(iaid)}
+	for i := range 150 {
+		opts = append(opts, &dhcpv6.OptIATA{IaId: [4]byte{0, 0, byte(i >> 8), byte(i)}})
+	}
+	req := msg(t, dhcpv6.MessageTypeSolicit, opts...)
+	reply := newTestHandler(t).Handle(reparse(t, req))
+	if reply == nil {
+		t.Fatal("no reply to the Solicit")
+	}
+	m := reply.(*dhcpv6.Message)
+	if n := len(m.Options.Get(dhcpv6.OptionIATA)); n != maxIAs {
+		t.Errorf("reply answers %d IA_TA, want %d", n, maxIAs)
+	}
+	if in, out := len(req.ToBytes()), len(reply.ToBytes()); out >= in {
+		t.Errorf("reply of %d bytes to a request of %d: an amplifier", out, in)
+	}
+}

@@ -104,3 +104,6 @@ func hasIA(m *dhcpv6.Message) bool {
 	}
 	return false
 }
+
+// firstN is s cut to at most n elements.
+func firstN[T any](s []T, n int) []T { return s[:min(len(s), n)] }

@@ -125,8 +125,8 @@ func TestKernelAcceptsFrames(t *testing.T) {
 }
 
 // TestFilterSelects sends frames from the guest side with several source
-// MACs and kinds; only the VM's frames of the listened kind arrive, and
-// nothing the server itself sends is read back.
+// MACs and kinds, and one VLAN-tagged; only the VM's untagged frames of the
+// listened kind arrive, and nothing the server itself sends is read back.
 func TestFilterSelects(t *testing.T) {
 	srv, guest, gmac := pair(t)
 	other := frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x99}
@@ -150,7 +150,13 @@ func TestFilterSelects(t *testing.T) {
 	if err := rx.WriteFrame(dhcp(gmac, 67, "outgoing")); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range [][]byte{dhcp(other, 67, "other-mac"), dhcp(gmac, 68, "wrong-port"), dhcp(gmac, 67, "vm"), arp} {
+	// An IEEE 802.1Q tag (VLAN 100) after the MACs: the services answer
+	// untagged, so a tagged request is not theirs.
+	tagged := func(f []byte) []byte {
+		return append(append(append([]byte(nil), f[:12]...), 0x81, 0x00, 0x00, 100), f[12:]...)
+	}
+	for _, f := range [][]byte{dhcp(other, 67, "other-mac"), dhcp(gmac, 68, "wrong-port"), tagged(dhcp(gmac, 67, "vlan-tagged")),
+		dhcp(gmac, 67, "vm"), arp} {
 		if err := gtx.WriteFrame(f); err != nil {
 			t.Fatal(err)
 		}
