@@ -232,3 +232,33 @@ func TestUDPTransportRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestRandomSourcesCapped: the limit bounds the whole server, whatever the
+// source of each request: 500 Solicits from 500 addresses in one instant
+// get exactly one burst of replies (with the old per-source buckets, which
+// reset at 64 sources, every one was answered).
+func TestRandomSourcesCapped(t *testing.T) {
+	hs := startPacketServer(t, nil, func(s *serve.Server) {
+		s.Now = func() time.Time { return time.Unix(1000, 0) } // no refill
+	})
+	replied, limited := 0, 0
+	for i := range 500 {
+		src := netip.AddrFrom16([16]byte{0xfe, 0x80, 14: byte(i >> 8), 15: byte(i)})
+		if err := hs.vm.WriteFrame(udpFrame(vmMAC, src, allDHCP, frame.PortDHCPv6Client, frame.PortDHCPv6Server,
+			msg(t, dhcpv6.MessageTypeSolicit, cid(), ia(iaid)).ToBytes())); err != nil {
+			t.Fatal(err)
+		}
+		switch ev := hs.event(t); {
+		case ev.Outcome == serve.Replied:
+			replied++
+			hs.replyFrame(t)
+		case ev.Reason == serve.RateLimited:
+			limited++
+		default:
+			t.Fatalf("unexpected event %+v", ev)
+		}
+	}
+	if replied != DefaultLimit.Burst || limited != 500-DefaultLimit.Burst {
+		t.Errorf("replied %d, limited %d; want one burst of %d", replied, limited, DefaultLimit.Burst)
+	}
+}

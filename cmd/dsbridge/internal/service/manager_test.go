@@ -202,3 +202,90 @@ func TestManagerRecords(t *testing.T) {
 		t.Error("DHCPv4 still running after Stop")
 	}
 }
+
+// tapHub stands in for one tap with several packet sockets: every socket
+// opened on it (per kind) is a pipe, a frame the guest sends reaches all of
+// them, and the guest hears what any of them sends.
+type tapHub struct {
+	mu    sync.Mutex
+	guest map[frame.Kind][]*frame.PipeConn
+}
+
+func (h *tapHub) listen(_ string, f frame.Filter) (frame.Conn, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	srv, guest := frame.Pipe()
+	h.guest[f.Kind] = append(h.guest[f.Kind], guest)
+	return srv, nil
+}
+
+// exchange sends b to every open socket of kind and counts the replies the
+// guest hears within wait.
+func (h *tapHub) exchange(t *testing.T, kind frame.Kind, b []byte, wait time.Duration) int {
+	t.Helper()
+	h.mu.Lock()
+	ends := append([]*frame.PipeConn(nil), h.guest[kind]...)
+	h.mu.Unlock()
+	replies := 0
+	for _, g := range ends {
+		if g.WriteFrame(b) != nil {
+			continue // a socket closed with its service
+		}
+		buf := make([]byte, 2048)
+		g.SetReadDeadline(time.Now().Add(wait))
+		for {
+			if _, err := g.ReadFrame(buf); err != nil {
+				break
+			}
+			replies++
+		}
+	}
+	return replies
+}
+
+// TestOneServerPerPort: a later OnDefineDomain naming another interface for
+// the same tap replaces the first's services (one OFFER per DISCOVER, not
+// two from two service MACs); the same interface again changes nothing;
+// and a port no longer bound stops.
+func TestOneServerPerPort(t *testing.T) {
+	hub := &tapHub{guest: map[frame.Kind][]*frame.PipeConn{}}
+	model := status.NewModel(status.Info{Version: "test"})
+	m := NewManager(context.Background(), slog.New(slog.DiscardHandler), Options{Status: model, Listen: hub.listen})
+	defer m.Stop()
+	first := testSpec()
+	first.RAMode = ra.ModeOff
+	second := first
+	second.Name, second.Identity = "renamed", "another-uid"
+	discover := discover4(t, vmMAC, dhcpv4.MessageTypeDiscover, 1)
+
+	for _, step := range []struct {
+		name        string
+		spec        binding.Spec
+		wantOffers  int
+		wantServing string
+	}{
+		{"first interface", first, 1, "default"},
+		{"the same again", first, 1, "default"},
+		{"another name for the same tap", second, 1, "renamed"},
+	} {
+		if err := m.Start(step.spec); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := hub.exchange(t, frame.KindDHCPv4, discover, 200*time.Millisecond); got != step.wantOffers {
+			t.Errorf("%s: %d OFFERs to one DISCOVER, want %d", step.name, got, step.wantOffers)
+		}
+		if s, ok := m.Serving("tap0"); !ok || s.Name != step.wantServing {
+			t.Errorf("%s: tap0 serves %q (%v), want %q", step.name, s.Name, ok, step.wantServing)
+		}
+		if n := len(model.Status().Interfaces); n != 1 {
+			t.Errorf("%s: the status lists %d interfaces, want 1", step.name, n)
+		}
+	}
+	m.Retain(nil)
+	if _, ok := m.Serving("tap0"); ok {
+		t.Error("tap0 still served after its interface left the VMI")
+	}
+	if got := hub.exchange(t, frame.KindDHCPv4, discover, 200*time.Millisecond); got != 0 {
+		t.Errorf("%d OFFERs after the interface left, want none", got)
+	}
+}
