@@ -42,9 +42,13 @@ type Advertiser struct {
 	now func() time.Time // the clock; tests replace it
 	rnd randN            // the random source; tests replace it
 
-	stats       counters
-	warned      atomic.Bool // an upstream difference was logged
-	sendFailing bool        // the last send failed: log further failures at debug level
+	stats  counters
+	warned atomic.Bool // an upstream difference was logged
+
+	// Renumbering a stale guest (renumber.go); Run's loop goroutine only.
+	staleUntil            time.Time
+	deprecated, withdrawn map[netip.Addr]time.Time
+	sendFailing           bool // the last send failed: log further failures at debug level
 }
 
 func (a *Advertiser) observe(ev serve.Event) {
@@ -73,7 +77,8 @@ func NewAdvertiser(cfg Config, conn frame.Conn, log *slog.Logger) (*Advertiser, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Advertiser{cfg: cfg, conn: conn, log: log, now: time.Now, rnd: rand.Int64N}
+	a := &Advertiser{cfg: cfg, conn: conn, log: log, now: time.Now, rnd: rand.Int64N,
+		deprecated: map[netip.Addr]time.Time{}, withdrawn: map[netip.Addr]time.Time{}}
 	if cfg.Mode == ModeOff {
 		return a, nil
 	}
@@ -172,7 +177,7 @@ func (a *Advertiser) read(ctx context.Context, events chan<- frameEvent) error {
 		if err != nil && !errors.Is(err, errNotRS) {
 			a.log.Debug("ignoring frame from the VM", "error", err)
 		}
-		if !ev.rs && (told || !ev.spoke) {
+		if !ev.rs && (told || !ev.spoke) && !a.telling(ev) {
 			continue
 		}
 		told = true
@@ -213,6 +218,7 @@ func (a *Advertiser) handle(s *schedule, ev frameEvent) {
 	if s.guestSpoke(now) {
 		a.log.Info("guest spoke, sending router advertisements")
 	}
+	a.renumber(now, ev)
 	if ev.rs {
 		a.stats.solicitations.Add(1)
 		a.log.Debug("router solicitation", "from", ev.from.IP)

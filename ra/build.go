@@ -17,6 +17,12 @@ const (
 	// DefaultRouterLifetime is AdvDefaultLifetime's default, 3 ×
 	// MaxRtrAdvInterval (RFC 4861 §6.2.1).
 	DefaultRouterLifetime = 3 * MaxRtrAdvInterval
+	// DefaultPrefixLifetime is the on-link prefix's valid and preferred
+	// lifetime: finite, so that a prefix a guest took along from another
+	// pod (a live migration to other addresses) ends even when nothing
+	// withdraws it, and twice the router lifetime, so that every RA that
+	// keeps the default route also keeps the prefix.
+	DefaultPrefixLifetime = 2 * DefaultRouterLifetime
 	// maxRouterLifetime: RFC 8319 §4 raises AdvDefaultLifetime's limit to
 	// 65535 s, the most the 16-bit field holds (ndp writes it as uint16:
 	// anything larger wraps).
@@ -38,7 +44,8 @@ const (
 //
 // ModeGateway: CurHopLimit 64, M=1, O=1, router lifetime cfg.RouterLifetime
 // (default 1800 s), reachable time and retrans timer 0 (unspecified), SLLAO
-// = gateway MAC, MTU, PIO (L=1 A=0, infinite lifetimes), RDNSS and DNSSL.
+// = gateway MAC, MTU, PIO (L=1 A=0, lifetimes cfg.PrefixLifetime, default
+// 3600 s), RDNSS and DNSSL.
 // ModeFlagsOnly: router lifetime 0, M=1, O=1 and the PIO only.
 func Build(cfg Config) (*ndp.RouterAdvertisement, error) {
 	if err := cfg.validate(); err != nil {
@@ -71,20 +78,55 @@ func Build(cfg Config) (*ndp.RouterAdvertisement, error) {
 }
 
 // prefixOption is the PIO for the pod prefix: on-link, no SLAAC (the address
-// comes from DHCPv6), infinite lifetimes like OVN's. None for a /128.
+// comes from DHCPv6), finite lifetimes every RA refreshes. None for a /128.
 func prefixOption(cfg Config) []ndp.Option {
 	p := cfg.Prefix
 	if p == (netip.Prefix{}) || p.Bits() == 128 {
 		return nil
 	}
+	lifetime := cfg.PrefixLifetime.Truncate(time.Second)
+	if lifetime == 0 {
+		lifetime = DefaultPrefixLifetime
+	}
+	return []ndp.Option{onLink(p, lifetime)}
+}
+
+// onLink is a PIO with L=1 A=0 and equal valid and preferred lifetimes.
+func onLink(p netip.Prefix, lifetime time.Duration) *ndp.PrefixInformation {
 	p = p.Masked() // ndp refuses a prefix with host bits set
-	return []ndp.Option{&ndp.PrefixInformation{
+	return &ndp.PrefixInformation{
 		PrefixLength:      uint8(p.Bits()),
 		OnLink:            true,
-		ValidLifetime:     ndp.Infinity,
-		PreferredLifetime: ndp.Infinity,
+		ValidLifetime:     lifetime,
+		PreferredLifetime: lifetime,
 		Prefix:            p.Addr(),
-	}}
+	}
+}
+
+// BuildDeprecation is cfg's advertisement with, for each prefix in stale,
+// a PIO of lifetime 0: a guest that still has one of them on-link (brought
+// along from another pod) drops it at once (RFC 4861 §6.3.4: a valid
+// lifetime of zero times the prefix out; the two-hour rule of RFC 4862
+// §5.5.3 e) guards SLAAC addresses, not on-link prefixes). A guest without
+// them ignores the PIO.
+func BuildDeprecation(cfg Config, stale []netip.Prefix) (*ndp.RouterAdvertisement, error) {
+	ra, err := Build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range stale {
+		ra.Options = append(ra.Options, onLink(p, 0))
+	}
+	return checkLen(ra)
+}
+
+// BuildWithdrawal is the advertisement that takes a router out of a
+// guest's Default Router List at once: router lifetime 0 (RFC 4861 §6.3.4),
+// the same M and O flags as dsbridge's (so the guest's DHCPv6 goes on), no
+// options (no SLLAO: it would rewrite the guest's neighbour entry of that
+// router). It is sent from that router's link-local address.
+func BuildWithdrawal() *ndp.RouterAdvertisement {
+	return &ndp.RouterAdvertisement{CurrentHopLimit: advCurHopLimit, ManagedConfiguration: true, OtherConfiguration: true}
 }
 
 // dnsOptions are RDNSS for the IPv6 nameservers and DNSSL for the search

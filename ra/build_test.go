@@ -62,7 +62,7 @@ const (
 		05 01 0000 00000578 # MTU 1400`
 	pio112 = `
 		03 04 70 80         # PIO /112, L=1 A=0
-		ffffffff ffffffff   # valid, preferred: infinity
+		00000e10 00000e10   # valid, preferred: 3600 s
 		00000000            # reserved
 		fd000010001600000000000000000000`
 	rdnss = `
@@ -99,7 +99,7 @@ func TestBuild(t *testing.T) {
 			},
 			want: raHeaderMOLifetime1800 + kubeOVNSLLA + `
 				05 01 0000 000005dc # MTU 1500
-				03 04 40 80 ffffffff ffffffff 00000000 # PIO /64 L=1 A=0
+				03 04 40 80 00000e10 00000e10 00000000 # PIO /64 L=1 A=0, 3600 s
 				fd000010001600000000000000000000` + rdnss,
 		},
 		{

@@ -70,6 +70,9 @@ type Config struct {
 	// RouterLifetime in ModeGateway; 0 means DefaultRouterLifetime. Whole
 	// seconds are sent. ModeFlagsOnly always sends 0.
 	RouterLifetime time.Duration
+	// PrefixLifetime is the valid and preferred lifetime of the on-link
+	// prefix; 0 means DefaultPrefixLifetime. Every RA refreshes it.
+	PrefixLifetime time.Duration
 	// VMMAC is the VM's MAC: only frames it sent are served.
 	VMMAC frame.MAC
 }

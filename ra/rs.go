@@ -7,9 +7,10 @@ import (
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
-// NDP numbers (RFC 4861 §4.1, §4.6).
+// NDP numbers (RFC 4861 §4.1, §4.3, §4.6).
 const (
-	rsHeaderLen  = 8 // type, code, checksum, reserved
+	rsHeaderLen  = 8  // type, code, checksum, reserved
+	nsLen        = 24 // type, code, checksum, reserved, target address
 	optSourceLLA = 1
 )
 
@@ -28,6 +29,13 @@ type frameEvent struct {
 	spoke bool   // an IPv6 frame from the VM: the guest is alive
 	rs    bool   // a valid RS: reply to from
 	from  target // the zero target for an RS from ::
+	// src is the IPv6 source of the VM's ICMPv6 message: an address the
+	// guest uses. For a Neighbor Solicitation (RFC 4861 §4.3), nsTarget is
+	// the neighbour the guest looks for and nsMAC the frame's destination
+	// (that neighbour's MAC when it is a unicast NUD probe).
+	src      netip.Addr
+	nsTarget netip.Addr
+	nsMAC    frame.MAC
 }
 
 // classify reads one frame received from the VM. Any IPv6 frame the VM sent
@@ -45,6 +53,10 @@ func classify(b []byte, vmMAC frame.MAC) (frameEvent, error) {
 	p, err := frame.ParseICMP6(b)
 	if err != nil {
 		return ev, err
+	}
+	ev.src = p.Src
+	if len(p.Payload) >= nsLen && p.Payload[0] == frame.ICMPv6NeighborSolicitation && p.HopLimit == frame.NDPHopLimit {
+		ev.nsTarget, ev.nsMAC = netip.AddrFrom16([16]byte(p.Payload[8:24])), eth.Dst
 	}
 	if len(p.Payload) == 0 || p.Payload[0] != frame.ICMPv6RouterSolicitation {
 		return ev, errNotRS

@@ -89,7 +89,8 @@ func TestClassify(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("error = %v, want %v", err, tt.wantErr)
 			}
-			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(frameEvent{}, target{}), cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(frameEvent{}, target{}), cmpopts.EquateComparable(netip.Addr{}),
+				cmpopts.IgnoreFields(frameEvent{}, "src", "nsTarget", "nsMAC")); diff != "" {
 				t.Errorf("event (-want +got):\n%s", diff)
 			}
 		})
@@ -120,4 +121,26 @@ func FuzzClassify(f *testing.F) {
 			t.Fatal("accepted a frame from another MAC")
 		}
 	})
+}
+
+// TestClassifyNS: a neighbour solicitation from the VM gives its source,
+// target and frame destination (the renumbering evidence); the classified
+// source of any ICMPv6 message is the address the guest used.
+func TestClassifyNS(t *testing.T) {
+	t.Parallel()
+	target := netip.MustParseAddr("fe80::858:aff:fe11:1")
+	b, err := ndp.MarshalMessage(&ndp.NeighborSolicitation{TargetAddress: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := frame.MustParseMAC("0a:58:0a:11:00:01")
+	f := frame.AppendICMP6(nil, frame.ICMP6{Eth: frame.Ethernet{Dst: mac, Src: vmMAC}, Src: guestLLA, Dst: target,
+		HopLimit: 255, Payload: b})
+	ev, err := classify(f, vmMAC)
+	if !errors.Is(err, errNotRS) {
+		t.Fatalf("classify(NS) error = %v, want errNotRS", err)
+	}
+	if !ev.spoke || ev.rs || ev.src != guestLLA || ev.nsTarget != target || ev.nsMAC != mac {
+		t.Errorf("classify(NS) = %+v, want spoke, source %v, target %v at %v", ev, guestLLA, target, mac)
+	}
 }

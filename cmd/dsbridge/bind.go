@@ -28,6 +28,7 @@ type binder struct {
 	stateDir string
 	snap     netsetup.SnapshotOptions
 	raMode   ra.Mode
+	timers   binding.Timers
 	log      *slog.Logger
 	// snaps are the pod interfaces as recorded at start, by name; read-only
 	// once the hook socket is open.
@@ -43,7 +44,7 @@ func (b *binder) Bind(ctx context.Context, vmi hooks.VMIIdentity, ifaces []hooks
 		req := binding.Request{
 			Name: in.Name, Index: in.Index, PodIface: in.PodIface, Tap: in.Tap, VMMAC: in.MAC,
 			Identity: vmi.UID, Network: in.Network, Extra: dhcpExtras(in.DHCPOptions, b.log),
-			RAMode: b.raMode, StateDir: b.stateDir, Snapshot: b.snap, Known: b.snaps[in.PodIface], Privileges: b.priv,
+			RAMode: b.raMode, Timers: b.timers, StateDir: b.stateDir, Snapshot: b.snap, Known: b.snaps[in.PodIface], Privileges: b.priv,
 			Log: b.log.With("interface", in.Name),
 		}
 		port := netsetup.LayoutFor(req.PodIface, req.Tap).Tap

@@ -36,6 +36,7 @@ type dhcpConfig struct {
 	trace        bool
 	dryRun       bool
 	statusSocket string
+	timers       binding.Timers
 	logLevel     slog.Level
 }
 
@@ -46,6 +47,7 @@ type dhcpFlags struct {
 	identity, statusSocket                                    string
 	mtu, index                                                int
 	trace, dryRun                                             bool
+	timers                                                    binding.Timers
 	logLevel                                                  slog.Level
 }
 
@@ -74,6 +76,7 @@ func parseDHCPFlags(args []string, stderr io.Writer) (dhcpConfig, error) {
 	fs.BoolVar(&f.trace, "trace", false, "print one decoded line per request received, reply sent and packet dropped (with why) on stdout")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "decode and print the replies that would be sent, and send nothing (implies --trace)")
 	fs.StringVar(&f.statusSocket, "status-socket", "", "serve /status and /metrics on this unix socket (default: none)")
+	registerTimers(fs, &f.timers)
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return dhcpConfig{}, errUsage
@@ -92,7 +95,7 @@ func parseDHCPFlags(args []string, stderr io.Writer) (dhcpConfig, error) {
 
 // validate turns the flags into a config, reporting every problem.
 func (f dhcpFlags) validate() (dhcpConfig, error) {
-	c := dhcpConfig{iface: f.iface, identity: f.identity, index: f.index, trace: f.trace || f.dryRun,
+	c := dhcpConfig{iface: f.iface, identity: f.identity, index: f.index, timers: f.timers, trace: f.trace || f.dryRun,
 		dryRun: f.dryRun, statusSocket: f.statusSocket, logLevel: f.logLevel}
 	var errs []error
 	bad := func(err error) { errs = append(errs, err) }
@@ -250,7 +253,7 @@ func (c dhcpConfig) debugSpec(priv netsetup.Privileges) binding.Spec {
 	return binding.Spec{
 		Name: c.iface, Index: c.index, Snapshot: snap, VMMAC: vmMAC,
 		Layout:   netsetup.Layout{PodIface: c.iface, Tap: c.iface, TapStandIn: true},
-		Identity: identity, Network: c.iface, RAMode: c.raMode, Plan: plan,
+		Identity: identity, Network: c.iface, RAMode: c.raMode, Timers: c.timers, Plan: plan,
 	}
 }
 

@@ -23,6 +23,7 @@ type serveConfig struct {
 	stateDir, identity   string
 	raMode               string
 	teardownOnExit       bool
+	timers               binding.Timers
 	logLevel             slog.Level
 }
 
@@ -39,6 +40,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.identity, "identity", "", "seed of the server identities (DHCPv6 DUID, service MAC); default: from the pod's MAC")
 	fs.StringVar(&c.raMode, "ra-mode", "gateway", "router advertisements: gateway, flags-only or off")
 	fs.BoolVar(&c.teardownOnExit, "teardown-on-exit", false, "restore the pod interface to its snapshot on exit")
+	registerTimers(fs, &c.timers)
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return c, errUsage
@@ -79,7 +81,7 @@ func runServe(args []string, stderr io.Writer) error {
 	defer stop() // before wait: the status server stops with ctx
 	spec, err := binding.Prepare(ctx, binding.Request{
 		Name: c.podIface, PodIface: c.podIface, Tap: c.tap, VMMAC: mac, Identity: c.identity,
-		RAMode: mode, StateDir: c.stateDir, Privileges: priv, Log: log,
+		RAMode: mode, Timers: c.timers, StateDir: c.stateDir, Privileges: priv, Log: log,
 		Snapshot: netsetup.SnapshotOptions{ResolvConf: c.resolvConf, Hostname: c.hostname},
 	})
 	if err != nil {

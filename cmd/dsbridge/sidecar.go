@@ -14,6 +14,7 @@ import (
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
+	"github.com/dsbridge/dsbridge/cmd/internal/binding"
 	"github.com/dsbridge/dsbridge/hooks"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
@@ -32,6 +33,7 @@ type sidecarConfig struct {
 	stateDir   string
 	resolvConf string
 	raMode     string
+	timers     binding.Timers
 	logLevel   slog.Level
 }
 
@@ -49,6 +51,7 @@ func parseSidecarFlags(args []string, stderr io.Writer) (sidecarConfig, error) {
 	fs.StringVar(&cfg.stateDir, "state-dir", "", "directory for saved network snapshots (default: <hooks-dir>/<plugin-name>, a sub-directory as KubeVirt requires)")
 	fs.StringVar(&cfg.resolvConf, "resolv-conf", netsetup.DefaultResolvConf, "resolv.conf with the DNS servers and search domains to hand out")
 	fs.StringVar(&cfg.raMode, "ra-mode", "gateway", "router advertisements: gateway, flags-only or off")
+	registerTimers(fs, &cfg.timers)
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return sidecarConfig{}, errUsage
@@ -89,7 +92,7 @@ func runSidecar(args []string, stderr io.Writer) error {
 	defer stop() // runs before wait: the status server ends with ctx
 	mgr := service.NewManager(ctx, log, service.Options{Status: model})
 	defer mgr.Stop()
-	b := &binder{mgr: mgr, priv: priv, stateDir: cfg.stateDir, raMode: mode, log: log,
+	b := &binder{mgr: mgr, priv: priv, stateDir: cfg.stateDir, raMode: mode, timers: cfg.timers, log: log,
 		snap: netsetup.SnapshotOptions{ResolvConf: cfg.resolvConf}}
 	// Before the socket opens: virt-launcher collects Info before KubeVirt
 	// moves the pod interfaces, so this sees them as the CNI left them.

@@ -132,6 +132,7 @@ func (p *printer) iface(in status.Interface) {
 	p.f("\ninterface %s: VM MAC %s, pod interface %s, tap %s, bridge %s\n",
 		in.Name, in.VMMAC, orNone(in.PodIface), orNone(in.Tap), orNone(in.Bridge))
 	p.offer(in.Offer)
+	p.observed(in.Observed)
 	tw := tabwriter.NewWriter(p.w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  service\tplan\trunning\tlease\n")
 	for _, sp := range in.Plan.Services {
@@ -180,6 +181,23 @@ func (p *printer) offer(o status.Offer) {
 	add("hostname", o.Hostname)
 	add("server id", o.ServerID)
 	p.f("  offers: %s\n", orNone(strings.Join(parts, ", ")))
+}
+
+// observed prints the addresses the guest was seen using, the served ones
+// and those it brought from another pod.
+func (p *printer) observed(obs []status.Observed) {
+	if len(obs) == 0 {
+		return
+	}
+	var parts []string
+	for _, o := range obs {
+		what := "served"
+		if !o.Served {
+			what = "not served here"
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s, last %s ago)", o.Address, what, ago(o.LastSeen, p.now)))
+	}
+	p.f("  guest uses: %s\n", strings.Join(parts, ", "))
 }
 
 func (p *printer) lease(l *status.Lease) string {

@@ -10,25 +10,26 @@ import (
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
-// DefaultLeaseTime is the lease handed out when Config.LeaseTime is zero: 999
-// days, as KubeVirt's bridge binding. The address is the pod's for the pod's
-// whole life, and T1 (half of it) lies beyond any VM's uptime, so a guest
-// never has to reach the server identifier with a unicast renewal, wherever
-// it has migrated to.
-const DefaultLeaseTime = 999 * 24 * time.Hour
+// Default lease timing. The lease is long, as KubeVirt's bridge binding's:
+// the address is the pod's for the pod's whole life, and a guest keeps it
+// even if nobody answers its renewals any more (a dead sidecar is never
+// restarted). The renewal time (T1) is short instead: a live guest asks
+// again every minute, so after a live migration to a pod with other
+// addresses, a client that ignores the link flap (ISC dhclient, busybox
+// udhcpc) is told within a minute (a NAK for its old address, RFC 2131
+// section 4.3.2) and takes the new one. The rebinding time (T2) follows,
+// for a renewal that found no server. Renewals never leave the pod.
+const (
+	DefaultLeaseTime  = 999 * 24 * time.Hour
+	DefaultRenewTime  = time.Minute
+	DefaultRebindTime = 2 * time.Minute
+)
 
 // Lease time bounds. RFC 2132 section 9.2 encodes the lease as 32-bit seconds
 // and reserves 0xffffffff for "infinity", which dsbridge never hands out.
 const (
 	minLeaseTime = time.Minute
 	maxLeaseTime = (1<<32 - 2) * time.Second
-)
-
-// Renewal (T1) and rebinding (T2) times as fractions of the lease, the RFC
-// 2131 section 4.4.5 defaults: 0.5 and 0.875.
-const (
-	t1Numerator, t1Denominator = 1, 2
-	t2Numerator, t2Denominator = 7, 8
 )
 
 // Message size. RFC 2131 section 2: every DHCP participant accepts 576-byte
@@ -66,6 +67,8 @@ type Config struct {
 	DomainName string        // option 15
 	MTU        int           // option 26; zero: not sent
 	LeaseTime  time.Duration // option 51; zero: DefaultLeaseTime
+	RenewTime  time.Duration // option 58 (T1); zero: DefaultRenewTime
+	RebindTime time.Duration // option 59 (T2); zero: DefaultRebindTime
 	Extra      []Option      // 42, 66, 67 and 224-254 from the VMI's dhcpOptions
 }
 
@@ -98,6 +101,19 @@ const (
 // range 224-254 (RFC 2132 section 2; RFC 3942).
 func ExtraAllowed(code uint8) bool {
 	return code == OptionNTPServers || code == OptionTFTPServerName || code == OptionBootFileName || (code >= 224 && code <= 254)
+}
+
+// withDefaults fills the zero timers.
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.LeaseTime, DefaultLeaseTime)
+	def(&c.RenewTime, DefaultRenewTime)
+	def(&c.RebindTime, DefaultRebindTime)
+	return c
 }
 
 // validate checks cfg once and returns every problem found.
@@ -135,8 +151,12 @@ func (c *Config) validate() error {
 	if c.MTU != 0 && (c.MTU < 68 || c.MTU > 65535) {
 		bad("MTU %d is outside 68-65535 (RFC 2132 section 5.1)", c.MTU)
 	}
-	if c.LeaseTime != 0 && (c.LeaseTime < minLeaseTime || c.LeaseTime > maxLeaseTime) {
+	if c.LeaseTime < minLeaseTime || c.LeaseTime > maxLeaseTime {
 		bad("lease time %v is outside %v-%v", c.LeaseTime, minLeaseTime, maxLeaseTime)
+	}
+	if c.RenewTime < time.Second || c.RenewTime >= c.RebindTime || c.RebindTime >= c.LeaseTime {
+		bad("renewal time %v, rebinding time %v and lease %v are not in increasing order (RFC 2131 section 4.4.5)",
+			c.RenewTime, c.RebindTime, c.LeaseTime)
 	}
 	for _, s := range []struct{ name, v string }{{"hostname", c.Hostname}, {"domain name", c.DomainName}} {
 		if len(s.v) > 255 || strings.ContainsRune(s.v, 0) {

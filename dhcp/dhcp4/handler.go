@@ -39,6 +39,11 @@ type Dest struct {
 	// needs no answer (RELEASE, DECLINE). Detail says more.
 	Drop   serve.Reason
 	Detail string
+	// Stale is the address the request shows the guest still uses and the
+	// server does not lease (a REQUEST in INIT-REBOOT, RENEWING or
+	// REBINDING, or an INFORM, for another address): it came from a pod
+	// with other addresses. Invalid when there is none.
+	Stale netip.Addr
 }
 
 // option is one precomputed reply option.
@@ -72,11 +77,9 @@ func NewHandler(cfg Config, log *slog.Logger) (*Handler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("invalid DHCPv4 config: %w", err)
-	}
-	if cfg.LeaseTime == 0 {
-		cfg.LeaseTime = DefaultLeaseTime
 	}
 	sid := cfg.ServerID.As4()
 	addr := cfg.Address.Addr().As4()
@@ -112,11 +115,10 @@ func NewHandler(cfg Config, log *slog.Logger) (*Handler, error) {
 // addressing and routing the guest cannot work without, then names, then the
 // VMI extras.
 func buildOptions(cfg *Config, log *slog.Logger) ([]option, error) {
-	lease := cfg.LeaseTime
 	opts := []option{
-		{code: optLeaseTime, value: seconds(lease), lease: true, core: true},
-		{code: optRenewalTime, value: seconds(lease * t1Numerator / t1Denominator), lease: true, core: true},
-		{code: optRebindingTime, value: seconds(lease * t2Numerator / t2Denominator), lease: true, core: true},
+		{code: optLeaseTime, value: seconds(cfg.LeaseTime), lease: true, core: true},
+		{code: optRenewalTime, value: seconds(cfg.RenewTime), lease: true, core: true},
+		{code: optRebindingTime, value: seconds(cfg.RebindTime), lease: true, core: true},
 		{code: optSubnetMask, value: netmask(cfg.Address.Bits()), core: true},
 	}
 	gw := defaultGateway(cfg)
@@ -196,7 +198,11 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Dest) {
 		h.log.Debug("DHCPv4 RELEASE", "client", req.ClientIPAddr)
 		return nil, Dest{}
 	case dhcpv4.MessageTypeInform:
-		return h.reply(req, dhcpv4.MessageTypeAck)
+		r, d := h.reply(req, dhcpv4.MessageTypeAck)
+		if ci := addr4(req.ClientIPAddr); !ci.IsUnspecified() && ci != h.addr {
+			d.Stale = ci
+		}
+		return r, d
 	default:
 		return nil, Dest{Drop: serve.NotRequest, Detail: "message type " + mt.String() + " is not a client's request"}
 	}
@@ -261,7 +267,14 @@ func (h *Handler) request(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Dest) {
 	// REBINDING in ciaddr; both must be the pod's when present.
 	if (hasReq && requested != h.addr) || (!ciaddr.IsUnspecified() && ciaddr != h.addr) {
 		h.log.Debug("DHCPv4 NAK", "requested", requested, "ciaddr", ciaddr, "binding", h.addr)
-		return h.nak(req)
+		r, d := h.nak(req)
+		switch {
+		case !ciaddr.IsUnspecified() && ciaddr != h.addr: // RENEWING, REBINDING
+			d.Stale = ciaddr
+		case !hasSID: // INIT-REBOOT: the lease the client remembers
+			d.Stale = requested
+		}
+		return r, d
 	}
 	return h.reply(req, dhcpv4.MessageTypeAck)
 }

@@ -118,6 +118,12 @@ var (
 	nakOptions = []uint8{53, 54, 56}
 )
 
+// stale is d naming otherAddr as the address the guest still uses.
+func stale(d Dest) Dest {
+	d.Stale = otherAddr
+	return d
+}
+
 // TestHandle has one row per client state of RFC 2131 section 4.3 for a
 // server with a single binding (DISCOVER; REQUEST in SELECTING, INIT-REBOOT,
 // RENEWING and REBINDING; DECLINE, RELEASE, INFORM), plus the drops and the
@@ -161,9 +167,9 @@ func TestHandle(t *testing.T) {
 		req:  newRequest(t, dhcpv4.MessageTypeRequest, withAddrOpt(optRequestedIP, podAddr)),
 		want: summary{Type: dhcpv4.MessageTypeAck, Yiaddr: podAddr, Ciaddr: zero, Giaddr: zero, Options: allOptions, Dest: toPod},
 	}, {
-		name: "INIT-REBOOT for another address (after a migration) -> NAK broadcast",
+		name: "INIT-REBOOT for another address (after a migration) -> NAK broadcast, the address stale",
 		req:  newRequest(t, dhcpv4.MessageTypeRequest, withAddrOpt(optRequestedIP, otherAddr)),
-		want: summary{Type: dhcpv4.MessageTypeNak, Yiaddr: zero, Ciaddr: zero, Giaddr: zero, Options: nakOptions, Dest: bcast},
+		want: summary{Type: dhcpv4.MessageTypeNak, Yiaddr: zero, Ciaddr: zero, Giaddr: zero, Options: nakOptions, Dest: stale(bcast)},
 	}, {
 		name: "RENEWING the pod address -> ACK unicast to ciaddr",
 		req:  newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(podAddr.AsSlice())),
@@ -173,14 +179,14 @@ func TestHandle(t *testing.T) {
 		req:  newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(podAddr.AsSlice()), dhcpv4.WithBroadcast(true)),
 		want: summary{Type: dhcpv4.MessageTypeAck, Yiaddr: podAddr, Ciaddr: podAddr, Giaddr: zero, Flags: flagBroadcast, Options: allOptions, Dest: toPod},
 	}, {
-		name: "RENEWING another address -> NAK broadcast",
+		name: "RENEWING another address -> NAK broadcast, the address stale",
 		req:  newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(otherAddr.AsSlice())),
-		want: summary{Type: dhcpv4.MessageTypeNak, Yiaddr: zero, Ciaddr: zero, Giaddr: zero, Options: nakOptions, Dest: bcast},
+		want: summary{Type: dhcpv4.MessageTypeNak, Yiaddr: zero, Ciaddr: zero, Giaddr: zero, Options: nakOptions, Dest: stale(bcast)},
 	}, {
 		name: "INIT-REBOOT relayed for another address -> NAK to the relay with BROADCAST",
 		req: newRequest(t, dhcpv4.MessageTypeRequest, withAddrOpt(optRequestedIP, otherAddr),
 			dhcpv4.WithGatewayIP(relayAddr.AsSlice())),
-		want: summary{Type: dhcpv4.MessageTypeNak, Yiaddr: zero, Ciaddr: zero, Giaddr: relayAddr, Flags: flagBroadcast, Options: nakOptions, Dest: toRelay},
+		want: summary{Type: dhcpv4.MessageTypeNak, Yiaddr: zero, Ciaddr: zero, Giaddr: relayAddr, Flags: flagBroadcast, Options: nakOptions, Dest: stale(toRelay)},
 	}, {
 		name: "REQUEST naming no address -> dropped",
 		req:  newRequest(t, dhcpv4.MessageTypeRequest),
@@ -248,11 +254,11 @@ func TestHandleOfferBytes(t *testing.T) {
 		optLeaseTime:       {0x05, 0x25, 0x0a, 0x80}, // 999 days = 86313600 s
 		optMessageType:     {2},
 		optServerID:        {169, 254, 75, 10},
-		optRenewalTime:     {0x02, 0x92, 0x85, 0x40}, // 43156800 s
-		optRebindingTime:   {0x04, 0x80, 0x69, 0x30}, // 75524400 s
+		optRenewalTime:     {0, 0, 0, 60},  // 1 minute
+		optRebindingTime:   {0, 0, 0, 120}, // 2 minutes
 		optClientID:        {1, 2, 3},
 		optDomainSearch:    []byte("\x07default\x03svc\x07cluster\x05local\x00\x03svc\x07cluster\x05local\x00\x07cluster\x05local\x00"),
-		optClasslessRoutes: {0, 10, 16, 0, 1},
+		optClasslessRoutes: {32, 169, 254, 75, 10, 0, 0, 0, 0, 0, 10, 16, 0, 1},
 	}
 	got := map[uint8][]byte(r.Options)
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -282,18 +288,18 @@ func TestClasslessRoutes(t *testing.T) {
 		want    []byte
 		parsed  []string
 	}{{
-		name: "Kube-OVN /16: default route only", address: "10.16.0.5/16", gateway: "10.16.0.1",
-		want:   []byte{0, 10, 16, 0, 1},
-		parsed: []string{"0.0.0.0/0 via 10.16.0.1"},
+		name: "Kube-OVN /16: the server identifier on-link, the default route", address: "10.16.0.5/16", gateway: "10.16.0.1",
+		want:   []byte{32, 169, 254, 75, 10, 0, 0, 0, 0, 0, 10, 16, 0, 1},
+		parsed: []string{"169.254.75.10/32 via 0.0.0.0", "0.0.0.0/0 via 10.16.0.1"},
 	}, {
-		name: "Calico /32: gateway host route on-link first, default last", address: "10.244.1.5/32", gateway: "169.254.1.1",
-		want:   []byte{32, 169, 254, 1, 1, 0, 0, 0, 0, 0, 169, 254, 1, 1},
-		parsed: []string{"169.254.1.1/32 via 0.0.0.0", "0.0.0.0/0 via 169.254.1.1"},
+		name: "Calico /32: server identifier and gateway host routes on-link first, default last", address: "10.244.1.5/32", gateway: "169.254.1.1",
+		want:   []byte{32, 169, 254, 75, 10, 0, 0, 0, 0, 32, 169, 254, 1, 1, 0, 0, 0, 0, 0, 169, 254, 1, 1},
+		parsed: []string{"169.254.75.10/32 via 0.0.0.0", "169.254.1.1/32 via 0.0.0.0", "0.0.0.0/0 via 169.254.1.1"},
 	}, {
 		name: "Calico /32 with the gateway route also in Routes: not repeated", address: "10.244.1.5/32", gateway: "169.254.1.1",
 		routes: []Route{{Dst: netip.MustParsePrefix("169.254.1.1/32")}},
-		want:   []byte{32, 169, 254, 1, 1, 0, 0, 0, 0, 0, 169, 254, 1, 1},
-		parsed: []string{"169.254.1.1/32 via 0.0.0.0", "0.0.0.0/0 via 169.254.1.1"},
+		want:   []byte{32, 169, 254, 75, 10, 0, 0, 0, 0, 32, 169, 254, 1, 1, 0, 0, 0, 0, 0, 169, 254, 1, 1},
+		parsed: []string{"169.254.75.10/32 via 0.0.0.0", "169.254.1.1/32 via 0.0.0.0", "0.0.0.0/0 via 169.254.1.1"},
 	}, {
 		name: "pod routes before the default, connected route and defaults folded", address: "10.16.0.5/16", gateway: "10.16.0.1",
 		routes: []Route{
@@ -302,26 +308,26 @@ func TestClasslessRoutes(t *testing.T) {
 			{Dst: netip.MustParsePrefix("10.16.0.0/16")},
 			{Dst: netip.MustParsePrefix("169.254.75.10/32")},
 		},
-		want: []byte{12, 10, 96, 10, 16, 0, 254, 32, 169, 254, 75, 10, 0, 0, 0, 0, 0, 10, 16, 0, 1},
-		parsed: []string{"10.96.0.0/12 via 10.16.0.254", "169.254.75.10/32 via 0.0.0.0",
+		want: []byte{32, 169, 254, 75, 10, 0, 0, 0, 0, 12, 10, 96, 10, 16, 0, 254, 0, 10, 16, 0, 1},
+		parsed: []string{"169.254.75.10/32 via 0.0.0.0", "10.96.0.0/12 via 10.16.0.254",
 			"0.0.0.0/0 via 10.16.0.1"},
 	}, {
 		name: "no Gateway: taken from the default route in Routes", address: "10.16.0.5/16",
 		routes: []Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("10.16.0.1")}},
-		want:   []byte{0, 10, 16, 0, 1},
-		parsed: []string{"0.0.0.0/0 via 10.16.0.1"},
+		want:   []byte{32, 169, 254, 75, 10, 0, 0, 0, 0, 0, 10, 16, 0, 1},
+		parsed: []string{"169.254.75.10/32 via 0.0.0.0", "0.0.0.0/0 via 10.16.0.1"},
 	}, {
 		name: "gateway outside a /24", address: "10.0.0.5/24", gateway: "10.0.1.1",
-		want:   []byte{32, 10, 0, 1, 1, 0, 0, 0, 0, 0, 10, 0, 1, 1},
-		parsed: []string{"10.0.1.1/32 via 0.0.0.0", "0.0.0.0/0 via 10.0.1.1"},
+		want:   []byte{32, 169, 254, 75, 10, 0, 0, 0, 0, 32, 10, 0, 1, 1, 0, 0, 0, 0, 0, 10, 0, 1, 1},
+		parsed: []string{"169.254.75.10/32 via 0.0.0.0", "10.0.1.1/32 via 0.0.0.0", "0.0.0.0/0 via 10.0.1.1"},
 	}, {
 		name: "odd prefix lengths keep only significant octets", address: "10.16.0.5/16", gateway: "10.16.0.1",
 		routes: []Route{
 			{Dst: netip.MustParsePrefix("172.16.0.0/9"), Via: netip.MustParseAddr("10.16.0.2")},
 			{Dst: netip.MustParsePrefix("192.168.1.128/25"), Via: netip.MustParseAddr("10.16.0.3")},
 		},
-		want: []byte{9, 172, 0, 10, 16, 0, 2, 25, 192, 168, 1, 128, 10, 16, 0, 3, 0, 10, 16, 0, 1},
-		parsed: []string{"172.0.0.0/9 via 10.16.0.2", "192.168.1.128/25 via 10.16.0.3",
+		want: []byte{32, 169, 254, 75, 10, 0, 0, 0, 0, 9, 172, 0, 10, 16, 0, 2, 25, 192, 168, 1, 128, 10, 16, 0, 3, 0, 10, 16, 0, 1},
+		parsed: []string{"169.254.75.10/32 via 0.0.0.0", "172.0.0.0/9 via 10.16.0.2", "192.168.1.128/25 via 10.16.0.3",
 			"0.0.0.0/0 via 10.16.0.1"},
 	}}
 	for _, tt := range tests {
@@ -528,5 +534,19 @@ func BenchmarkDORA(b *testing.B) {
 			}
 			_ = r.ToBytes()
 		}
+	}
+}
+
+// TestStaleInform: an INFORM from an address the server does not lease is
+// answered (RFC 2131 section 4.3.5) and names that address as stale; one
+// from the pod's address does not.
+func TestStaleInform(t *testing.T) {
+	t.Parallel()
+	h := newTestHandler(t, kubeOVNConfig())
+	if _, d := h.Handle(newRequest(t, dhcpv4.MessageTypeInform, dhcpv4.WithClientIP(otherAddr.AsSlice()))); d.Stale != otherAddr {
+		t.Errorf("INFORM from %v: stale %v, want %v", otherAddr, d.Stale, otherAddr)
+	}
+	if _, d := h.Handle(newRequest(t, dhcpv4.MessageTypeInform, dhcpv4.WithClientIP(podAddr.AsSlice()))); d.Stale.IsValid() {
+		t.Errorf("INFORM from the pod's address: stale %v, want none", d.Stale)
 	}
 }

@@ -168,7 +168,7 @@ var dhclientWant = map[string]string{
 	"new_domain_search":                   "default.svc.cluster.local. svc.cluster.local. cluster.local.",
 	"new_domain_name":                     "cluster.local",
 	"new_host_name":                       "vm1",
-	"new_rfc3442_classless_static_routes": "0 10 16 0 1",
+	"new_rfc3442_classless_static_routes": "32 169 254 75 10 0 0 0 0 0 10 16 0 1",
 	"new_dhcp_server_identifier":          "169.254.75.10",
 }
 
@@ -216,11 +216,11 @@ var dhcpcdWant = map[string]string{
 	"new_domain_name_servers":     "10.96.0.10 10.96.0.11",
 	"new_domain_search":           "default.svc.cluster.local svc.cluster.local cluster.local",
 	"new_host_name":               "vm1",
-	"new_classless_static_routes": "0.0.0.0/0 10.16.0.1",
+	"new_classless_static_routes": "169.254.75.10/32 0.0.0.0 0.0.0.0/0 10.16.0.1",
 	"new_dhcp_server_identifier":  "169.254.75.10",
 	"new_dhcp_lease_time":         "86313600",
-	"new_dhcp_renewal_time":       "43156800",
-	"new_dhcp_rebinding_time":     "75524400",
+	"new_dhcp_renewal_time":       "60",
+	"new_dhcp_rebinding_time":     "120",
 }
 
 // dhcpcd runs dhcpcd -4 once (-1: exit after the lease) in the guest, in a
@@ -248,7 +248,7 @@ var udhcpcWant = map[string]string{
 	"search":       "default.svc.cluster.local svc.cluster.local cluster.local",
 	"domain":       "cluster.local",
 	"hostname":     "vm1",
-	"staticroutes": "0.0.0.0/0 10.16.0.1",
+	"staticroutes": "169.254.75.10/32 0.0.0.0 0.0.0.0/0 10.16.0.1",
 	"serverid":     "169.254.75.10",
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -48,17 +49,20 @@ func defaultGateway(cfg *Config) netip.Addr {
 }
 
 // classlessRoutes lists the routes of option 121 in the order the guest needs
-// them: a host route to a gateway outside the pod prefix first (the /32 pod
-// case: Calico's 169.254.1.1), then the pod routes, then the default route
-// last (RFC 3442 section 1: a client that gets option 121 ignores option 3, so
-// the default route must be in it). Default and connected-prefix routes in
+// them: the server identifier on-link, so that a renewal (unicast to it, RFC
+// 2131 section 4.4.5) reaches the pod whatever became of the guest's gateway
+// (after a live migration to a pod with other addresses the old one may be
+// gone); a host route to a gateway outside the pod prefix (the /32 pod case:
+// Calico's 169.254.1.1); then the pod routes; then the default route last
+// (RFC 3442 section 1: a client that gets option 121 ignores option 3, so the
+// default route must be in it). Default and connected-prefix routes in
 // cfg.Routes are folded into these.
 func classlessRoutes(cfg *Config, gw netip.Addr) []Route {
-	var out []Route
 	connected := cfg.Address.Masked()
+	out := []Route{{Dst: netip.PrefixFrom(cfg.ServerID, 32)}}
 	hostRoute := Route{Dst: netip.PrefixFrom(gw, 32)}
 	offLink := gw.IsValid() && !connected.Contains(gw)
-	if offLink {
+	if offLink && hostRoute != out[0] {
 		out = append(out, hostRoute)
 	}
 	for _, r := range cfg.Routes {
@@ -66,7 +70,7 @@ func classlessRoutes(cfg *Config, gw netip.Addr) []Route {
 		switch {
 		case r.Dst.Bits() == 0: // the default route goes last
 		case r.Dst == connected && !r.Via.IsValid(): // the mask already says it
-		case offLink && r == hostRoute: // already first
+		case slices.Contains(out, r): // already listed
 		default:
 			out = append(out, r)
 		}

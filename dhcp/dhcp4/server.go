@@ -54,7 +54,7 @@ func (h *Handler) serveWith(r route) serve.HandleFunc {
 			return serve.Reply{}, serve.Drop(serve.Malformed, err.Error())
 		}
 		reply, dest := h.Handle(req)
-		ev := serve.Event{Request: req.MessageType().String(), XID: xidOf(req), Peer: p.Src.Addr()}
+		ev := serve.Event{Request: req.MessageType().String(), XID: xidOf(req), Peer: p.Src.Addr(), Stale: dest.Stale}
 		switch {
 		case reply == nil && dest.Drop != "":
 			ev.Outcome, ev.Reason, ev.Detail = serve.Dropped, dest.Drop, dest.Detail
@@ -77,6 +77,9 @@ func (h *Handler) serveWith(r route) serve.HandleFunc {
 // service MAC (RFC 826).
 func (h *Handler) answerARP(a frame.ARP) (serve.Reply, serve.Event) {
 	ev := serve.Event{Request: "ARP", Peer: a.SenderIP}
+	if a.SenderIP.Is4() && !a.SenderIP.IsUnspecified() && a.SenderIP != h.addr {
+		ev.Stale = a.SenderIP // the guest still uses an address from another pod
+	}
 	if a.Op != frame.ARPRequest || a.TargetIP != h.sid {
 		ev.Outcome, ev.Reason = serve.Dropped, serve.NotForServer
 		return serve.Reply{}, ev

@@ -126,7 +126,7 @@ func TestPacketServer(t *testing.T) {
 		in:   requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(t, dhcpv4.MessageTypeRequest, withAddrOpt(optRequestedIP, otherAddr))),
 		want: &sent{EthDst: "ff:ff:ff:ff:ff:ff", EthSrc: serviceMAC.String(), Src: serverID, Dst: bcastAddr,
 			SrcPort: 67, DstPort: 68, Type: dhcpv4.MessageTypeNak},
-		event: serve.Event{Request: "REQUEST", Reply: "NAK", XID: testXID, Outcome: serve.Replied},
+		event: serve.Event{Request: "REQUEST", Reply: "NAK", XID: testXID, Outcome: serve.Replied, Stale: otherAddr},
 	}, {
 		name: "ARP for the server id -> reply with the service MAC",
 		in:   arpRequest(vmMAC, podAddr, serverID),
@@ -137,6 +137,10 @@ func TestPacketServer(t *testing.T) {
 		name:  "ARP for the gateway -> nothing",
 		in:    arpRequest(vmMAC, podAddr, netip.MustParseAddr("10.16.0.1")),
 		event: serve.Event{Request: "ARP", Outcome: serve.Dropped, Reason: serve.NotForServer, Peer: podAddr},
+	}, {
+		name:  "ARP from an address of another pod (after a migration) -> the address stale",
+		in:    arpRequest(vmMAC, otherAddr, netip.MustParseAddr("10.16.0.1")),
+		event: serve.Event{Request: "ARP", Outcome: serve.Dropped, Reason: serve.NotForServer, Peer: otherAddr, Stale: otherAddr},
 	}, {
 		name:  "frame from another MAC -> nothing",
 		in:    requestFrame(otherMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(t, dhcpv4.MessageTypeDiscover)),

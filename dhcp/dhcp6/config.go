@@ -15,14 +15,14 @@ import (
 // dead sidecar is never restarted, so the lifetimes are long (KubeVirt's
 // built-in server uses 999 days): a guest keeps its address even when nobody
 // answers its renewals any more. T1 and T2 are short instead, so a live guest
-// still talks to the server every hour and learns of a changed address (after
-// a migration that changed it) within T1: the old one is returned with
-// lifetimes 0 (RFC 8415 §18.3.4).
+// talks to the server every minute and learns of a changed address (after a
+// migration that changed it) within T1: the old one is returned with
+// lifetimes 0 (RFC 8415 §18.3.4). Renewals never leave the pod.
 const (
 	DefaultPreferredLifetime = 999 * 24 * time.Hour
 	DefaultValidLifetime     = 999 * 24 * time.Hour
-	DefaultT1                = time.Hour
-	DefaultT2                = 2 * time.Hour
+	DefaultT1                = time.Minute
+	DefaultT2                = 2 * time.Minute
 	// DefaultInfoRefresh is IRT_DEFAULT (RFC 8415 §7.6, §21.23).
 	DefaultInfoRefresh = 86400 * time.Second
 )

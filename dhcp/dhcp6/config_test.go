@@ -17,7 +17,7 @@ func TestNewHandlerDefaults(t *testing.T) {
 	t.Parallel()
 	h := newTestHandler(t)
 	got := h.Config()
-	want := []any{DefaultPreferredLifetime, DefaultValidLifetime, time.Hour, 2 * time.Hour, 86400 * time.Second, serverLLA}
+	want := []any{DefaultPreferredLifetime, DefaultValidLifetime, time.Minute, 2 * time.Minute, 86400 * time.Second, serverLLA}
 	if diff := cmp.Diff(want, []any{got.PreferredLifetime, got.ValidLifetime, got.T1, got.T2, got.InfoRefresh, got.ServerLinkLocal},
 		cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -47,7 +47,7 @@ func TestNewHandlerValidation(t *testing.T) {
 		{"empty label", func(c *Config) { c.Search = []string{"a..b"} }, "search domain"},
 		{"64-byte label", func(c *Config) { c.Search = []string{strings.Repeat("a", 64) + ".com"} }, "search domain"},
 		{"T1 above T2", func(c *Config) { c.T1, c.T2 = 3*time.Hour, 2*time.Hour }, "increasing order"},
-		{"T2 above preferred", func(c *Config) { c.PreferredLifetime, c.ValidLifetime = time.Hour, time.Hour }, "increasing order"},
+		{"T2 above preferred", func(c *Config) { c.PreferredLifetime, c.ValidLifetime = time.Minute, time.Minute }, "increasing order"},
 		{"preferred above valid", func(c *Config) { c.ValidLifetime = 24 * time.Hour }, "increasing order"},
 		{"lifetime beyond 32 bits", func(c *Config) {
 			c.PreferredLifetime, c.ValidLifetime = 200*365*24*time.Hour, 200*365*24*time.Hour

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
@@ -406,6 +407,33 @@ func (h *Handler) confirm(m *dhcpv6.Message) *dhcpv6.Message {
 		return nil
 	}
 	return h.status(m, iana.StatusSuccess, "all addresses on link")
+}
+
+// Stale is an address msg shows the guest still holds (Confirm, Renew,
+// Rebind, inside any relays) that this server does not lease: after a live
+// migration to a pod with other addresses. Invalid when there is none.
+func (h *Handler) Stale(msg dhcpv6.DHCPv6) netip.Addr {
+	m, ok := msg.(*dhcpv6.Message)
+	if r, isRelay := msg.(*dhcpv6.RelayMessage); isRelay {
+		_, m = unwrapRelay(r)
+		ok = m != nil
+	}
+	if !ok || m == nil {
+		return netip.Addr{}
+	}
+	switch m.MessageType {
+	case dhcpv6.MessageTypeConfirm, dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRebind:
+	default:
+		return netip.Addr{}
+	}
+	for _, a := range confirmAddresses(m) {
+		if !a.Equal(h.addr) {
+			if s, ok := netip.AddrFromSlice(a); ok {
+				return s.Unmap()
+			}
+		}
+	}
+	return netip.Addr{}
 }
 
 // status is a Reply carrying only a top-level status code.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ var (
 	sidHex    = hexOf(serverDUID.ToBytes())
 	dnsList   = []string{"fd00:10:96::a"}
 	searchLst = []string{"default.svc.cluster.local", "svc.cluster.local", "cluster.local"}
-	boundIA   = iaSummary{IAID: iaid, T1: time.Hour, T2: 2 * time.Hour, Addrs: []string{bound}}
+	boundIA   = iaSummary{IAID: iaid, T1: DefaultT1, T2: DefaultT2, Addrs: []string{bound}}
 	secondID  = [4]byte{0, 0, 0, 2}
 	refused   = iaSummary{IAID: secondID, Status: "NoAddrsAvail"}
 	cfgCodes  = []dhcpv6.OptionCode{dhcpv6.OptionDNSRecursiveNameServer, dhcpv6.OptionDomainSearchList}
@@ -138,7 +139,7 @@ func TestHandle(t *testing.T) {
 			msg(t, dhcpv6.MessageTypeRenew, cid(), sid(), ia(iaid, podAddr)), reply(boundIA)},
 		{"Renew of a wrong address: lifetimes 0 next to the right one",
 			msg(t, dhcpv6.MessageTypeRenew, cid(), sid(), ia(iaid, wrongAddr)),
-			reply(iaSummary{IAID: iaid, T1: time.Hour, T2: 2 * time.Hour, Addrs: []string{bound, zeroed}})},
+			reply(iaSummary{IAID: iaid, T1: DefaultT1, T2: DefaultT2, Addrs: []string{bound, zeroed}})},
 		{"Renew with a second IA_NA holding a wrong address: zeroed, NoAddrsAvail",
 			msg(t, dhcpv6.MessageTypeRenew, cid(), sid(), ia(iaid, podAddr), ia(secondID, wrongAddr)),
 			reply(boundIA, iaSummary{IAID: secondID, Addrs: []string{zeroed}, Status: "NoAddrsAvail"})},
@@ -146,7 +147,7 @@ func TestHandle(t *testing.T) {
 			msg(t, dhcpv6.MessageTypeRenew, cid(), dhcpv6.OptServerID(foreignSID), ia(iaid, podAddr)), nil},
 		{"Rebind of a wrong address: lifetimes 0 next to the right one",
 			msg(t, dhcpv6.MessageTypeRebind, cid(), ia(iaid, wrongAddr)),
-			reply(iaSummary{IAID: iaid, T1: time.Hour, T2: 2 * time.Hour, Addrs: []string{bound, zeroed}})},
+			reply(iaSummary{IAID: iaid, T1: DefaultT1, T2: DefaultT2, Addrs: []string{bound, zeroed}})},
 		{"Rebind with a server ID: dropped", msg(t, dhcpv6.MessageTypeRebind, cid(), sid(), ia(iaid, podAddr)), nil},
 		{"Confirm of the pod address: Success",
 			msg(t, dhcpv6.MessageTypeConfirm, cid(), ia(iaid, podAddr)), status("Success")},
@@ -361,5 +362,31 @@ func TestManyIAsNoAmplifier(t *testing.T) {
 	}
 	if in, out := len(req.ToBytes()), len(reply.ToBytes()); out >= in {
 		t.Errorf("reply of %d bytes to a request of %d: an amplifier", out, in)
+	}
+}
+
+// TestStale: the address a Confirm, Renew or Rebind shows the guest holds
+// and the server does not lease; none for the pod's address or a Solicit's
+// hint.
+func TestStale(t *testing.T) {
+	t.Parallel()
+	h := newTestHandler(t)
+	old := netip.MustParseAddr("fd00:10:17::9")
+	tests := []struct {
+		name string
+		msg  dhcpv6.DHCPv6
+		want netip.Addr
+	}{
+		{"Confirm of another pod's address", msg(t, dhcpv6.MessageTypeConfirm, cid(), ia(iaid, old)), old},
+		{"Renew of another pod's address", msg(t, dhcpv6.MessageTypeRenew, cid(), sid(), ia(iaid, old)), old},
+		{"Rebind of another pod's address", msg(t, dhcpv6.MessageTypeRebind, cid(), ia(iaid, old)), old},
+		{"relayed Rebind", reparse(t, relayForward(t, 0, msg(t, dhcpv6.MessageTypeRebind, cid(), ia(iaid, old)))), old},
+		{"Confirm of the pod's address", msg(t, dhcpv6.MessageTypeConfirm, cid(), ia(iaid, podAddr)), netip.Addr{}},
+		{"Solicit hinting another address", msg(t, dhcpv6.MessageTypeSolicit, cid(), ia(iaid, old)), netip.Addr{}},
+	}
+	for _, tt := range tests {
+		if got := h.Stale(reparse(t, tt.msg)); got != tt.want {
+			t.Errorf("%s: stale %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -30,7 +30,7 @@ func (h *Handler) serve(p serve.Packet) (serve.Reply, serve.Event) {
 	if err != nil {
 		return serve.Reply{}, serve.Drop(serve.Malformed, err.Error())
 	}
-	ev := serve.Event{Request: innerType(msg).String(), XID: innerXID(msg), Peer: p.Src.Addr()}
+	ev := serve.Event{Request: innerType(msg).String(), XID: innerXID(msg), Peer: p.Src.Addr(), Stale: h.Stale(msg)}
 	if !p.FromVM {
 		if ok, why := (vmFilter{mac: h.cfg.VMMAC}).fromVM(p.Src.Addr(), msg); !ok {
 			ev.Outcome, ev.Reason, ev.Detail = serve.Dropped, serve.NotVM, why

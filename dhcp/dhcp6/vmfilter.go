@@ -77,16 +77,11 @@ func macFromDUID(d dhcpv6.DUID) net.HardwareAddr {
 	return nil
 }
 
-// macFromLinkLocal is the MAC behind a modified EUI-64 link-local address
-// (fe80::/64 with ff:fe in the middle); nil for any other address, such as
-// an RFC 7217 stable private one.
+// macFromLinkLocal is the MAC behind an EUI-64 link-local source; nil for
+// any other address.
 func macFromLinkLocal(a netip.Addr) net.HardwareAddr {
-	if !a.Is6() || !a.IsLinkLocalUnicast() {
-		return nil
+	if m, ok := frame.MACFromLinkLocal(a); ok {
+		return m.HardwareAddr()
 	}
-	b := a.As16()
-	if [6]byte(b[2:8]) != [6]byte{} || b[11] != 0xff || b[12] != 0xfe {
-		return nil
-	}
-	return net.HardwareAddr{b[8] ^ 0x02, b[9], b[10], b[13], b[14], b[15]}
+	return nil
 }

@@ -3,6 +3,7 @@ package frame
 import (
 	"fmt"
 	"net"
+	"net/netip"
 )
 
 // MAC is an Ethernet (EUI-48) address. As an array it is always six bytes:
@@ -77,3 +78,15 @@ func MustParseMAC(s string) MAC {
 // IsUnicast reports a known individual (not group) address: the I/G bit of
 // the first octet clear (IEEE 802).
 func (m MAC) IsUnicast() bool { return !m.IsZero() && m[0]&0x01 == 0 }
+
+// MACFromLinkLocal is the MAC behind a modified EUI-64 link-local address
+// (fe80::/64 with ff:fe in the middle, RFC 4291 appendix A), the inverse of
+// LinkLocalFromMAC; ok is false for any other address, such as an RFC 7217
+// stable private one.
+func MACFromLinkLocal(a netip.Addr) (m MAC, ok bool) {
+	b := a.As16()
+	if !a.Is6() || !a.IsLinkLocalUnicast() || [6]byte(b[2:8]) != [6]byte{} || b[11] != 0xff || b[12] != 0xfe {
+		return MAC{}, false
+	}
+	return MAC{b[8] ^ 0x02, b[9], b[10], b[13], b[14], b[15]}, true
+}

@@ -79,6 +79,10 @@ type Event struct {
 	Detail  string
 	// Peer is the VM's address the packet came from or went to.
 	Peer netip.Addr
+	// Stale is an address the packet shows the guest still uses and this
+	// server does not serve (after a live migration to a pod with other
+	// addresses); invalid when there is none.
+	Stale netip.Addr
 	// Latency is the time from the end of the read to the end of the write
 	// (or to the decision not to answer).
 	Latency time.Duration

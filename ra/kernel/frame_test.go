@@ -27,7 +27,7 @@ func TestCompileFrame(t *testing.T) {
 	const head = "0a580a100005" + "0a580a100001" + "86dd" +
 		"60000000" + "00a0" + "3a" + "ff" +
 		"fe8000000000000008580afffe100001" + "ff020000000000000000000000000001" +
-		"8600" + "81f5" + "40" + "c0" + "0708"
+		"8600" + "65d5" + "40" + "c0" + "0708"
 	if got := hex.EncodeToString(v.frame[:len(head)/2]); got != head {
 		t.Errorf("frame head:\nwant %s\n got %s", head, got)
 	}

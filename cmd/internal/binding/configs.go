@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"net/netip"
+	"time"
 
 	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
 	"github.com/dsbridge/dsbridge/dhcp/dhcp6"
@@ -29,7 +30,20 @@ type Spec struct {
 	Identity, Network string
 	Extra             []dhcp4.Option // the VMI's dhcpOptions
 	RAMode            ra.Mode
+	Timers            Timers
 	Plan              netsetup.Plan
+}
+
+// Timers are the lease and advertisement timings; zero fields take the
+// servers' defaults (dhcp4.Default*, dhcp6.Default*, ra.Default*).
+type Timers struct {
+	// Lease is the DHCPv4 lease and the DHCPv6 valid and preferred
+	// lifetimes.
+	Lease time.Duration
+	// Renew is T1 of both families; T2 is twice it.
+	Renew time.Duration
+	// RouterLifetime and PrefixLifetime are the RA's.
+	RouterLifetime, PrefixLifetime time.Duration
 }
 
 // Configs are the service configurations for one interface; nil where the
@@ -56,8 +70,12 @@ func ConfigsFor(s Spec) (Configs, error) {
 			VMMAC: s.VMMAC, ServiceMAC: svc, ServerLinkLocal: frame.LinkLocalFromMAC(svc),
 			ServerDUID: dhcp6.ServerDUID(s.Identity, s.Network),
 			Address:    snap.IPv6[0].Addr(), DNS: family(snap.DNS, false), Search: snap.Search,
+			PreferredLifetime: s.Timers.Lease, ValidLifetime: s.Timers.Lease, T1: s.Timers.Renew, T2: 2 * s.Timers.Renew,
 		}
 		c.RA = RAConfig(snap, s.VMMAC, s.RAMode)
+		if c.RA != nil {
+			c.RA.RouterLifetime, c.RA.PrefixLifetime = s.Timers.RouterLifetime, s.Timers.PrefixLifetime
+		}
 	}
 	return c, nil
 }
@@ -83,6 +101,7 @@ func dhcp4Config(s Spec, svc frame.MAC) *dhcp4.Config {
 		VMMAC: s.VMMAC, ServiceMAC: svc, ServerID: dhcp4.ServerIDForIndex(s.Index),
 		Address: snap.IPv4[0], DNS: family(snap.DNS, true), Search: snap.Search,
 		Hostname: snap.Hostname, DomainName: longest(snap.Search), MTU: snap.MTU, Extra: s.Extra,
+		LeaseTime: s.Timers.Lease, RenewTime: s.Timers.Renew, RebindTime: 2 * s.Timers.Renew,
 	}
 	if snap.Gateway4 != nil {
 		c.Gateway = snap.Gateway4.IP

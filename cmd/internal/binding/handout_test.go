@@ -12,7 +12,8 @@ import (
 
 // TestHandoutOf pins what `dsbridge inspect` reports for a Calico-style pod
 // (a /32 and a /128 with link-local gateways): the option 121 list with the
-// gateway's host route first, the server id, no RA prefix.
+// server identifier's and the gateway's host routes first, the server id,
+// no RA prefix.
 func TestHandoutOf(t *testing.T) {
 	t.Parallel()
 	mac := frame.MAC{0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x05}
@@ -32,7 +33,8 @@ func TestHandoutOf(t *testing.T) {
 	}
 	want := Handout{
 		DHCPv4: &DHCPv4Handout{Address: netip.MustParseAddr("10.244.1.5"), Mask: "255.255.255.255", Router: netip.MustParseAddr("169.254.1.1"),
-			Routes: []HandoutRoute{{Dst: netip.MustParsePrefix("169.254.1.1/32")}, {Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("169.254.1.1")}},
+			Routes: []HandoutRoute{{Dst: netip.MustParsePrefix("169.254.75.10/32")}, {Dst: netip.MustParsePrefix("169.254.1.1/32")},
+				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("169.254.1.1")}},
 			DNS:    []netip.Addr{netip.MustParseAddr("10.96.0.10")}, Search: calico.Search, Domain: "default.svc.cluster.local",
 			Hostname: "vm1", MTU: 1450, ServerID: netip.MustParseAddr("169.254.75.10")},
 		DHCPv6: &DHCPv6Handout{Address: netip.MustParseAddr("fd00:10:244::5"), Search: calico.Search},

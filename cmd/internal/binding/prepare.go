@@ -23,6 +23,7 @@ type Request struct {
 	Identity, Network string
 	Extra             []dhcp4.Option
 	RAMode            ra.Mode
+	Timers            Timers
 	StateDir          string
 	Snapshot          netsetup.SnapshotOptions
 	// Known is the pod interface's snapshot when the caller already holds
@@ -60,7 +61,7 @@ func Prepare(ctx context.Context, req Request) (Spec, error) {
 	}
 	return Spec{
 		Name: req.Name, Index: req.Index, Snapshot: snap, Layout: layout, VMMAC: VMMAC(req.VMMAC, snap),
-		Identity: identity, Network: network, Extra: req.Extra, RAMode: req.RAMode, Plan: plan,
+		Identity: identity, Network: network, Extra: req.Extra, RAMode: req.RAMode, Timers: req.Timers, Plan: plan,
 	}, nil
 }
 

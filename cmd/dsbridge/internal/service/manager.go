@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/cmd/internal/binding"
@@ -306,9 +307,18 @@ func on(p netsetup.Plan, service string) (netsetup.ServicePlan, bool) {
 	return sp, ok && sp.On
 }
 
-// record stores ev for interface name and passes it to the observer.
+// record stores ev for interface name, logs a change of the guest's
+// renumbering (one line when it is first seen using an address not served
+// here, one when it took the served one), and passes ev to the observer.
 func (m *Manager) record(name string, ev status.Event) {
-	m.opts.Status.Record(name, ev)
+	switch r := m.opts.Status.Record(name, ev); {
+	case r.Stale != "":
+		m.log.Info("guest still uses an address not served here; renumbering", "interface", name, "family", "IPv"+r.Family,
+			"address", r.Stale, "served", r.Served, "protocol", ev.Protocol)
+	case r.Converged:
+		m.log.Info("guest renumbered: it took the served address", "interface", name, "family", "IPv"+r.Family,
+			"address", r.Served, "after", r.Took.Round(time.Millisecond).String())
+	}
 	if m.opts.Observe != nil {
 		m.opts.Observe(name, ev)
 	}

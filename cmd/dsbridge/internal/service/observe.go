@@ -21,7 +21,7 @@ func statusEvent(proto string, ev serve.Event, bound *status.Lease) status.Event
 	// on its own schedule (a reply to no request).
 	received := ev.Request != "" || ev.Reply == ""
 	out := status.Event{Protocol: proto, Received: received, Request: ev.Request, Reply: ev.Reply,
-		Reason: string(ev.Reason), Detail: ev.Detail, Peer: addrString(ev.Peer), Latency: ev.Latency}
+		Reason: string(ev.Reason), Detail: ev.Detail, Peer: addrString(ev.Peer), Stale: addrString(ev.Stale), Latency: ev.Latency}
 	switch ev.Outcome {
 	case serve.Replied:
 		out.Outcome = status.OutcomeReplied

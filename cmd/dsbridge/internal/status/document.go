@@ -37,6 +37,7 @@ type Interface struct {
 	VMMAC    string        `json:"vmMAC"`
 	Plan     netsetup.Plan `json:"plan"`
 	Offer    Offer         `json:"offer"`
+	Observed []Observed    `json:"observed,omitempty"` // addresses the guest was seen using
 	Services []Service     `json:"services,omitempty"`
 	Errors   []ErrorRecord `json:"errors,omitempty"`
 }
@@ -55,6 +56,16 @@ type Offer struct {
 	Search     []string `json:"search,omitempty"`
 	Hostname   string   `json:"hostname,omitempty"`
 	MTU        int      `json:"mtu,omitempty"`
+}
+
+// Observed is an address the guest was seen using: the one served, or one
+// it brought from another pod (after a live migration) and is told to give
+// up.
+type Observed struct {
+	Address   string    `json:"address"`
+	Served    bool      `json:"served"`
+	FirstSeen time.Time `json:"firstSeen"`
+	LastSeen  time.Time `json:"lastSeen"`
 }
 
 // Service is one protocol of one interface.
@@ -130,6 +141,9 @@ func (m *Model) Status() Status {
 func (i *iface) document() Interface {
 	d := i.desc
 	d.Errors = append([]ErrorRecord(nil), i.errors...)
+	for _, a := range sortedKeys(i.observed) {
+		d.Observed = append(d.Observed, *i.observed[a])
+	}
 	d.Services = nil
 	names := sortedKeys(i.protos)
 	sort.SliceStable(names, func(a, b int) bool { return rank(names[a]) < rank(names[b]) })

@@ -55,7 +55,10 @@ const (
 		"Router advertisements are scheduled, not timed here."
 	helpLease = "Whether the guest holds the address the server handed out (1: the last reply bound it; 0: offered, " +
 		"refused, released or declined), by interface and protocol."
-	helpErr = "Errors a service reported (a stopped service, a failed send), by interface and service."
+	helpErr   = "Errors a service reported (a stopped service, a failed send), by interface and service."
+	helpStale = "Addresses the guest was seen using that this pod does not serve (brought from another pod by a live migration, " +
+		"not yet given up), by interface."
+	helpRenum = "Times the guest took the served address after being seen using one this pod does not serve, by interface and family."
 )
 
 // WriteMetrics writes every metric in the Prometheus text format 0.0.4.
@@ -107,6 +110,22 @@ func (m *Model) WriteMetrics(w io.Writer) error {
 	m.each(e, names, "dsbridge_service_errors_total", "counter", helpErr, func(l labels, p *proto, i *iface) {
 		e.sample("dsbridge_service_errors_total", serviceLabels(l), float64(i.errorCount[l[1].v]))
 	})
+	e.family("dsbridge_stale_addresses", "gauge", helpStale)
+	for _, n := range names {
+		stale := 0
+		for _, o := range m.ifaces[n].observed {
+			if !o.Served && o.LastSeen.After(m.ifaces[n].lastBound) {
+				stale++
+			}
+		}
+		e.sample("dsbridge_stale_addresses", labels{{"interface", n}}, float64(stale))
+	}
+	e.family("dsbridge_renumbered_total", "counter", helpRenum)
+	for _, n := range names {
+		for _, f := range []string{"4", "6"} {
+			e.sample("dsbridge_renumbered_total", labels{{"interface", n}, {"family", f}}, float64(m.ifaces[n].renumbered[f]))
+		}
+	}
 	if e.err != nil {
 		return e.err
 	}

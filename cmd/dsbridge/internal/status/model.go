@@ -2,6 +2,7 @@ package status
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ type Event struct {
 	Detail   string // free text for a person: why, in more words
 	XID      string // transaction ID, "0x..."
 	Peer     string // the VM's address the packet came from or went to
+	Stale    string // an address the guest still uses and this pod does not serve
 	Latency  time.Duration
 	Lease    *Lease // the guest's new lease state, or nil
 }
@@ -146,13 +148,18 @@ func appendRing(recs []ErrorRecord, r ErrorRecord) []ErrorRecord {
 	return append(recs, r)
 }
 
-// Record counts one event of an interface.
-func (m *Model) Record(ifname string, ev Event) {
+// Record counts one event of an interface. It reports a Renumbering when
+// the event changes the guest's renumbering state (it was first seen using
+// an address not served here, or it took the served one after that), for
+// the caller to log.
+func (m *Model) Record(ifname string, ev Event) Renumbering {
 	now := m.now().UTC()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	i := m.iface(ifname)
 	p := m.proto(ifname, ev.Protocol)
 	p.record(now, ev)
+	return i.observe(now, ev)
 }
 
 // iface returns the interface, registering an unknown one: events are never
@@ -165,6 +172,7 @@ func (m *Model) iface(name string) *iface {
 	}
 	if i.errorCount == nil {
 		i.errorCount = map[string]uint64{}
+		i.observed, i.staleSince, i.renumbered = map[string]*Observed{}, map[string]time.Time{}, map[string]uint64{}
 	}
 	return i
 }
@@ -185,6 +193,82 @@ type iface struct {
 	protos     map[string]*proto
 	errors     []ErrorRecord
 	errorCount map[string]uint64
+	// observed are the addresses the guest was seen using; staleSince, by
+	// family ("4", "6"), when it was first seen using one not served here
+	// and has not taken the served one since.
+	observed   map[string]*Observed
+	staleSince map[string]time.Time
+	renumbered map[string]uint64 // by family
+	lastBound  time.Time         // the last time the guest took a served address
+}
+
+// maxObserved bounds the addresses remembered per interface: the oldest
+// seen goes first (a guest choosing its addresses at will cannot grow it).
+const maxObserved = 16
+
+// Renumbering is a change of a guest's renumbering state, for a log line:
+// Stale is set when the guest is first seen using an address this pod does
+// not serve; Converged when it took the served address after that, Took
+// long after the first stale sighting.
+type Renumbering struct {
+	Family, Stale, Served string
+	Converged             bool
+	Took                  time.Duration
+}
+
+// observe notes the addresses ev shows the guest using.
+func (i *iface) observe(now time.Time, ev Event) Renumbering {
+	family := "6"
+	if ev.Protocol == ProtoDHCPv4 {
+		family = "4"
+	}
+	var r Renumbering
+	if ev.Stale != "" {
+		if i.note(now, ev.Stale, false) {
+			r = Renumbering{Family: family, Stale: ev.Stale, Served: i.served(family)}
+		}
+		if _, ok := i.staleSince[family]; !ok {
+			i.staleSince[family] = now
+		}
+	}
+	if ev.Lease != nil && ev.Lease.State == LeaseBound {
+		addr, _, _ := strings.Cut(ev.Lease.Address, "/")
+		i.note(now, addr, true)
+		i.lastBound = now
+		if since, ok := i.staleSince[family]; ok {
+			delete(i.staleSince, family)
+			i.renumbered[family]++
+			r = Renumbering{Family: family, Served: addr, Converged: true, Took: now.Sub(since)}
+		}
+	}
+	return r
+}
+
+// note records addr as seen now; it reports whether addr is new.
+func (i *iface) note(now time.Time, addr string, served bool) bool {
+	if o, ok := i.observed[addr]; ok {
+		o.LastSeen, o.Served = now, served
+		return false
+	}
+	if len(i.observed) >= maxObserved {
+		oldest := ""
+		for a, o := range i.observed {
+			if oldest == "" || o.LastSeen.Before(i.observed[oldest].LastSeen) {
+				oldest = a
+			}
+		}
+		delete(i.observed, oldest)
+	}
+	i.observed[addr] = &Observed{Address: addr, Served: served, FirstSeen: now, LastSeen: now}
+	return true
+}
+
+// served is the address of family the interface offers.
+func (i *iface) served(family string) string {
+	if family == "4" {
+		return i.desc.Offer.IPv4
+	}
+	return i.desc.Offer.IPv6
 }
 
 // counterKey labels dsbridge_packets_received_total.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"path/filepath"
@@ -66,7 +67,8 @@ func TestStatusDocument(t *testing.T) {
 		Interfaces: []Interface{{
 			Name: "default", PodIface: "eth0", Tap: "tap0", VMMAC: "0a:58:0a:10:00:05",
 			Plan: netsetup.Plan{PodIface: "eth0", Tier: netsetup.TierFull}, Offer: Offer{IPv4: "10.16.0.5/16"},
-			Errors: []ErrorRecord{{Time: at(6), Service: ProtoDHCPv4, Error: "boom"}},
+			Observed: []Observed{{Address: "10.16.0.5", Served: true, FirstSeen: at(2), LastSeen: at(2)}},
+			Errors:   []ErrorRecord{{Time: at(6), Service: ProtoDHCPv4, Error: "boom"}},
 			Services: []Service{
 				{
 					Protocol: ProtoDHCPv4, Running: true, Errors: 1,
@@ -279,6 +281,53 @@ func BenchmarkWriteMetrics(b *testing.B) {
 	for b.Loop() {
 		if err := m.WriteMetrics(io.Discard); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestRenumbering: a guest seen using an address not served here is
+// reported once (stale), listed among the observed addresses and counted
+// on /metrics until it takes the served address, which is reported with
+// the time it took.
+func TestRenumbering(t *testing.T) {
+	m := newTestModel()
+	stale := func() Renumbering {
+		return m.Record("default", Event{Protocol: ProtoDHCPv4, Received: true, Request: "REQUEST", Reply: "NAK",
+			Outcome: OutcomeReplied, Stale: "10.17.0.9"})
+	}
+	first, again := stale(), stale()
+	bound := m.Record("default", Event{Protocol: ProtoDHCPv4, Received: true, Request: "REQUEST", Reply: "ACK",
+		Outcome: OutcomeReplied, Lease: &Lease{State: LeaseBound, Address: "10.16.0.5/16", Seconds: 60}})
+	want := []Renumbering{
+		{Family: "4", Stale: "10.17.0.9", Served: "10.16.0.5/16"},
+		{},
+		{Family: "4", Served: "10.16.0.5", Converged: true, Took: 2 * time.Second}, // the test clock steps a second a reading
+	}
+	if diff := cmp.Diff(want, []Renumbering{first, again, bound}); diff != "" {
+		t.Errorf("renumbering (-want +got):\n%s", diff)
+	}
+	var observed []string
+	for _, o := range m.Status().Interfaces[0].Observed {
+		observed = append(observed, fmt.Sprintf("%s %t", o.Address, o.Served))
+	}
+	if diff := cmp.Diff([]string{"10.16.0.5 true", "10.17.0.9 false"}, observed); diff != "" {
+		t.Errorf("observed (-want +got):\n%s", diff)
+	}
+	var buf bytes.Buffer
+	if err := m.WriteMetrics(&buf); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := statustest.Parse(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{"dsbridge_stale_addresses": 0, "dsbridge_renumbered_total": 1} {
+		l := map[string]string{"interface": "default"}
+		if name == "dsbridge_renumbered_total" {
+			l["family"] = "4"
+		}
+		if got, ok := statustest.Value(fams, name, l); !ok || got != want {
+			t.Errorf("%s = %v (found %v), want %v", name, got, ok, want)
 		}
 	}
 }
