@@ -23,6 +23,9 @@ import (
 var cniBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(standInEnv) != "" { // a stand-in server: needs no plugin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "dsbcni")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
