@@ -1,0 +1,62 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
+)
+
+// TestRenewals: real clients renew (unicast from 10.16.0.5 to the server
+// identifier, resolved through the egress program's ARP answer) and rebind
+// (broadcast from 10.16.0.5) a 20 s lease with the uid-107 stand-in behind
+// the CNI's uplink programs; each request reaches the socket. dhclient and
+// udhcpc take the ACK the stand-in broadcasts to 255.255.255.255:68 while
+// renewing; dhcpcd 9.4.1 does not (it listens on a socket bound to its
+// address while renewing) and renews by Rebind at T2, whose broadcast ACK
+// it takes.
+func TestRenewals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real clients renew a 20 s lease")
+	}
+	type client struct {
+		name  string
+		start func(*lab.Lab) *lab.Client
+		bound string // the script's reason once bound
+		// The script's reason once the lease is extended with the Renew
+		// answered, and with the Renew unanswered (by Rebind).
+		renewed, rebound string
+	}
+	clients := []client{
+		{"dhclient", func(l *lab.Lab) *lab.Client { return l.Dhclient(t, "-4", "") }, "BOUND", "RENEW", "RENEW"},
+		{"dhcpcd", func(l *lab.Lab) *lab.Client { return l.Dhcpcd(t, "-4") }, "BOUND", "REBIND", "REBIND"},
+		{"udhcpc", func(l *lab.Lab) *lab.Client { return l.Udhcpc(t) }, "bound", "renew", "renew"},
+	}
+	for _, c := range clients {
+		for _, answered := range []bool{true, false} {
+			name := c.name + map[bool]string{true: " renews", false: " rebinds"}[answered]
+			t.Run(name, func(t *testing.T) {
+				l := lab.NewLab(t, lab.KubeOVN)
+				unprivilegedPod(t, l)
+				v4 := startStandIn(t, l, "v4 k6t-eth0 20 "+map[bool]string{true: "yes", false: "no"}[answered])
+				cl := c.start(l)
+				cl.Env(t, 20*time.Second, c.bound)
+				want := c.rebound
+				if answered {
+					want = c.renewed
+				}
+				cl.Env(t, 25*time.Second, want)
+				// The Renew reached the socket either way; unanswered, so
+				// did the Rebind.
+				for to, must := range map[string]bool{"to=169.254.75.10": true, "to=255.255.255.255": !answered} {
+					if must && len(v4.matching("v4 REQUEST from=10.16.0.5:68", to, "ciaddr=10.16.0.5")) == 0 {
+						t.Errorf("no REQUEST from 10.16.0.5 %s reached the socket", to)
+					}
+				}
+				if answered && len(v4.matching("v4 sent ACK")) < 2 {
+					t.Errorf("the stand-in did not answer the Renew")
+				}
+			})
+		}
+	}
+}
