@@ -43,6 +43,23 @@ func arp(src net.HardwareAddr, op uint16, sip, tip netip.Addr) []byte {
 		frame.ARP{Op: op, SenderMAC: src, SenderIP: sip, TargetIP: tip})
 }
 
+// bootReply is a BOOTREPLY (RFC 2131 §2) for chaddr with ciaddr.
+func bootReply(chaddr net.HardwareAddr, ciaddr netip.Addr) []byte {
+	b := make([]byte, 240)
+	b[0], b[1], b[2] = 2, 1, 6
+	c := ciaddr.As4()
+	copy(b[12:], c[:])
+	copy(b[28:], chaddr)
+	copy(b[236:], []byte{99, 130, 83, 99})
+	return b
+}
+
+// dhcpReply is the sidecar's broadcast reply for chaddr with ciaddr.
+func dhcpReply(chaddr net.HardwareAddr, ciaddr netip.Addr) []byte {
+	return frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: frame.Broadcast, Src: bridge}, Src: sid,
+		Dst: netip.MustParseAddr("255.255.255.255"), SrcPort: 67, DstPort: 68, TTL: 64, Payload: bootReply(chaddr, ciaddr)})
+}
+
 // podNSFor is the pod stack's NS for target, from the bridge's link-local.
 func podNSFor(t testing.TB, src netip.Addr, target netip.Addr) []byte {
 	opts := []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: bridge}}
@@ -135,8 +152,20 @@ func TestEgressPodStack(t *testing.T) {
 	known := vmKnown()
 	nsHops := podNSFor(t, bridgeLLA, vmLLA)
 	nsHops[frame.EthernetLen+7] = 254
+	ack := dhcpReply(vmMAC, vmIP)
+	ackTo := frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: vmMAC, Src: bridge}, Src: sid, Dst: vmIP,
+		SrcPort: 67, DstPort: 68, TTL: 64, Payload: bootReply(vmMAC, vmIP)})
+	noSum := append([]byte{}, ack...)
+	noSum[frame.EthernetLen+26], noSum[frame.EthernetLen+27] = 0, 0
+	noSumTo := append([]byte{}, ackTo...)
+	noSumTo[frame.EthernetLen+26], noSumTo[frame.EthernetLen+27] = 0, 0
 	rows := []guardRow{
 		{name: "DHCPv4 OFFER broadcast", in: udp4(bridge, frame.Broadcast, sid, netip.MustParseAddr("255.255.255.255"), 67, 68), want: actShot},
+		{name: "DHCPv4 ACK for a client without an address", in: dhcpReply(vmMAC, netip.IPv4Unspecified()), before: known, want: actShot},
+		{name: "DHCPv4 ACK for a renewing VM: unicast on its port", in: ack, before: known, want: actRedirect, out: ackTo},
+		{name: "DHCPv4 ACK without UDP checksum for a renewing VM", in: noSum, before: known, want: actRedirect, out: noSumTo},
+		{name: "DHCPv4 ACK for a renewing VM, port unknown", in: ack, want: actShot},
+		{name: "DHCPv4 ACK for another chaddr", in: dhcpReply(neighbour, vmIP), before: known, want: actShot},
 		{name: "DHCPv4 OFFER sourced from the VM's address", in: udp4(bridge, frame.Broadcast, vmIP, netip.MustParseAddr("255.255.255.255"), 67, 68), want: actShot},
 		{name: "ARP request for the VM's address", in: arp(bridge, frame.ARPRequest, vmIP, vmIP), want: actShot},
 		{name: "ARP reply", in: arp(bridge, frame.ARPReply, sid, vmIP), want: actShot},
@@ -373,7 +402,7 @@ func TestGuardWithoutRA(t *testing.T) {
 // learned, and compares its verdict, frame, mark and learned state with the
 // Go model.
 func FuzzEgress(f *testing.F) {
-	for _, s := range [][]byte{rs(f, vmMAC), ns(f, gwLLA), rs(f, bridge), podNSFor(f, bridgeLLA, vmLLA), mld2(dhcpGroup),
+	for _, s := range [][]byte{rs(f, vmMAC), ns(f, gwLLA), rs(f, bridge), podNSFor(f, bridgeLLA, vmLLA), mld2(dhcpGroup), dhcpReply(vmMAC, vmIP),
 		arp(vmMAC, frame.ARPRequest, vmIP, sid), udp6(vmMAC, vmLLA, dhcpGroup, 546, 547)} {
 		f.Add(s, uint8(0), true)
 		f.Add(s, uint8(1), true)

@@ -168,12 +168,60 @@ func podEgress(b []byte, v vars, st *learned) verdict {
 	}
 	st.podMAC = podMACOf(b[6:12])
 	switch binary.BigEndian.Uint16(b[12:]) {
-	case frame.EtherTypeIPv4, frame.EtherTypeARP:
+	case frame.EtherTypeIPv4:
+		return podIPv4(b, v, st)
+	case frame.EtherTypeARP:
 		return drop
 	case frame.EtherTypeIPv6:
 		return podIPv6(b, v, st)
 	}
 	return pass
+}
+
+// podIPv4: the pod stack's IPv4 stays in the pod, but a DHCPv4 reply
+// broadcast to a client with an address (ciaddr, the VM's chaddr) becomes
+// the unicast RFC 2131 §4.1 asks for, on the VM's port.
+func podIPv4(b []byte, v vars, st *learned) verdict {
+	const ip, udp, bootp = frame.EthernetLen, frame.EthernetLen + 20, frame.EthernetLen + 28
+	if st.port == 0 || len(b) < bootp+34 || b[ip] != 0x45 || binary.BigEndian.Uint16(b[ip+6:])&0x3fff != 0 || b[ip+9] != 17 ||
+		!bytes.Equal(b[ip+16:ip+20], []byte{255, 255, 255, 255}) || binary.BigEndian.Uint16(b[udp:]) != 67 ||
+		binary.BigEndian.Uint16(b[udp+2:]) != 68 || b[bootp] != 2 || b[bootp+1] != 1 || b[bootp+2] != 6 ||
+		!bytes.Equal(b[bootp+28:bootp+34], v.vmMAC[:]) {
+		return drop
+	}
+	ciaddr := binary.NativeEndian.Uint32(b[bootp+12:])
+	if ciaddr == 0 {
+		return drop
+	}
+	out := append([]byte{}, b...)
+	copy(out, v.vmMAC[:])
+	if sum := binary.NativeEndian.Uint16(out[udp+6:]); sum != 0 { // RFC 768: 0 is "no checksum"
+		sum = csumReplace4(sum, 0xffffffff, ciaddr)
+		if sum == 0 {
+			sum = 0xffff
+		}
+		binary.NativeEndian.PutUint16(out[udp+6:], sum)
+	}
+	binary.NativeEndian.PutUint16(out[ip+10:], csumReplace4(binary.NativeEndian.Uint16(out[ip+10:]), 0xffffffff, ciaddr))
+	binary.NativeEndian.PutUint32(out[ip+16:], ciaddr)
+	return verdict{act: actRedirect, out: out}
+}
+
+// csumReplace4 updates the Internet checksum sum when a 32-bit word of the
+// data changes from from to to (RFC 1624 eqn. 3), in the words' memory
+// order as the kernel's csum_replace4 does.
+func csumReplace4(sum uint16, from, to uint32) uint16 {
+	add := func(a, b uint32) uint32 {
+		s := a + b
+		if s < a {
+			s++
+		}
+		return s
+	}
+	x := add(add(^uint32(sum), ^from), to)
+	x = x&0xffff + x>>16
+	x = x&0xffff + x>>16
+	return ^uint16(x)
 }
 
 func podIPv6(b []byte, v vars, st *learned) verdict {

@@ -27,7 +27,9 @@
 //   - What the pod's own stack sends after plumbing (Ethernet source is not
 //     the VM's MAC: the pod stack sends with the bridge's) never leaves when
 //     dsbridge caused it: IPv4 and ARP (the bridge has no IPv4 address: only
-//     the sidecar's DHCPv4 socket sends IPv4 through it), DHCPv6 server
+//     the sidecar's DHCPv4 socket sends IPv4 through it; a broadcast reply
+//     to a client with an address becomes its unicast to the VM's port,
+//     RFC 2131 §4.1), DHCPv6 server
 //     messages (UDP source port 547), RAs, non-first IPv6 fragments, MLD
 //     reports naming All_DHCP_Relay_Agents_and_Servers (the sidecar's join),
 //     and every NS but a DAD probe. An NS for the VM's learned link-local
@@ -82,6 +84,8 @@ struct __sk_buff {
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static long (*bpf_skb_store_bytes)(struct __sk_buff *skb, __u32 offset, const void *from, __u32 len,
 				   __u64 flags) = (void *)9;
+static long (*bpf_l3_csum_replace)(struct __sk_buff *skb, __u32 offset, __u64 from, __u64 to, __u64 size) = (void *)10;
+static long (*bpf_l4_csum_replace)(struct __sk_buff *skb, __u32 offset, __u64 from, __u64 to, __u64 flags) = (void *)11;
 static long (*bpf_clone_redirect)(struct __sk_buff *skb, __u32 ifindex, __u64 flags) = (void *)13;
 static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)23;
 static long (*bpf_skb_load_bytes)(const struct __sk_buff *skb, __u32 offset, void *to, __u32 len) = (void *)26;
@@ -95,6 +99,8 @@ static long (*bpf_skb_change_tail)(struct __sk_buff *skb, __u32 len, __u64 flags
 #define BPF_F_RECOMPUTE_CSUM (1ULL << 0)
 #define BPF_F_INVALIDATE_HASH (1ULL << 1)
 #define BPF_F_INGRESS (1ULL << 0)
+#define BPF_F_PSEUDO_HDR (1ULL << 4)
+#define BPF_F_MARK_MANGLED_0 (1ULL << 5)
 
 // OWN_MARK marks the frames the egress program injects into the uplink's
 // ingress, so that the ingress program lets them pass. A frame from the
@@ -121,6 +127,13 @@ enum {
 	NS_LEN = OFF_ICMP6 + 24,       // RFC 4861 §4.3: the shortest NS frame
 	NA_LEN = OFF_ICMP6 + 32,       // RFC 4861 §4.4 with a target link-layer address option
 	ARP_LEN = ETH_LEN + 28,        // RFC 826 for Ethernet and IPv4
+	OFF_IP4_CSUM = ETH_LEN + 10,   // RFC 791, without options
+	OFF_IP4_DST = ETH_LEN + 16,
+	OFF_UDP4 = ETH_LEN + 20,
+	OFF_BOOTP = OFF_UDP4 + 8,      // RFC 2131 §2, figure 1
+	OFF_CIADDR = OFF_BOOTP + 12,
+	OFF_CHADDR = OFF_BOOTP + 28,
+	BOOTP_HEAD = OFF_CHADDR + 6,   // the frame up to chaddr's sixth byte
 	MIN_FRAME = OFF_ICMP6 + 16,    // RFC 4861 §4.2: the shortest RA frame
 	MAX_FRAME = 1296,              // 14 + 40 + 1240 (RA fits 1280), rounded to 8
 };
@@ -133,6 +146,7 @@ enum {
 #define IPPROTO_UDP 17
 #define IPPROTO_ICMPV6 58
 #define DHCP4_SERVER_PORT 67  // RFC 2131 §4.1
+#define DHCP4_CLIENT_PORT 68  // RFC 2131 §4.1
 #define DHCP6_SERVER_PORT 547 // RFC 8415 §7.2
 #define ND_ROUTER_SOLICIT 133
 #define ND_ROUTER_ADVERT 134
@@ -532,6 +546,41 @@ INLINE int pod_ipv6(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
+// pod_ipv4 keeps the pod stack's IPv4 in the pod. One kind goes to the VM
+// instead: a DHCPv4 reply broadcast to 255.255.255.255:68 for a client that
+// has an address (ciaddr, RFC 2131 §4.1: renewing, rebinding or informing)
+// with the VM's chaddr becomes the unicast RFC 2131 asks for, to ciaddr at
+// the VM's MAC, on the VM's port alone; no ARP is needed. The VM also gets
+// the broadcast from the bridge; a client that listens only on its address
+// while renewing (dhcpcd) takes this one.
+INLINE int pod_ipv4(struct __sk_buff *skb)
+{
+	__u8 b[BOOTP_HEAD];
+	__u32 port = vm_port, ciaddr, bcast = 0xffffffff;
+
+	if (port == 0 || bpf_skb_load_bytes(skb, 0, b, sizeof(b)) < 0)
+		return TC_ACT_SHOT;
+	// IPv4 without options, not a fragment, UDP, to 255.255.255.255,
+	// port 67 to 68; a BOOTREPLY for Ethernet from the VM's chaddr.
+	if (b[ETH_LEN] != 0x45 || (be16(b + ETH_LEN + 6) & 0x3fff) != 0 || b[ETH_LEN + 9] != IPPROTO_UDP ||
+	    !eq((const volatile __u8 *)&bcast, b + OFF_IP4_DST, 4) || be16(b + OFF_UDP4) != DHCP4_SERVER_PORT ||
+	    be16(b + OFF_UDP4 + 2) != DHCP4_CLIENT_PORT || b[OFF_BOOTP] != 2 || b[OFF_BOOTP + 1] != 1 ||
+	    b[OFF_BOOTP + 2] != 6 || !eq(vm_mac, b + OFF_CHADDR, 6))
+		return TC_ACT_SHOT;
+	__builtin_memcpy(&ciaddr, b + OFF_CIADDR, 4);
+	if (ciaddr == 0)
+		return TC_ACT_SHOT;
+#pragma clang loop unroll(full)
+	for (int i = 0; i < 6; i++)
+		b[i] = vm_mac[i];
+	if (bpf_skb_store_bytes(skb, 0, b, 6, 0) < 0 ||
+	    bpf_l4_csum_replace(skb, OFF_UDP4 + 6, bcast, ciaddr, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | 4) < 0 ||
+	    bpf_l3_csum_replace(skb, OFF_IP4_CSUM, bcast, ciaddr, 4) < 0 ||
+	    bpf_skb_store_bytes(skb, OFF_IP4_DST, &ciaddr, 4, BPF_F_INVALIDATE_HASH) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect(port, 0);
+}
+
 // from_pod handles a frame the pod's own stack sent. Before plumbing it has
 // the pod's MAC, which is the VM's, and passes.
 INLINE int from_pod(struct __sk_buff *skb, const __u8 *eth)
@@ -547,6 +596,7 @@ INLINE int from_pod(struct __sk_buff *skb, const __u8 *eth)
 		pod_mac = m;
 	switch (be16(eth + OFF_ETH_TYPE)) {
 	case ETH_P_IPV4:
+		return pod_ipv4(skb);
 	case ETH_P_ARP:
 		return TC_ACT_SHOT;
 	case ETH_P_IPV6:
