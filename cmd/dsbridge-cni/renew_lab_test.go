@@ -10,11 +10,11 @@ import (
 // TestRenewals: real clients renew (unicast from 10.16.0.5 to the server
 // identifier, resolved through the egress program's ARP answer) and rebind
 // (broadcast from 10.16.0.5) a 20 s lease with the uid-107 stand-in behind
-// the CNI's uplink programs; each request reaches the socket. dhclient and
-// udhcpc take the ACK the stand-in broadcasts to 255.255.255.255:68 while
-// renewing; dhcpcd 9.4.1 does not (it listens on a socket bound to its
-// address while renewing) and renews by Rebind at T2, whose broadcast ACK
-// it takes.
+// the CNI's uplink programs; each request reaches the socket, and each
+// client takes the answer: dhclient and udhcpc the ACK the stand-in
+// broadcasts to 255.255.255.255:68, dhcpcd 9.4.1 (which, renewing, listens
+// only on its own address) the unicast copy to 10.16.0.5 that the egress
+// program makes of it on the VM's port.
 func TestRenewals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real clients renew a 20 s lease")
@@ -29,7 +29,7 @@ func TestRenewals(t *testing.T) {
 	}
 	clients := []client{
 		{"dhclient", func(l *lab.Lab) *lab.Client { return l.Dhclient(t, "-4", "") }, "BOUND", "RENEW", "RENEW"},
-		{"dhcpcd", func(l *lab.Lab) *lab.Client { return l.Dhcpcd(t, "-4") }, "BOUND", "REBIND", "REBIND"},
+		{"dhcpcd", func(l *lab.Lab) *lab.Client { return l.Dhcpcd(t, "-4") }, "BOUND", "RENEW", "REBIND"},
 		{"udhcpc", func(l *lab.Lab) *lab.Client { return l.Udhcpc(t) }, "bound", "renew", "renew"},
 	}
 	for _, c := range clients {

@@ -120,9 +120,10 @@ func replyV4(req *dhcpv4.DHCPv4, lease time.Duration) *dhcpv4.DHCPv4 {
 	mods := []dhcpv4.Modifier{dhcpv4.WithMessageType(typ), dhcpv4.WithServerIP(standInSID),
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(standInSID)), dhcpv4.WithNetmask(net.CIDRMask(16, 32)),
 		dhcpv4.WithRouter(standInGW4), dhcpv4.WithOption(routes)}
-	if req.MessageType() == dhcpv4.MessageTypeInform {
-		mods = append(mods, dhcpv4.WithClientIP(req.ClientIPAddr))
-	} else {
+	// ciaddr from the request (RFC 2131 table 3): the egress program makes
+	// the unicast copy for a client with an address from it.
+	mods = append(mods, dhcpv4.WithClientIP(req.ClientIPAddr))
+	if req.MessageType() != dhcpv4.MessageTypeInform {
 		mods = append(mods, dhcpv4.WithYourIP(standInAddr4), dhcpv4.WithLeaseTime(uint32(lease/time.Second)))
 	}
 	reply, err := dhcpv4.NewReplyFromRequest(req, mods...)
