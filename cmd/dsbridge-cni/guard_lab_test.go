@@ -138,6 +138,7 @@ func TestUnprivilegedGuard(t *testing.T) {
 	l := lab.NewLab(t, lab.KubeOVN)
 	inv, bridge := unprivilegedPod(t, l)
 	gw := lab.StartCapture(t, l.Node, l.NodeIf, fmt.Sprintf("ether src %s or (ether src %s and arp and arp[24:2] = 0xa9fe and arp[26] = 0x4b)", bridge, l.Spec.MAC))
+	toVM := lab.StartCapture(t, l.Pod, l.Tap, "udp src port 67")
 	v4 := startStandIn(t, l, "v4 k6t-eth0 20 yes")
 	v6 := startStandIn(t, l, "v6 k6t-eth0")
 
@@ -170,6 +171,21 @@ func TestUnprivilegedGuard(t *testing.T) {
 			len(v4.matching("v4 INFORM from=10.16.0.5:", "to=255.255.255.255")) > 0
 	})
 
+	// The replies the VM got came from the server identifier, never from
+	// its own address; it reached the server identifier at the bridge.
+	stopCapture(t, toVM)
+	replies := toVM.Read(t, "-n")
+	if len(replies) < 4 {
+		t.Errorf("%d DHCPv4 replies reached the VM, want at least OFFER, ACK, ACK to the Renew, ACK to the INFORMs", len(replies))
+	}
+	for _, p := range replies {
+		if !strings.Contains(p, " 169.254.75.10.67 > ") {
+			t.Errorf("a reply to the VM not from 169.254.75.10: %s", p)
+		}
+	}
+	if got := l.Guest.Run(t, "ip", "neigh", "show", "169.254.75.10", "dev", l.GuestIf); !strings.Contains(got, "lladdr "+bridge.String()) {
+		t.Errorf("the guest's neighbour entry for 169.254.75.10 is %q, want the bridge's MAC %s", got, bridge)
+	}
 	pkts := stopCapture(t, gw)
 	if len(pkts) == 0 {
 		t.Error("the gateway saw nothing from the bridge, not even its own MLD report: is the capture working?")

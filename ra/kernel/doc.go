@@ -25,7 +25,9 @@
 //     learned; everything else the VM sends passes untouched.
 //   - Egress, the pod stack's frames after plumbing (source MAC = the
 //     bridge's): IPv4 and ARP (the bridge has no IPv4 address: only the
-//     sidecar's DHCPv4 socket sends IPv4 through it), DHCPv6 server messages,
+//     sidecar's DHCPv4 socket sends IPv4 through it; its broadcast reply to a
+//     client with an address also goes to the VM's port as the RFC 2131
+//     §4.1 unicast to ciaddr), DHCPv6 server messages,
 //     RAs, non-first IPv6 fragments, MLD reports naming ff02::1:2 and every
 //     NS but a DAD probe stay in the pod. The NS for the VM's learned
 //     link-local address is answered at once with the NA the VM would send,
