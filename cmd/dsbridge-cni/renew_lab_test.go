@@ -60,3 +60,33 @@ func TestRenewals(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewNeedsTheSysctls: in a pod whose reverse-path filter is loose
+// (rp_filter=2, as systemd sets it on many hosts and a new namespace
+// inherits it), the Renew from the VM's address reaches the socket after
+// ADD; once accept_local is back to 0, the next Renew from that address,
+// local to the pod, is dropped as a martian and never arrives.
+func TestRenewNeedsTheSysctls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a real client renews a 20 s lease twice")
+	}
+	l := lab.NewLab(t, lab.KubeOVN)
+	l.Pod.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2", "net.ipv4.conf.default.rp_filter=2")
+	unprivilegedPod(t, l)
+	if got := l.Pod.Run(t, "sysctl", "-n", "net.ipv4.conf.k6t-eth0.rp_filter", "net.ipv4.conf.all.accept_local"); got != "0\n1\n" {
+		t.Fatalf("bridge rp_filter, all.accept_local = %q, want 0 and 1", got)
+	}
+	v4 := startStandIn(t, l, "v4 k6t-eth0 20 yes")
+	cl := l.Dhclient(t, "-4", "")
+	cl.Env(t, 20*time.Second, "BOUND")
+	cl.Next(t, 25*time.Second, "RENEW")
+	renews := len(v4.matching("v4 REQUEST from=10.16.0.5:68"))
+	if renews == 0 {
+		t.Fatal("no Renew from 10.16.0.5 reached the socket")
+	}
+	l.Pod.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.accept_local=0")
+	time.Sleep(12 * time.Second) // past the next T1 (10 s after the ACK)
+	if got := len(v4.matching("v4 REQUEST from=10.16.0.5:68")); got != renews {
+		t.Errorf("%d Renews from 10.16.0.5 reached the socket without accept_local, want none after the first %d", got-renews, renews)
+	}
+}
