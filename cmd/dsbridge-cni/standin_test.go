@@ -32,7 +32,9 @@ import (
 // one line per datagram received, on any interface, and per reply sent.
 
 // standInEnv selects the stand-in: "v4 <bridge> <lease seconds> <renew>"
-// or "v6 <bridge>"; renew "no" leaves unicast Renews unanswered.
+// or "v6 <bridge>"; renew "no" leaves unicast Renews unanswered and sets
+// T1 and T2 (RFC 2132 §9.11, §9.12) to a quarter and half of the lease, so
+// that the client rebinds well before its lease expires.
 const standInEnv = "DSB_STANDIN"
 
 // Lab addresses the stand-ins hand out.
@@ -90,7 +92,7 @@ func serveV4(ifi *net.Interface, lease time.Duration, renew bool) error {
 		if cm.IfIndex != ifi.Index || (!renew && cm.Dst.Equal(standInSID)) {
 			continue
 		}
-		reply := replyV4(req, lease)
+		reply := replyV4(req, lease, !renew)
 		if reply == nil {
 			continue
 		}
@@ -105,7 +107,7 @@ func serveV4(ifi *net.Interface, lease time.Duration, renew bool) error {
 
 // replyV4 is the OFFER, ACK or INFORM ACK for req (RFC 2131 §4.3), with
 // option 121 making the server identifier on-link (RFC 3442).
-func replyV4(req *dhcpv4.DHCPv4, lease time.Duration) *dhcpv4.DHCPv4 {
+func replyV4(req *dhcpv4.DHCPv4, lease time.Duration, early bool) *dhcpv4.DHCPv4 {
 	typ := dhcpv4.MessageTypeAck
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
@@ -125,6 +127,9 @@ func replyV4(req *dhcpv4.DHCPv4, lease time.Duration) *dhcpv4.DHCPv4 {
 	mods = append(mods, dhcpv4.WithClientIP(req.ClientIPAddr))
 	if req.MessageType() != dhcpv4.MessageTypeInform {
 		mods = append(mods, dhcpv4.WithYourIP(standInAddr4), dhcpv4.WithLeaseTime(uint32(lease/time.Second)))
+	}
+	if early {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(lease/4)), dhcpv4.WithOption(dhcpv4.OptRebindingTimeValue(lease/2)))
 	}
 	reply, err := dhcpv4.NewReplyFromRequest(req, mods...)
 	if err != nil {
