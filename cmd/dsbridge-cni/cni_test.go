@@ -23,6 +23,9 @@ import (
 var cniBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(standInEnv) != "" { // a stand-in server: needs no plugin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "dsbcni")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -111,11 +114,15 @@ func confJSON(t *testing.T, stateDir string, extra map[string]any, cniArgs map[s
 
 func logicNet(name string) map[string]any { return map[string]any{"logicNetworkName": name} }
 
-// sysctls reads the two sysctls ADD sets inside ns.
+// adds are the sysctls ADD sets.
+var adds = []string{sysctlUnprivPortStart, sysctlArpIgnoreAll, sysctlAcceptLocalAll, sysctlRPFilterAll, sysctlRPFilterDefault}
+
+// sysctls reads the sysctls ADD sets inside ns, and whether the server
+// identifier route is there (as "route": 1).
 func sysctls(t *testing.T, ns *lab.NS) map[string]int {
 	t.Helper()
 	out := map[string]int{}
-	for _, name := range []string{sysctlUnprivPortStart, sysctlArpIgnoreAll} {
+	for _, name := range adds {
 		s := strings.TrimSpace(ns.Run(t, "cat", filepath.Join("/proc/sys", name)))
 		v, err := strconv.Atoi(s)
 		if err != nil {
@@ -123,15 +130,41 @@ func sysctls(t *testing.T, ns *lab.NS) map[string]int {
 		}
 		out[name] = v
 	}
+	out["route"] = strings.Count(ns.Run(t, "ip", "route", "show", "table", "local", "169.254.75.0/24"),
+		"local 169.254.75.0/24 dev lo proto static scope host")
 	return out
 }
 
+// pristine is a new namespace's: IPv4 "all" and "default" values are copied
+// from the host's (net.core.devconf_inherit_init_net 0), which the tests
+// run in.
 func pristine() map[string]int {
-	return map[string]int{sysctlUnprivPortStart: 1024, sysctlArpIgnoreAll: 0}
+	host := func(name string) int {
+		b, err := os.ReadFile(filepath.Join("/proc/sys", name))
+		if err != nil {
+			panic(err) // the host has IPv4
+		}
+		v, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return v
+	}
+	return map[string]int{sysctlUnprivPortStart: 1024, sysctlArpIgnoreAll: host(sysctlArpIgnoreAll),
+		sysctlAcceptLocalAll: host(sysctlAcceptLocalAll), sysctlRPFilterAll: host(sysctlRPFilterAll),
+		sysctlRPFilterDefault: host(sysctlRPFilterDefault), "route": 0}
 }
 
 func configured() map[string]int {
-	return map[string]int{sysctlUnprivPortStart: 0, sysctlArpIgnoreAll: 1}
+	return map[string]int{sysctlUnprivPortStart: 0, sysctlArpIgnoreAll: 1, sysctlAcceptLocalAll: 1,
+		sysctlRPFilterAll: 0, sysctlRPFilterDefault: 0, "route": 1}
+}
+
+// recorded is what ADD records for a pristine namespace.
+func recorded() []sysctlChange {
+	p := pristine()
+	var out []sysctlChange
+	for _, w := range wantSysctls {
+		out = append(out, sysctlChange{Name: w.name, Prev: p[w.name], Set: w.val})
+	}
+	return out
 }
 
 func TestAddDelSysctls(t *testing.T) {
@@ -156,10 +189,7 @@ func TestAddDelSysctls(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &state{Version: 1, Network: "dsbridge-binding", ContainerID: "c1", IfName: "net1", Netns: ns.Path(),
-		LogicNetwork: "default", PodIface: "eth0", Sysctls: []sysctlChange{
-			{Name: sysctlUnprivPortStart, Prev: 1024, Set: 0},
-			{Name: sysctlArpIgnoreAll, Prev: 0, Set: 1},
-		}}
+		LogicNetwork: "default", PodIface: "eth0", Sysctls: recorded(), ServerRoute: true}
 	if diff := cmp.Diff(want, st); diff != "" {
 		t.Errorf("state after ADD (-want +got):\n%s", diff)
 	}
@@ -229,7 +259,8 @@ func TestDelUndoesOnlyItsOwnChanges(t *testing.T) {
 	ns.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=8")
 	inv.Command = "DEL"
 	mustRun(t, inv)
-	want := map[string]int{sysctlUnprivPortStart: 1024, sysctlArpIgnoreAll: 8}
+	want := pristine()
+	want[sysctlArpIgnoreAll] = 8
 	if diff := cmp.Diff(want, sysctls(t, ns)); diff != "" {
 		t.Errorf("sysctls after DEL (-want +got):\n%s", diff)
 	}
@@ -252,7 +283,7 @@ func TestTwoAttachmentsShareSysctls(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff([]sysctlChange{{sysctlUnprivPortStart, 1024, 0}, {sysctlArpIgnoreAll, 0, 1}}, st.Sysctls); diff != "" {
+			if diff := cmp.Diff(recorded(), st.Sysctls); diff != "" {
 				t.Errorf("second attachment's record (-want +got):\n%s", diff)
 			}
 			if st.PodIface != "pod16477688c0e" {

@@ -61,9 +61,10 @@ type netConf struct {
 	TapQueues int `json:"tapQueues,omitempty"`
 	// StateDir holds what ADD changed, for DEL, CHECK and GC.
 	StateDir string `json:"stateDir,omitempty"`
-	// RAResponder attaches the kernel RS->RA responder (tc BPF) to the
-	// pod's uplink when the pod has an IPv6 default gateway; default true.
-	// It gives the unprivileged tier router advertisements.
+	// RAResponder turns the RS->RA responder of the kernel uplink
+	// programs (tc BPF) on when the pod has an IPv6 default gateway;
+	// default true. It gives the unprivileged tier router advertisements.
+	// The uplink guard is attached either way.
 	RAResponder *bool `json:"raResponder,omitempty"`
 
 	// RuntimeConfig and Args are set by the runtime and Multus.

@@ -60,11 +60,11 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 		Version: stateVersion, Network: conf.Name, ContainerID: args.ContainerID, IfName: args.IfName,
 		Netns: args.Netns, LogicNetwork: conf.CNIArgs.LogicNetworkName, PodIface: conf.podIface(),
 	}
-	prev, earlier, err := p.previous(conf.StateDir, st)
+	base, earlier, err := p.previous(conf.StateDir, st)
 	if err != nil {
 		return err
 	}
-	if err := netsetup.Do(args.Netns, func() error { return p.apply(conf, st, prev, earlier) }); err != nil {
+	if err := netsetup.Do(args.Netns, func() error { return p.apply(conf, st, base, earlier) }); err != nil {
 		return p.failAdd(conf, st, err)
 	}
 	if err := saveState(conf.StateDir, st); err != nil {
@@ -73,10 +73,11 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 	return printResult(p.stdout, conf)
 }
 
-// previous returns the sysctl values from before any dsbridge attachment of
-// this pod: from this attachment's own state (a repeated ADD) or a
-// sibling's; and this attachment's earlier state, if any.
-func (p *plugin) previous(dir string, st *state) (map[string]int, *state, error) {
+// previous returns the record of the pod's state from before any dsbridge
+// attachment (sysctl values, whether dsbridge added the server route): this
+// attachment's own (a repeated ADD) or a sibling's; and this attachment's
+// earlier state, if any.
+func (p *plugin) previous(dir string, st *state) (*state, *state, error) {
 	earlier, err := loadState(statePath(dir, st.ContainerID, st.IfName))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, types.NewError(types.ErrIOFailure, "failed to read the attachment's state", err.Error())
@@ -93,31 +94,37 @@ func (p *plugin) previous(dir string, st *state) (map[string]int, *state, error)
 	if len(records) == 0 {
 		return nil, earlier, nil
 	}
-	prev := map[string]int{}
-	for _, c := range records[0].Sysctls {
-		prev[c.Name] = c.Prev
-	}
-	return prev, earlier, nil
+	return records[0], earlier, nil
 }
 
 // apply runs inside the pod's network namespace.
-func (p *plugin) apply(conf *netConf, st *state, prev map[string]int, earlier *state) error {
+func (p *plugin) apply(conf *netConf, st *state, base *state, earlier *state) error {
+	var prev map[string]int
+	if base != nil {
+		prev = map[string]int{}
+		for _, c := range base.Sysctls {
+			prev[c.Name] = c.Prev
+		}
+	}
 	changes, err := applySysctls(prev)
 	st.Sysctls = changes
 	if err != nil {
 		return err
 	}
-	// The pristine pod, read at most once for the responder and the
+	added, err := addServerRoute()
+	st.ServerRoute = added || base != nil && base.ServerRoute
+	if err != nil {
+		return err
+	}
+	// The pristine pod, read at most once for the uplink programs and the
 	// plumbing: reading it may wait for the gateways' MACs.
 	pod := sync.OnceValues(func() (*netsetup.Snapshot, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), plumbTimeout)
 		defer cancel()
 		return netsetup.Take(ctx, netsetup.SnapshotOptions{PodIface: st.PodIface, ResolvConf: os.DevNull, Hostname: "-"})
 	})
-	if conf.raResponder() {
-		if err := attachResponder(st, earlier, pod, p.log); err != nil {
-			return err
-		}
+	if err := attachUplink(conf, st, earlier, pod, p.log); err != nil {
+		return err
 	}
 	if !conf.Plumbing {
 		return nil
@@ -125,34 +132,40 @@ func (p *plugin) apply(conf *netConf, st *state, prev map[string]int, earlier *s
 	return plumb(conf, st, earlier, pod)
 }
 
-// attachResponder attaches the kernel RS->RA responder to the pristine
-// uplink, from its snapshot: while the uplink still has its addresses and
-// routes, so the gateway and prefix are known. It survives KubeVirt's
-// rename, MAC change and enslaving. A pod without an IPv6 default gateway
-// (or one already plumbed) gets none.
-func attachResponder(st, earlier *state, pod func() (*netsetup.Snapshot, error), log *slog.Logger) error {
-	if earlier != nil && earlier.RAResponder {
-		st.RAResponder = true
+// attachUplink attaches the kernel uplink programs (ra/kernel) to the
+// pristine uplink, from its snapshot: while the uplink still has the pod's
+// MAC (the VM's), addresses and routes, so the VM's MAC, the gateway and
+// the prefix are known. They survive KubeVirt's rename, MAC change and
+// enslaving. The RS->RA responder is on when the pod has an IPv6 default
+// gateway with a known MAC and the configuration does not turn it off; the
+// guard is always on. A pod already plumbed gets none.
+func attachUplink(conf *netConf, st, earlier *state, pod func() (*netsetup.Snapshot, error), log *slog.Logger) error {
+	if earlier != nil && earlier.UplinkGuard {
+		st.UplinkGuard, st.RAResponder = true, earlier.RAResponder
 		return nil
 	}
 	snap, err := pod()
 	if err != nil {
 		// Not fatal: the pod still works, and the sidecar's plan says RA is
 		// off and why.
-		log.Warn("no kernel RA responder: cannot read the pod interface", "podIface", st.PodIface, "error", err)
+		log.Warn("no kernel uplink programs: cannot read the pod interface", "podIface", st.PodIface, "error", err)
+		return nil
+	}
+	if snap.Plumbed || snap.MAC.IsZero() {
+		log.Warn("no kernel uplink programs: the pod interface is already plumbed or has no MAC", "podIface", st.PodIface)
 		return nil
 	}
 	// The VM gets the pod's original MAC (KubeVirt's managedTap moves it
 	// to the tap's side), and the advertisement is the sidecar's own.
-	adv := binding.RAConfig(snap, binding.VMMAC(frame.MAC{}, snap), ra.ModeGateway)
-	if snap.Plumbed || adv == nil {
-		log.Info("no kernel RA responder: the pod interface has no IPv6 default gateway with a known MAC", "podIface", st.PodIface)
-		return nil
+	vmMAC := binding.VMMAC(frame.MAC{}, snap)
+	cfg := kernel.Config{VMMAC: vmMAC, RA: ra.Config{Mode: ra.ModeOff}}
+	if adv := binding.RAConfig(snap, vmMAC, ra.ModeGateway); adv != nil && conf.raResponder() {
+		cfg.RA = *adv
 	}
-	if err := kernel.Attach(st.PodIface, kernel.Config{RA: *adv}); err != nil {
-		return fmt.Errorf("failed to attach the kernel RA responder to %q: %w", st.PodIface, err)
+	if err := kernel.Attach(st.PodIface, cfg); err != nil {
+		return fmt.Errorf("failed to attach the kernel uplink programs to %q: %w", st.PodIface, err)
 	}
-	st.RAResponder = true
+	st.UplinkGuard, st.RAResponder = true, cfg.RA.Mode != ra.ModeOff
 	return nil
 }
 
@@ -203,18 +216,29 @@ func undo(st *state, siblingsRemain bool) error {
 			return err
 		}
 	}
-	if st.RAResponder {
+	if st.RAResponder || st.UplinkGuard {
 		// The uplink may have been renamed <x>-nic since ADD.
-		for _, name := range []string{st.PodIface, netsetup.LayoutFor(st.PodIface, "").Uplink} {
+		for _, name := range uplinkNames(st) {
 			if err := kernel.Detach(name); err != nil {
-				return fmt.Errorf("failed to detach the kernel RA responder from %q: %w", name, err)
+				return fmt.Errorf("failed to detach the kernel uplink programs from %q: %w", name, err)
 			}
 		}
 	}
 	if siblingsRemain {
 		return nil
 	}
+	if st.ServerRoute {
+		if err := removeServerRoute(); err != nil {
+			return err
+		}
+	}
 	return restoreSysctls(st.Sysctls)
+}
+
+// uplinkNames are the names the attachment's uplink has had: the pod
+// interface's, and <x>-nic after KubeVirt's rename.
+func uplinkNames(st *state) []string {
+	return []string{st.PodIface, netsetup.LayoutFor(st.PodIface, "").Uplink}
 }
 
 func printResult(w io.Writer, conf *netConf) error {
@@ -294,6 +318,9 @@ func (p *plugin) check(args *skel.CmdArgs) error {
 		if err := checkSysctls(st.Sysctls); err != nil {
 			return err
 		}
+		if err := checkUplink(st); err != nil {
+			return err
+		}
 		if st.Plumbing != nil {
 			return netsetup.Adopt(st.Plumbing.Layout)
 		}
@@ -303,6 +330,19 @@ func (p *plugin) check(args *skel.CmdArgs) error {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("pod interface %s is not as ADD left it", st.PodIface), err.Error())
 	}
 	return nil
+}
+
+// checkUplink reports uplink programs that ADD attached and are gone.
+func checkUplink(st *state) error {
+	if !st.UplinkGuard {
+		return nil
+	}
+	for _, name := range uplinkNames(st) {
+		if ok, err := kernel.Guarded(name); err == nil && ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("the kernel uplink programs are no longer attached to %q", st.PodIface)
 }
 
 // gc undoes and forgets every attachment of this network that the runtime

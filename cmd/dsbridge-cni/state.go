@@ -28,8 +28,15 @@ type state struct {
 	Sysctls []sysctlChange `json:"sysctls"`
 	// Plumbing is set when ADD built the managedTap layout.
 	Plumbing *plumbState `json:"plumbing,omitempty"`
-	// RAResponder is set when ADD attached the kernel RA responder.
+	// RAResponder is set when ADD attached the kernel uplink programs
+	// with the RS->RA responder on, UplinkGuard when it attached them (with
+	// or without the responder).
 	RAResponder bool `json:"raResponder,omitempty"`
+	UplinkGuard bool `json:"uplinkGuard,omitempty"`
+	// ServerRoute is set when the local route for the server identifier
+	// net was added by dsbridge (this ADD or an earlier attachment of the
+	// pod): the last attachment's DEL removes it.
+	ServerRoute bool `json:"serverRoute,omitempty"`
 }
 
 // sysctlChange is one sysctl ADD wrote: its value before and the value set.

@@ -18,6 +18,20 @@ const (
 	// IPv4 address, which stays on the dummy (KubeVirt managedTap does the
 	// same).
 	sysctlArpIgnoreAll = "net/ipv4/conf/all/arp_ignore"
+	// sysctlAcceptLocalAll = 1 lets the pod take the VM's DHCPv4 Renew,
+	// Rebind and Inform, whose source (the VM's address) is local to the
+	// pod, on the dummy (net/ipv4/fib_frontend.c fib_validate_source:
+	// without it, a local source is a martian). The "all" value is ORed
+	// with the bridge's (IN_DEV_ORCONF).
+	sysctlAcceptLocalAll = "net/ipv4/conf/all/accept_local"
+	// sysctlRPFilterAll and sysctlRPFilterDefault = 0: the strict and
+	// loose reverse-path checks reject that source too on a bridge without
+	// IPv4 addresses (__fib_validate_source: no address, rp_filter set ->
+	// -EXDEV). The bridge's value is the larger of "all" and its own, which
+	// it takes from "default" when KubeVirt creates it after ADD
+	// (IN_DEV_MAXCONF).
+	sysctlRPFilterAll     = "net/ipv4/conf/all/rp_filter"
+	sysctlRPFilterDefault = "net/ipv4/conf/default/rp_filter"
 )
 
 // wantSysctls are the values ADD sets, in order.
@@ -27,6 +41,9 @@ var wantSysctls = []struct {
 }{
 	{sysctlUnprivPortStart, 0},
 	{sysctlArpIgnoreAll, 1},
+	{sysctlAcceptLocalAll, 1},
+	{sysctlRPFilterAll, 0},
+	{sysctlRPFilterDefault, 0},
 }
 
 // applySysctls sets wantSysctls and returns what it changed. prev, when

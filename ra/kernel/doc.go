@@ -1,33 +1,49 @@
-// Package kernel answers the VM's IPv6 router solicitations (RFC 4861 §4.1)
-// with the gateway's router advertisement (RFC 4861 §4.2, §6.2.6) from a tc
-// BPF program on the pod's uplink, so that a sidecar without capabilities
-// still gives the guest its default router.
+// Package kernel is dsbridge's uplink program: two tc BPF programs on the
+// pod's uplink that answer the VM's IPv6 router solicitations (RFC 4861
+// §4.1) with the gateway's router advertisement (RFC 4861 §4.2, §6.2.6), and
+// guard the uplink in both directions so that a sidecar without
+// capabilities, serving DHCP from UDP sockets on the bridge, hears only the
+// VM and is heard only by the VM.
 //
 // The binding CNI calls Attach during ADD, in the pod's network namespace,
-// while the uplink still has its name and addresses; the program stays in
-// the kernel after the CNI exits, keeps working when KubeVirt renames the
-// uplink to <x>-nic, changes its MAC and enslaves it to the bridge, and is
-// freed with the namespace. Detach removes it; Attached reports it (no
-// capability needed).
+// while the uplink still has its name and addresses; the programs stay in
+// the kernel after the CNI exits, keep working when KubeVirt renames the
+// uplink to <x>-nic, changes its MAC and enslaves it to the bridge, and are
+// freed with the namespace. Detach removes them; Attached (the RS->RA
+// responder) and Guarded (both programs) report them without a capability.
 //
-// What the program does (bpf/responder.c):
+// What the programs do (bpf/responder.c has the details):
 //
-//   - An RS the VM sent (source MAC = VM MAC, hop limit 255, bridged from its
-//     tap) about to leave through the uplink is overwritten with the complete
-//     RA frame (gateway MAC, gateway link-local source, ff02::1 in a frame
-//     addressed to the VM MAC) and redirected to the uplink's ingress: the
-//     bridge delivers it to the VM alone, and the RS never leaves the pod.
-//   - An NS the VM sent for the gateway's link-local address (RFC 4861 §7.3,
-//     its NUD of the default router) goes upstream unchanged as a clone, and
-//     the original becomes the RA, at most once per Config.Refresh: the
-//     guest's default route is refreshed while the guest uses it, with no
-//     timer. Only ICMPv6 triggers it.
-//   - Everything else passes untouched, including the pod's own RS (its
-//     packets arrived on no interface).
+//   - Egress, the VM's frames (source MAC = VM MAC, bridged from its tap):
+//     an RS becomes the complete RA frame, redirected to the uplink's
+//     ingress, so the bridge delivers it to the VM alone; an NS for the
+//     gateway's link-local address goes upstream and, at most once per
+//     Config.Refresh, also brings the VM the RA; an ARP request for an
+//     address in ServerIDNet gets the reply "at the bridge's MAC" on the
+//     VM's port, so the guest can unicast a DHCPv4 Renew to the server
+//     identifier. The VM's fe80::/64 source address and its port are
+//     learned; everything else the VM sends passes untouched.
+//   - Egress, the pod stack's frames after plumbing (source MAC = the
+//     bridge's): IPv4 and ARP (the bridge has no IPv4 address: only the
+//     sidecar's DHCPv4 socket sends IPv4 through it; its broadcast reply to a
+//     client with an address also goes to the VM's port as the RFC 2131
+//     §4.1 unicast to ciaddr), DHCPv6 server messages,
+//     RAs, non-first IPv6 fragments, MLD reports naming ff02::1:2 and every
+//     NS but a DAD probe stay in the pod. The NS for the VM's learned
+//     link-local address is answered at once with the NA the VM would send,
+//     into the pod (never towards the uplink), so the sidecar's DHCPv6 reply
+//     leaves without waiting for the guest. KubeVirt's bridge keeps its own
+//     behaviour: its DAD probe, RS, MLD reports for its own groups and NAs
+//     for its own address pass.
+//   - Ingress, frames from the cluster: DHCPv4 (to UDP 67) and DHCPv6 (to
+//     UDP 547) client and relay messages, RS, IPv6 packets from the VM's
+//     link-local address and NAs for it never reach the bridge's own stack;
+//     the VM still gets its copy of a group-addressed one, and frames
+//     unicast to the VM's MAC pass (the bridge gives them to the VM alone).
 //
 // The loader computes the RA with ra.Build and writes the frame, checksum
-// included, into the program's read-only data before loading it; nothing
+// included, into the programs' read-only data before loading them; nothing
 // about the pod is compiled in. The object is built from bpf/responder.c by
 // `make generate` with Debian bookworm's clang-16 and committed, so building
-// dsbridge needs no clang.
+// dsbridge needs no clang. Linux 5.2 or later.
 package kernel

@@ -1,8 +1,8 @@
 package kernel
 
 import (
-	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"time"
 
@@ -35,10 +35,24 @@ var allNodes = netip.MustParseAddr("ff02::1")
 // ndpHopLimit is the hop limit of every ND message (RFC 4861 §6.1.2).
 const ndpHopLimit = 255
 
-// Config is what the responder advertises and when.
+// ServerIDNet holds every DHCPv4 server identifier dsbridge uses,
+// 169.254.75.1<index> (KubeVirt's bridge binding numbering, index = the VMI
+// interface's position). The binding CNI makes the whole net local to the
+// pod (a local route on lo), so the sidecar's UDP socket can send from the
+// server identifier and receive a unicast Renew to it, and the egress
+// program answers the VM's ARP requests for it with the bridge's MAC.
+var ServerIDNet = netip.MustParsePrefix("169.254.75.0/24")
+
+// Config is what the uplink programs serve.
 type Config struct {
-	// RA is the advertisement, as for the userspace advertiser; RA.VMMAC
-	// selects the frames served. ModeGateway or ModeFlagsOnly.
+	// VMMAC is the VM's MAC (the pod interface's original MAC): only
+	// frames from it are answered and learned from, and frames to it pass
+	// the ingress guard. Zero: RA.VMMAC.
+	VMMAC frame.MAC
+	// RA is the advertisement, as for the userspace advertiser:
+	// ModeGateway or ModeFlagsOnly attach the RS->RA responder, ModeOff
+	// (a pod without an IPv6 default gateway) none; the guard, the NS
+	// answers and the ARP answers work in every mode.
 	RA ra.Config
 	// Refresh is the least time between two advertisements sent because
 	// the VM solicited the gateway's link-local address; 0 means
@@ -47,20 +61,40 @@ type Config struct {
 	Refresh time.Duration
 }
 
-// vars are the values of the program's read-only globals.
+// vars are the values of the programs' read-only globals.
 type vars struct {
 	vmMAC     [6]byte
 	gwLLA     [16]byte
 	refreshNS uint64
-	frame     []byte
+	frame     []byte // empty: no RS->RA responder
+	sidNet    [4]byte
+	sidMask   [4]byte
 }
 
-// compile validates cfg and computes the program's globals: the whole RA
+// compile validates cfg and computes the programs' globals: the whole RA
 // frame with its checksum, and the match keys. It is pure.
 func compile(cfg Config) (vars, error) {
-	if cfg.RA.Mode == ra.ModeOff {
-		return vars{}, errors.New("router advertisement mode off: nothing to attach")
+	mac := cfg.VMMAC
+	if mac.IsZero() {
+		mac = cfg.RA.VMMAC
 	}
+	if !mac.IsUnicast() {
+		return vars{}, fmt.Errorf("VM MAC %q is not a unicast Ethernet address", mac)
+	}
+	if !cfg.RA.VMMAC.IsZero() && cfg.RA.VMMAC != mac {
+		return vars{}, fmt.Errorf("RA VM MAC %v differs from the VM MAC %v", cfg.RA.VMMAC, mac)
+	}
+	v := vars{vmMAC: mac, sidNet: ServerIDNet.Masked().Addr().As4(),
+		sidMask: [4]byte(net.CIDRMask(ServerIDNet.Bits(), 32))}
+	if cfg.RA.Mode == ra.ModeOff {
+		return v, nil
+	}
+	cfg.RA.VMMAC = mac
+	return compileRA(cfg, v)
+}
+
+// compileRA adds the RA frame and the refresh keys to v.
+func compileRA(cfg Config, v vars) (vars, error) {
 	if cfg.Refresh != 0 && cfg.Refresh < minRefresh {
 		return vars{}, fmt.Errorf("refresh interval %v is below %v", cfg.Refresh, minRefresh)
 	}
@@ -76,17 +110,14 @@ func compile(cfg Config) (vars, error) {
 		Eth:      frame.Ethernet{Dst: cfg.RA.VMMAC, Src: cfg.RA.GatewayMAC, Type: frame.EtherTypeIPv6},
 		Src:      ra.Source(cfg.RA),
 		Dst:      allNodes,
-		HopLimit: ndpHopLimit,
+		HopLimit: frame.NDPHopLimit,
 		Payload:  body,
 	})
 	if len(f) < minFrame || len(f) > maxFrame {
 		return vars{}, fmt.Errorf("router advertisement frame of %d bytes is outside [%d, %d]", len(f), minFrame, maxFrame)
 	}
-	v := vars{
-		vmMAC: [6]byte(cfg.RA.VMMAC),
-		gwLLA: cfg.RA.GatewayLLA.WithZone("").As16(),
-		frame: f,
-	}
+	v.gwLLA = cfg.RA.GatewayLLA.WithZone("").As16()
+	v.frame = f
 	if cfg.RA.Mode == ra.ModeGateway {
 		v.refreshNS = uint64(orDefault(cfg.Refresh, DefaultRefresh))
 	}

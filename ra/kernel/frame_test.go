@@ -76,9 +76,14 @@ func TestCompile(t *testing.T) {
 		{name: "gateway, refresh 5s", cfg: refresh, refresh: 5 * time.Second, src: "fe80::858:aff:fe10:1"},
 		// flags-only advertises no router: no refresh, ra.Source's address.
 		{name: "flags-only", cfg: flags, refresh: 0, src: "fe80::a58:aff:fe10:1"},
-		{name: "off", cfg: off, err: "router advertisement mode off: nothing to attach"},
+		// off: the guard alone, no RA frame (checked below).
+		{name: "off", cfg: off, refresh: 0},
 		{name: "refresh below 3s", cfg: fast, err: "refresh interval 1s is below 3s"},
-		{name: "no VM MAC", cfg: noVM, err: `invalid router advertisement config: VM MAC "" is not a unicast Ethernet address`},
+		{name: "no VM MAC", cfg: noVM, err: `VM MAC "" is not a unicast Ethernet address`},
+		{name: "multicast VM MAC", cfg: Config{VMMAC: frame.MAC{0x33, 0x33, 0, 0, 0, 1}, RA: off.RA},
+			err: `VM MAC "33:33:00:00:00:01" is not a unicast Ethernet address`},
+		{name: "two VM MACs", cfg: Config{VMMAC: frame.MAC{0x0a, 0x58, 0x0a, 0x10, 0x00, 0x06}, RA: kubeOVN().RA},
+			err: "RA VM MAC 0a:58:0a:10:00:05 differs from the VM MAC 0a:58:0a:10:00:06"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := compile(tc.cfg)
@@ -90,6 +95,14 @@ func TestCompile(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.cfg.RA.Mode == ra.ModeOff {
+				got := []any{len(v.frame), v.refreshNS, v.vmMAC, v.sidNet, v.sidMask}
+				want := []any{0, uint64(0), [6]byte(tc.cfg.RA.VMMAC), [4]byte{169, 254, 75, 0}, [4]byte{255, 255, 255, 0}}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("frame length, refresh, VM MAC, server net, mask (-want +got):\n%s", diff)
+				}
+				return
 			}
 			p, err := frame.ParseICMP6(v.frame)
 			if err != nil {

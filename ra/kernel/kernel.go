@@ -10,17 +10,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The responder's tc filter at egress of the uplink's clsact qdisc. A fixed
-// priority and handle make Attach a replace: attaching twice leaves one.
+// The programs' tc filters, one at each hook of the uplink's clsact qdisc.
+// A fixed priority and handle make Attach a replace: attaching twice leaves
+// one of each.
 const (
-	filterPriority = 1 // first, ahead of any other egress filter
+	filterPriority = 1 // first, ahead of any other filter
 	filterHandle   = 0xd5b
 )
 
-// Attach loads the responder for cfg and attaches it at tc egress of uplink
-// in the caller's network namespace (run it inside the pod's). It replaces a
-// responder attached before. The program outlives the calling process; it
-// goes with Detach or with the namespace.
+// Filter names. The sidecar, which has no capability to read the programs,
+// learns from them what is attached: the egress filter is named raFilter
+// when it answers RS (Attached), guardFilter when the pod had no IPv6
+// gateway to advertise; the ingress filter is always guardFilter.
+const (
+	raFilter    = "dsbridge_ra"
+	guardFilter = "dsbridge_guard"
+)
+
+// Attach loads the uplink programs for cfg and attaches them at tc egress
+// and ingress of uplink in the caller's network namespace (run it inside
+// the pod's). It replaces programs attached before. The programs outlive
+// the calling process; they go with Detach or with the namespace.
 func Attach(uplink string, cfg Config) error {
 	v, err := compile(cfg)
 	if err != nil {
@@ -34,17 +44,24 @@ func Attach(uplink string, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	defer coll.Close() // the filter holds its own references
+	defer coll.Close() // the filters hold their own references
 	if err := ensureClsact(link); err != nil {
 		return err
 	}
-	if err := netlink.FilterReplace(filter(link, coll.Programs[programName].FD())); err != nil {
-		return fmt.Errorf("failed to attach the RA responder to %q: %w", uplink, err)
+	egress := guardFilter
+	if len(v.frame) > 0 {
+		egress = raFilter
+	}
+	if err := netlink.FilterReplace(filter(link, netlink.HANDLE_MIN_EGRESS, coll.Programs[egressProgram].FD(), egress)); err != nil {
+		return fmt.Errorf("failed to attach the egress program to %q: %w", uplink, err)
+	}
+	if err := netlink.FilterReplace(filter(link, netlink.HANDLE_MIN_INGRESS, coll.Programs[ingressProgram].FD(), guardFilter)); err != nil {
+		return errors.Join(fmt.Errorf("failed to attach the ingress program to %q: %w", uplink, err), Detach(uplink))
 	}
 	return nil
 }
 
-// Detach removes the responder from uplink, and the clsact qdisc when no
+// Detach removes the programs from uplink, and the clsact qdisc when no
 // filter is left on it. Nothing attached, or no uplink any more, is not an
 // error (CNI DEL runs again after partial failures).
 func Detach(uplink string) error {
@@ -55,54 +72,81 @@ func Detach(uplink string) error {
 	if err != nil {
 		return fmt.Errorf("failed to find uplink %q: %w", uplink, err)
 	}
-	ours, err := responders(link)
-	if err != nil {
-		return err
-	}
-	for _, f := range ours {
-		if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("failed to detach the RA responder from %q: %w", uplink, err)
+	for _, parent := range []uint32{netlink.HANDLE_MIN_EGRESS, netlink.HANDLE_MIN_INGRESS} {
+		ours, err := ourFilters(link, parent)
+		if err != nil {
+			return err
+		}
+		for _, f := range ours {
+			if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("failed to detach %s from %q: %w", f.Name, uplink, err)
+			}
 		}
 	}
 	return removeEmptyClsact(link)
 }
 
-// Attached reports whether the responder is attached to uplink. It needs no
-// capability: the sidecar calls it to know that it must not advertise.
+// Attached reports whether the RS->RA responder is attached to uplink. It
+// needs no capability: the sidecar calls it to know that it must not
+// advertise.
 func Attached(uplink string) (bool, error) {
-	link, err := netlink.LinkByName(uplink)
-	if err != nil {
-		return false, fmt.Errorf("failed to find uplink %q: %w", uplink, err)
-	}
-	ours, err := responders(link)
-	return len(ours) > 0, err
+	names, err := attachedNames(uplink)
+	return names[netlink.HANDLE_MIN_EGRESS] == raFilter, err
 }
 
-// filter is the responder's tc filter for prog on link.
-func filter(link netlink.Link, fd int) *netlink.BpfFilter {
+// Guarded reports whether both uplink programs are attached to uplink, so
+// that nothing from the cluster reaches the pod's DHCP sockets and nothing
+// the pod stack sends for them leaves. It needs no capability.
+func Guarded(uplink string) (bool, error) {
+	names, err := attachedNames(uplink)
+	e := names[netlink.HANDLE_MIN_EGRESS]
+	return (e == raFilter || e == guardFilter) && names[netlink.HANDLE_MIN_INGRESS] == guardFilter, err
+}
+
+// attachedNames returns the name of our filter at each hook of uplink.
+func attachedNames(uplink string) (map[uint32]string, error) {
+	link, err := netlink.LinkByName(uplink)
+	if err != nil {
+		return nil, fmt.Errorf("failed to find uplink %q: %w", uplink, err)
+	}
+	names := map[uint32]string{}
+	for _, parent := range []uint32{netlink.HANDLE_MIN_EGRESS, netlink.HANDLE_MIN_INGRESS} {
+		ours, err := ourFilters(link, parent)
+		if err != nil {
+			return names, err
+		}
+		if len(ours) > 0 {
+			names[parent] = ours[0].Name
+		}
+	}
+	return names, nil
+}
+
+// filter is our tc filter for prog on link at parent (a clsact hook).
+func filter(link netlink.Link, parent uint32, fd int, name string) *netlink.BpfFilter {
 	return &netlink.BpfFilter{
 		FilterAttrs: netlink.FilterAttrs{
 			LinkIndex: link.Attrs().Index,
-			Parent:    netlink.HANDLE_MIN_EGRESS,
+			Parent:    parent,
 			Handle:    filterHandle,
 			Priority:  filterPriority,
 			Protocol:  unix.ETH_P_ALL,
 		},
 		Fd:           fd,
-		Name:         programName,
+		Name:         name,
 		DirectAction: true,
 	}
 }
 
-// responders lists the responder filters at egress of link.
-func responders(link netlink.Link) ([]*netlink.BpfFilter, error) {
-	fs, err := filterList(link, netlink.HANDLE_MIN_EGRESS)
+// ourFilters lists our filters at parent (a clsact hook) of link.
+func ourFilters(link netlink.Link, parent uint32) ([]*netlink.BpfFilter, error) {
+	fs, err := filterList(link, parent)
 	if err != nil {
 		return nil, err
 	}
 	var ours []*netlink.BpfFilter
 	for _, f := range fs {
-		if b, ok := f.(*netlink.BpfFilter); ok && b.Name == programName {
+		if b, ok := f.(*netlink.BpfFilter); ok && (b.Name == raFilter || b.Name == guardFilter) {
 			ours = append(ours, b)
 		}
 	}

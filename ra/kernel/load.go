@@ -17,14 +17,17 @@ import (
 //go:embed responder.o
 var object []byte
 
-// programName is the program's function name in bpf/responder.c, and the
-// name of the tc filter carrying it.
-const programName = "dsbridge_ra"
+// The programs' function names in bpf/responder.c.
+const (
+	egressProgram  = "dsbridge_egress"
+	ingressProgram = "dsbridge_ingress"
+)
 
-// minKernel is the oldest Linux the program loads on: it keeps its
+// minKernel is the oldest Linux the programs load on: they keep their
 // configuration in global data whose read-only part the kernel freezes, so
 // that the verifier sees the frame length as a constant (Linux 5.2). Every
-// helper it calls is older (bpf_skb_change_tail, the newest, is 4.9).
+// helper they call is older (bpf_skb_change_tail, the newest, is 4.9), and
+// so is writing skb->mark from tc.
 var minKernel = kernelVersion{5, 2}
 
 type kernelVersion struct{ major, minor int }
@@ -56,7 +59,7 @@ func checkKernel(release string) error {
 		return err
 	}
 	if v.less(minKernel) {
-		return fmt.Errorf("the kernel RA responder needs Linux %v or later, this is %s", minKernel, release)
+		return fmt.Errorf("the kernel uplink programs need Linux %v or later, this is %s", minKernel, release)
 	}
 	return nil
 }
@@ -74,7 +77,7 @@ func kernelRelease() (string, error) {
 func spec(v vars) (*ebpf.CollectionSpec, error) {
 	s, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(object))
 	if err != nil {
-		return nil, fmt.Errorf("failed to parse the RA responder object: %w", err)
+		return nil, fmt.Errorf("failed to parse the uplink program object: %w", err)
 	}
 	buf := make([]byte, maxFrame)
 	copy(buf, v.frame)
@@ -84,20 +87,23 @@ func spec(v vars) (*ebpf.CollectionSpec, error) {
 		"refresh_ns": v.refreshNS,
 		"frame_len":  uint32(len(v.frame)),
 		"ra_frame":   buf,
+		"sid_net":    v.sidNet,
+		"sid_mask":   v.sidMask,
 	} {
 		vs, ok := s.Variables[name]
 		if !ok {
-			return nil, fmt.Errorf("RA responder object has no variable %q", name)
+			return nil, fmt.Errorf("uplink program object has no variable %q", name)
 		}
 		if err := vs.Set(val); err != nil {
-			return nil, fmt.Errorf("failed to set RA responder variable %q: %w", name, err)
+			return nil, fmt.Errorf("failed to set uplink program variable %q: %w", name, err)
 		}
 	}
 	return s, nil
 }
 
-// load verifies and loads the program for v. The caller closes the
-// collection; its program is Programs[programName].
+// load verifies and loads the programs for v. The caller closes the
+// collection; its programs are Programs[egressProgram] and
+// Programs[ingressProgram], sharing the learned state.
 func load(v vars, opts ebpf.ProgramOptions) (*ebpf.Collection, error) {
 	release, err := kernelRelease()
 	if err != nil {
@@ -112,11 +118,13 @@ func load(v vars, opts ebpf.ProgramOptions) (*ebpf.Collection, error) {
 	}
 	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{Programs: opts})
 	if err != nil {
-		return nil, fmt.Errorf("failed to load the RA responder (needs Linux %v or later, this is %s): %w", minKernel, release, err)
+		return nil, fmt.Errorf("failed to load the uplink programs (needs Linux %v or later, this is %s): %w", minKernel, release, err)
 	}
-	if coll.Programs[programName] == nil {
-		coll.Close()
-		return nil, fmt.Errorf("RA responder object has no program %q", programName)
+	for _, name := range []string{egressProgram, ingressProgram} {
+		if coll.Programs[name] == nil {
+			coll.Close()
+			return nil, fmt.Errorf("uplink program object has no program %q", name)
+		}
 	}
 	return coll, nil
 }

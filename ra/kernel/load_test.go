@@ -41,8 +41,8 @@ func TestCheckKernel(t *testing.T) {
 		{"6.18.44-fc-v445", ""},
 		{"5.2.0", ""},
 		{"5.10.0-28-amd64", ""},
-		{"5.1.21", "the kernel RA responder needs Linux 5.2 or later, this is 5.1.21"},
-		{"4.19.0-27-amd64", "the kernel RA responder needs Linux 5.2 or later, this is 4.19.0-27-amd64"},
+		{"5.1.21", "the kernel uplink programs need Linux 5.2 or later, this is 5.1.21"},
+		{"4.19.0-27-amd64", "the kernel uplink programs need Linux 5.2 or later, this is 4.19.0-27-amd64"},
 		{"linux", `unrecognised kernel release "linux"`},
 	} {
 		t.Run(tc.release, func(t *testing.T) {
@@ -64,7 +64,9 @@ func TestObjectVariables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]uint32{"vm_mac": 6, "gw_lla": 16, "refresh_ns": 8, "frame_len": 4, "ra_frame": maxFrame, "last_ra_ns": 8}
+	want := map[string]uint32{"vm_mac": 6, "gw_lla": 16, "refresh_ns": 8, "frame_len": 4, "ra_frame": maxFrame,
+		"sid_net": 4, "sid_mask": 4, "last_ra_ns": 8, "vm_lla_iid": 8, "pod_mac": 8, "vm_port": 4}
+	learned := map[string]bool{"last_ra_ns": true, "vm_lla_iid": true, "pod_mac": true, "vm_port": true}
 	got := map[string]uint32{}
 	for name, v := range s.Variables {
 		got[name] = v.Size()
@@ -73,8 +75,8 @@ func TestObjectVariables(t *testing.T) {
 		t.Errorf("variables (-want +got):\n%s", diff)
 	}
 	for name := range want {
-		if name != "last_ra_ns" && !s.Variables[name].Constant() {
-			t.Errorf("variable %q is not read-only", name)
+		if s.Variables[name].Constant() == learned[name] {
+			t.Errorf("variable %q: read-only %t, want %t", name, s.Variables[name].Constant(), !learned[name])
 		}
 	}
 }
@@ -136,32 +138,44 @@ func generateCommand(t *testing.T) string {
 	return ""
 }
 
-// TestVerifier loads the program for the lab's config: the kernel's
-// verifier accepts it. It logs the instruction counts.
+// TestVerifier loads the programs for the lab's config, with and without
+// the RA responder: the kernel's verifier accepts them. It logs the
+// instruction counts (README, Performance).
 func TestVerifier(t *testing.T) {
-	v, err := compile(kubeOVN())
-	if err != nil {
-		t.Fatal(err)
+	noRA := kubeOVN()
+	noRA.RA.Mode = ra.ModeOff
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{{"gateway", kubeOVN()}, {"no RA", noRA}} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := compile(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			coll, err := load(v, ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats})
+			if errors.Is(err, os.ErrPermission) {
+				t.Skipf("loading BPF programs needs CAP_BPF and CAP_NET_ADMIN: %v", err)
+			}
+			if err != nil {
+				t.Fatalf("%+v", err)
+			}
+			defer coll.Close()
+			s, err := spec(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{egressProgram, ingressProgram} {
+				prog := coll.Programs[name]
+				insns := s.Programs[name].Instructions
+				info, err := prog.Info()
+				if err != nil {
+					t.Fatal(err)
+				}
+				verified, _ := info.VerifiedInstructions()
+				t.Logf("%s: object %d instructions (%d slots); verifier: %d processed; log: %s",
+					name, len(insns), insns.Size()/asm.InstructionSize, verified, strings.TrimSpace(prog.VerifierLog))
+			}
+		})
 	}
-	coll, err := load(v, ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats})
-	if errors.Is(err, os.ErrPermission) {
-		t.Skipf("loading BPF programs needs CAP_BPF and CAP_NET_ADMIN: %v", err)
-	}
-	if err != nil {
-		t.Fatalf("%+v", err)
-	}
-	defer coll.Close()
-	prog := coll.Programs[programName]
-	s, err := spec(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	insns := s.Programs[programName].Instructions
-	info, err := prog.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	verified, _ := info.VerifiedInstructions()
-	t.Logf("object: %d instructions (%d slots); verifier: %d processed; log: %s",
-		len(insns), insns.Size()/asm.InstructionSize, verified, strings.TrimSpace(prog.VerifierLog))
 }

@@ -181,8 +181,9 @@ func TestNamespaceDeletionFreesProgram(t *testing.T) {
 	waitFreed(t, id)
 }
 
-// TestAttachIdempotent: a second Attach replaces the first program; Detach
-// of nothing is not an error.
+// TestAttachIdempotent: a second Attach replaces the first programs, at
+// both hooks; Detach of nothing is not an error; tc shows the filters
+// before Detach and nothing after.
 func TestAttachIdempotent(t *testing.T) {
 	ns := lab.NewNS(t)
 	ns.Run(t, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1")
@@ -192,18 +193,43 @@ func TestAttachIdempotent(t *testing.T) {
 	if err := ns.Do(func() error { return Detach("nothere") }); err != nil {
 		t.Fatalf("Detach of a missing uplink: %v", err)
 	}
-	for range 2 {
-		if err := ns.Do(func() error { return Attach("up0", kubeOVN()) }); err != nil {
+	noRA := kubeOVN()
+	noRA.RA.Mode = ra.ModeOff
+	for _, tc := range []struct {
+		cfg    Config
+		egress string
+		ra     bool
+	}{{kubeOVN(), "dsbridge_ra", true}, {kubeOVN(), "dsbridge_ra", true}, {noRA, "dsbridge_guard", false}} {
+		if err := ns.Do(func() error { return Attach("up0", tc.cfg) }); err != nil {
 			t.Fatal(err)
 		}
-	}
-	out := ns.Run(t, "tc", "filter", "show", "dev", "up0", "egress")
-	if n := strings.Count(out, "handle 0xd5b"); n != 1 {
-		t.Errorf("%d responder filters after two Attach calls, want 1:\n%s", n, out)
+		for hook, name := range map[string]string{"egress": tc.egress, "ingress": "dsbridge_guard"} {
+			out := ns.Run(t, "tc", "filter", "show", "dev", "up0", hook)
+			if n, m := strings.Count(out, "handle 0xd5b"), strings.Count(out, name); n != 1 || m != 1 {
+				t.Errorf("%s: %d filters, %d named %s, want 1 and 1:\n%s", hook, n, m, name, out)
+			}
+		}
+		if got := []bool{attachedWithoutCaps(t, ns, "up0"), guardedWithoutCaps(t, ns, "up0")}; !cmp.Equal(got, []bool{tc.ra, true}) {
+			t.Errorf("Attached, Guarded = %v, want [%t true]", got, tc.ra)
+		}
 	}
 	err := ns.Do(func() error { return Attach("nothere", kubeOVN()) })
 	if err == nil || !strings.Contains(err.Error(), `failed to find uplink "nothere"`) {
 		t.Errorf("Attach to a missing uplink: %v", err)
+	}
+	if err := ns.Do(func() error { return Detach("up0") }); err != nil {
+		t.Fatal(err)
+	}
+	for _, hook := range []string{"egress", "ingress"} {
+		if out := ns.Run(t, "tc", "filter", "show", "dev", "up0", hook); out != "" {
+			t.Errorf("%s filters after Detach:\n%s", hook, out)
+		}
+	}
+	if out := ns.Run(t, "tc", "qdisc", "show", "dev", "up0"); strings.Contains(out, "clsact") {
+		t.Errorf("clsact left after Detach: %s", out)
+	}
+	if got := []bool{attachedWithoutCaps(t, ns, "up0"), guardedWithoutCaps(t, ns, "up0")}; !cmp.Equal(got, []bool{false, false}) {
+		t.Errorf("after Detach Attached, Guarded = %v, want [false false]", got)
 	}
 }
 
@@ -258,6 +284,18 @@ func stopCapture(t *testing.T, c *lab.Capture) []string {
 // capability, as the sidecar runs. The thread is never reused.
 func attachedWithoutCaps(t *testing.T, ns *lab.NS, uplink string) bool {
 	t.Helper()
+	return withoutCaps(t, ns, func() (bool, error) { return Attached(uplink) })
+}
+
+// guardedWithoutCaps calls Guarded as attachedWithoutCaps calls Attached.
+func guardedWithoutCaps(t *testing.T, ns *lab.NS, uplink string) bool {
+	t.Helper()
+	return withoutCaps(t, ns, func() (bool, error) { return Guarded(uplink) })
+}
+
+// withoutCaps runs query in ns on a thread without capabilities.
+func withoutCaps(t *testing.T, ns *lab.NS, query func() (bool, error)) bool {
+	t.Helper()
 	type result struct {
 		ok  bool
 		err error
@@ -281,7 +319,7 @@ func attachedWithoutCaps(t *testing.T, ns *lab.NS, uplink string) bool {
 			res <- result{err: fmt.Errorf("capset: %w", err)}
 			return
 		}
-		ok, err := Attached(uplink)
+		ok, err := query()
 		res <- result{ok, err}
 	}()
 	r := <-res
@@ -300,7 +338,7 @@ func programID(t *testing.T, ns *lab.NS, uplink string) ebpf.ProgramID {
 		if err != nil {
 			return err
 		}
-		fs, err := responders(link)
+		fs, err := ourFilters(link, netlink.HANDLE_MIN_EGRESS)
 		if err != nil {
 			return err
 		}
