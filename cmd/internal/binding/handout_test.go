@@ -35,7 +35,7 @@ func TestHandoutOf(t *testing.T) {
 		DHCPv4: &DHCPv4Handout{Address: netip.MustParseAddr("10.244.1.5"), Mask: "255.255.255.255", Router: netip.MustParseAddr("169.254.1.1"),
 			Routes: []HandoutRoute{{Dst: netip.MustParsePrefix("169.254.75.10/32")}, {Dst: netip.MustParsePrefix("169.254.1.1/32")},
 				{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("169.254.1.1")}},
-			DNS:    []netip.Addr{netip.MustParseAddr("10.96.0.10")}, Search: calico.Search, Domain: "default.svc.cluster.local",
+			DNS: []netip.Addr{netip.MustParseAddr("10.96.0.10")}, Search: calico.Search, Domain: "default.svc.cluster.local",
 			Hostname: "vm1", MTU: 1450, ServerID: netip.MustParseAddr("169.254.75.10")},
 		DHCPv6: &DHCPv6Handout{Address: netip.MustParseAddr("fd00:10:244::5"), Search: calico.Search},
 		RA: &RAHandout{Mode: "gateway", Source: netip.MustParseAddr("fe80::ecee:eeff:feee:eeee"), SLLAO: "ee:ee:ee:ee:ee:ee",
