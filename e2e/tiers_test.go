@@ -41,12 +41,13 @@ func TestTiers(t *testing.T) {
 	}
 	uid107 := []string{"--reuid", "107", "--regid", "107", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"}
 	for _, row := range []tierRow{
-		{name: "unprivileged", cni: true, uid: 107, setpriv: uid107, leak: "icmp6 and ip6[40] == 134",
+		{name: "unprivileged", cni: true, uid: 107, setpriv: uid107, leak: lab.LeakFilter,
 			plan: []string{`"tier":"Unprivileged"`, `"plumbing":{"on":true,"transport":"adopt"`,
-				`"dhcpv4":{"on":true,"transport":"udp"}`, `"dhcpv6":{"on":true,"transport":"udp"}`, `"ra":{"on":true,"transport":"tc-bpf"}`}},
-		{name: "legacy CNI plumbing", cni: true, cniPlumbing: true, uid: 107, setpriv: uid107, leak: "icmp6 and ip6[40] == 134",
+				`"dhcpv4":{"on":true,"transport":"udp","reason":"UDP on the bridge; the binding CNI's uplink guard`,
+				`"dhcpv6":{"on":true,"transport":"udp","reason":"UDP on the bridge; the binding CNI's uplink guard`, `"ra":{"on":true,"transport":"tc-bpf"}`}},
+		{name: "legacy CNI plumbing", cni: true, cniPlumbing: true, uid: 107, setpriv: uid107, leak: lab.LeakFilter,
 			plan: []string{`"tier":"Unprivileged"`, `"plumbing":{"on":true,"transport":"adopt"`,
-				`"dhcpv4":{"on":true,"transport":"udp"}`, `"dhcpv6":{"on":true,"transport":"udp"}`, `"ra":{"on":true,"transport":"tc-bpf"}`}},
+				`"dhcpv4":{"on":true,"transport":"udp"`, `"dhcpv6":{"on":true,"transport":"udp"`, `"ra":{"on":true,"transport":"tc-bpf"}`}},
 		{name: "root gate", setpriv: []string{"--inh-caps=-all", "--bounding-set=-all,+net_raw,+net_bind_service"}, leak: lab.LeakFilter,
 			plan: []string{`"tier":"Root gate"`, `"plumbing":{"on":true,"transport":"adopt"`,
 				`"dhcpv4":{"on":true,"transport":"packet"}`, `"dhcpv6":{"on":true,"transport":"packet"}`, `"ra":{"on":true,"transport":"packet"}`}},

@@ -45,8 +45,11 @@ type ServicePlan struct {
 	Service   string `json:"service"`
 	On        bool   `json:"on"`
 	Transport string `json:"transport,omitempty"`
-	Reason    string `json:"reason,omitempty"`
-	Remedy    string `json:"remedy,omitempty"`
+	// Guarded: a UDP transport whose bridge the binding CNI's uplink
+	// guard closes to the uplink, so what arrives came from the VM's port.
+	Guarded bool   `json:"guarded,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Remedy  string `json:"remedy,omitempty"`
 }
 
 // Plan is what dsbridge runs for one pod interface.
@@ -65,6 +68,10 @@ type PlanOptions struct {
 	LayoutExists bool
 	// RAResponder: the binding CNI attached the kernel RS->RA responder.
 	RAResponder bool
+	// UplinkGuard: the binding CNI attached the uplink guard (ra/kernel):
+	// client messages from the uplink never reach the bridge's sockets,
+	// and what the pod sends on the sidecar's behalf never leaves by it.
+	UplinkGuard bool
 	// Off switches services off by configuration, keyed by Service* name,
 	// with the reason the plan gives (the dhcp debug mode builds nothing
 	// and runs only the services --services selects).
@@ -81,6 +88,7 @@ const (
 	remedyRAPriv   = "grant NET_RAW (KubeVirt Root feature gate on containerd, or the dsbridge capability policy), or let the cluster send RAs (Kube-OVN enableIPv6RA: true)"
 	remedyRAGw     = "give the pod an IPv6 default gateway that answers neighbour solicitations when dsbridge starts, or let the cluster send RAs (Kube-OVN enableIPv6RA: true)"
 	remedyNetRaw   = "run it with CAP_NET_RAW (as root)"
+	remedyGuard    = "attach the dsbridge binding CNI (Linux 5.2 or later), whose uplink guard keeps the uplink out"
 )
 
 // PlanFor decides the tier and, per service, whether and how it runs. s may
@@ -142,8 +150,13 @@ func planDHCP(service string, p Privileges, haveAddr bool, port int, opts PlanOp
 		sp.On, sp.Transport = true, TransportPacket
 	case opts.PacketOnly:
 		sp.Reason, sp.Remedy = "no CAP_NET_RAW for a packet socket on the VM's port", remedyNetRaw
+	case p.CanBind(port) && opts.UplinkGuard:
+		sp.On, sp.Transport, sp.Guarded = true, TransportUDP, true
+		sp.Reason = "UDP on the bridge; the binding CNI's uplink guard keeps the uplink out"
 	case p.CanBind(port):
 		sp.On, sp.Transport = true, TransportUDP
+		sp.Reason = "UDP on the bridge without an uplink guard: neighbours on the uplink reach the socket and broadcast replies reach the uplink"
+		sp.Remedy = remedyGuard
 	default:
 		sp.Reason = fmt.Sprintf("no CAP_NET_RAW or CAP_NET_BIND_SERVICE, and net.ipv4.ip_unprivileged_port_start=%d does not allow UDP port %d",
 			p.UnprivilegedPortStart, port)

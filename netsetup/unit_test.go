@@ -91,6 +91,18 @@ func kubeOVN() *Snapshot {
 	}
 }
 
+// guarded and unguarded are a DHCP service on UDP with and without the
+// binding CNI's uplink guard.
+func guarded(service string) ServicePlan {
+	return ServicePlan{Service: service, On: true, Transport: TransportUDP, Guarded: true,
+		Reason: "UDP on the bridge; the binding CNI's uplink guard keeps the uplink out"}
+}
+
+func unguarded(service string) ServicePlan {
+	return ServicePlan{Service: service, On: true, Transport: TransportUDP, Remedy: remedyGuard,
+		Reason: "UDP on the bridge without an uplink guard: neighbours on the uplink reach the socket and broadcast replies reach the uplink"}
+}
+
 func TestPlanFor(t *testing.T) {
 	full := Privileges{NetAdmin: true, NetRaw: true, NetBindService: true, UnprivilegedPortStart: 1024}
 	unpriv := Privileges{UnprivilegedPortStart: 1024}
@@ -120,9 +132,14 @@ func TestPlanFor(t *testing.T) {
 			{Service: ServiceDHCPv4, Reason: "no CAP_NET_RAW or CAP_NET_BIND_SERVICE, and net.ipv4.ip_unprivileged_port_start=1024 does not allow UDP port 67", Remedy: remedyPorts},
 			{Service: ServiceDHCPv6, Reason: "no CAP_NET_RAW or CAP_NET_BIND_SERVICE, and net.ipv4.ip_unprivileged_port_start=1024 does not allow UDP port 547", Remedy: remedyPorts},
 			{Service: ServiceRA, Reason: "no CAP_NET_RAW: an RA from the gateway's link-local address needs a packet socket", Remedy: remedyRAPriv}}},
-		{"unprivileged, port start 0, CNI responder", lowered, kubeOVN(), PlanOptions{LayoutExists: true, RAResponder: true}, TierUnprivileged, []ServicePlan{
+		{"unprivileged, port start 0, CNI responder and guard", lowered, kubeOVN(), PlanOptions{LayoutExists: true, RAResponder: true, UplinkGuard: true},
+			TierUnprivileged, []ServicePlan{
+				{Service: ServicePlumbing, On: true, Transport: TransportAdopt, Reason: "no CAP_NET_ADMIN: adopting the existing bridge and tap"},
+				guarded(ServiceDHCPv4), guarded(ServiceDHCPv6), on(ServiceRA, TransportBPF)}},
+		{"unprivileged, port start 0, no guard", lowered, kubeOVN(), PlanOptions{LayoutExists: true}, TierUnprivileged, []ServicePlan{
 			{Service: ServicePlumbing, On: true, Transport: TransportAdopt, Reason: "no CAP_NET_ADMIN: adopting the existing bridge and tap"},
-			on(ServiceDHCPv4, TransportUDP), on(ServiceDHCPv6, TransportUDP), on(ServiceRA, TransportBPF)}},
+			unguarded(ServiceDHCPv4), unguarded(ServiceDHCPv6),
+			{Service: ServiceRA, Reason: "no CAP_NET_RAW: an RA from the gateway's link-local address needs a packet socket", Remedy: remedyRAPriv}}},
 		{"gateway MAC unknown", full, noGwMAC, PlanOptions{}, TierFull, []ServicePlan{
 			on(ServicePlumbing, TransportBuild), on(ServiceDHCPv4, TransportPacket), on(ServiceDHCPv6, TransportPacket),
 			{Service: ServiceRA, Reason: "the MAC of IPv6 gateway fd00:10:16::1 is unknown, so its link-local address is too", Remedy: remedyRAGw}}},

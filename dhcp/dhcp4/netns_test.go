@@ -337,7 +337,7 @@ func TestUDPServerRealClient(t *testing.T) {
 	var s *serve.Server
 	err := l.pod.Do(func() error {
 		var err error
-		s, err = NewUDPServer(newTestHandler(t, labConfig()), "br0", discardLogger())
+		s, err = NewUDPServer(newTestHandler(t, labConfig()), "br0", false, discardLogger())
 		return err
 	})
 	if err != nil {

@@ -23,6 +23,7 @@ type udpTransport struct {
 	conn    net.PacketConn
 	pc      *ipv4.PacketConn
 	ifindex int
+	guarded bool                // the uplink guard proves what arrives came from the VM's port
 	cm      ipv4.ControlMessage // reused for every reply: out of ifindex, from the server identifier
 }
 
@@ -43,7 +44,10 @@ var _ serve.Transport = (*udpTransport)(nil)
 // replies carry the server identifier as their source when it is a local
 // address of the pod (the binding CNI makes 169.254.75.0/24 local), never
 // the VM's own address.
-func NewUDPServer(h *Handler, ifname string, log *slog.Logger) (*serve.Server, error) {
+//
+// guarded says the binding CNI's uplink guard closes the bridge to the
+// uplink: then every request on the bridge came from the VM's port.
+func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*serve.Server, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("failed to find DHCPv4 interface %q: %w", ifname, err)
@@ -57,7 +61,7 @@ func NewUDPServer(h *Handler, ifname string, log *slog.Logger) (*serve.Server, e
 		conn.Close()
 		return nil, fmt.Errorf("failed to enable IP_PKTINFO on the DHCPv4 socket: %w", err)
 	}
-	t := &udpTransport{conn: conn, pc: pc, ifindex: ifi.Index}
+	t := &udpTransport{conn: conn, pc: pc, ifindex: ifi.Index, guarded: guarded}
 	t.cm.IfIndex = ifi.Index
 	if isLocal(h.sid) {
 		t.cm.Src = net.IP(h.sidOpt)
@@ -115,7 +119,7 @@ func (t *udpTransport) Receive(buf []byte) (serve.Packet, error) {
 	if err != nil {
 		return serve.Packet{}, err
 	}
-	p := serve.Packet{Data: buf[:n]}
+	p := serve.Packet{Data: buf[:n], FromVM: t.guarded}
 	if ua, ok := from.(*net.UDPAddr); ok {
 		src := ua.AddrPort()
 		p.Src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())

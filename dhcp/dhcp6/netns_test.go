@@ -112,7 +112,7 @@ func startUDP(t *testing.T, l *lab.Lab) {
 	var s *serve.Server
 	if err := l.Pod.Do(func() error {
 		var err error
-		s, err = NewUDPServer(newTestHandler(t), "br0", discard())
+		s, err = NewUDPServer(newTestHandler(t), "br0", false, discard())
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -245,10 +245,10 @@ func TestUDPServerPortInUse(t *testing.T) {
 	var first *serve.Server
 	err := n.Do(func() error {
 		var err error
-		if first, err = NewUDPServer(newTestHandler(t), "br0", discard()); err != nil {
+		if first, err = NewUDPServer(newTestHandler(t), "br0", false, discard()); err != nil {
 			return err
 		}
-		_, err = NewUDPServer(newTestHandler(t), "br0", discard())
+		_, err = NewUDPServer(newTestHandler(t), "br0", false, discard())
 		return err
 	})
 	if first != nil {
@@ -264,7 +264,7 @@ func TestUDPServerPortInUse(t *testing.T) {
 // privileged): the error must say how to fix it.
 func TestUDPServerUnprivileged(t *testing.T) {
 	if os.Getenv("DSB_UNPRIV_CHILD") == "1" {
-		_, err := NewUDPServer(newTestHandler(t), "lo", discard())
+		_, err := NewUDPServer(newTestHandler(t), "lo", false, discard())
 		fmt.Printf("ERROR: %v\n", err)
 		return
 	}

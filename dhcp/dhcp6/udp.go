@@ -20,6 +20,7 @@ import (
 type udpTransport struct {
 	pc      *ipv6.PacketConn
 	ifIndex int
+	guarded bool                // the uplink guard proves what arrives came from the VM's port
 	cm      ipv6.ControlMessage // reused for every reply: out of the bridge
 }
 
@@ -36,7 +37,12 @@ var _ serve.Transport = (*udpTransport)(nil)
 // and the client port 546 (RFC 8415 §7.2), whose reply stays on the
 // bridge; a relayed message, or one from a global address or another port,
 // would send the reply where the request chose, and is not answered.
-func NewUDPServer(h *Handler, ifname string, log *slog.Logger) (*serve.Server, error) {
+//
+// guarded says the binding CNI's uplink guard closes the bridge to the
+// uplink: then every request on the bridge came from the VM's port and is
+// answered whatever its DUID (without the guard, only a request that names
+// the VM's MAC is: vmFilter).
+func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*serve.Server, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("failed to find DHCPv6 link %q: %w", ifname, err)
@@ -45,7 +51,7 @@ func NewUDPServer(h *Handler, ifname string, log *slog.Logger) (*serve.Server, e
 	if err != nil {
 		return nil, err
 	}
-	t := &udpTransport{pc: pc, ifIndex: ifi.Index}
+	t := &udpTransport{pc: pc, ifIndex: ifi.Index, guarded: guarded}
 	t.cm.IfIndex = ifi.Index
 	return newServer(h, t, log), nil
 }
@@ -84,7 +90,7 @@ func (u *udpTransport) Receive(buf []byte) (serve.Packet, error) {
 	if err != nil {
 		return serve.Packet{}, err
 	}
-	p := serve.Packet{Data: buf[:n]}
+	p := serve.Packet{Data: buf[:n], FromVM: u.guarded}
 	if ua, ok := src.(*net.UDPAddr); ok {
 		a := ua.AddrPort()
 		p.Src = netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())

@@ -83,8 +83,9 @@ func StandaloneIdentity(snap *netsetup.Snapshot) string { return "standalone/" +
 // bridge and tap exist to adopt, and whether the binding CNI's kernel RA
 // responder is attached.
 func PlanFor(priv netsetup.Privileges, snap *netsetup.Snapshot, layout netsetup.Layout, log *slog.Logger) netsetup.Plan {
+	responder, guard := uplinkPrograms(layout, log)
 	return netsetup.PlanFor(priv, snap, netsetup.PlanOptions{
-		LayoutExists: layout.Exists(), RAResponder: responderAttached(layout, log),
+		LayoutExists: layout.Exists(), RAResponder: responder, UplinkGuard: guard,
 	})
 }
 
@@ -129,19 +130,24 @@ func plumb(ctx context.Context, snap *netsetup.Snapshot, l netsetup.Layout, plan
 	return nil
 }
 
-// responderAttached reports whether the binding CNI's kernel RS->RA
-// responder is attached to the uplink (renamed or not yet): then dsbridge
-// sends no RA itself.
-func responderAttached(l netsetup.Layout, log *slog.Logger) bool {
+// uplinkPrograms reports whether the binding CNI's kernel RS->RA responder
+// (then dsbridge sends no RA itself) and its uplink guard are attached to
+// the uplink, renamed or not yet.
+func uplinkPrograms(l netsetup.Layout, log *slog.Logger) (responder, guard bool) {
 	for _, name := range []string{l.Uplink, l.PodIface} {
-		ok, err := kernel.Attached(name)
+		r, err := kernel.Attached(name)
 		if err != nil {
-			log.Debug("cannot tell whether the kernel RA responder is attached", "link", name, "error", err.Error())
+			log.Debug("cannot tell whether the kernel uplink programs are attached", "link", name, "error", err.Error())
 			continue
 		}
-		if ok {
-			return true
+		g, err := kernel.Guarded(name)
+		if err != nil {
+			log.Debug("cannot tell whether the kernel uplink programs are attached", "link", name, "error", err.Error())
+			continue
+		}
+		if r || g {
+			return r, g
 		}
 	}
-	return false
+	return false, false
 }

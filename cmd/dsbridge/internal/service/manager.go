@@ -221,7 +221,7 @@ func (m *Manager) dhcpv4(s binding.Spec, cfg dhcp4.Config, sp netsetup.ServicePl
 		return nil, err
 	}
 	if sp.Transport == netsetup.TransportUDP {
-		return dhcp4.NewUDPServer(h, s.Layout.Bridge, log)
+		return dhcp4.NewUDPServer(h, s.Layout.Bridge, sp.Guarded, log)
 	}
 	conn, err := m.opts.Listen(s.Layout.Tap, frame.Filter{SrcMAC: s.VMMAC, Kind: frame.KindDHCPv4})
 	if err != nil {
@@ -236,7 +236,7 @@ func (m *Manager) dhcpv6(s binding.Spec, cfg dhcp6.Config, sp netsetup.ServicePl
 		return nil, err
 	}
 	if sp.Transport == netsetup.TransportUDP {
-		return dhcp6.NewUDPServer(h, s.Layout.Bridge, log)
+		return dhcp6.NewUDPServer(h, s.Layout.Bridge, sp.Guarded, log)
 	}
 	conn, err := m.opts.Listen(s.Layout.Tap, frame.Filter{SrcMAC: s.VMMAC, Kind: frame.KindDHCPv6})
 	if err != nil {
