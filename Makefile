@@ -38,15 +38,16 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
 # Debian packages: protoc for generate; real DHCP clients, capture and load
 # tools for the network-namespace tests and the demo; ca-certificates for
-# the Go module proxy (a minimal Debian lacks it); podman and crun to run
-# the images (image tests, make image).
+# the Go module proxy (a minimal Debian lacks it); podman and runc to run
+# the images (image tests, make image; Debian 12's crun refuses this
+# machine's hybrid cgroup layout).
 DEB_PACKAGES := ca-certificates git iproute2 util-linux libcap2-bin procps protobuf-compiler \
 	isc-dhcp-client dhcpcd-base busybox-static ndisc6 tcpdump kea-admin \
-	dnsmasq-base iputils-ping ethtool coreutils podman crun
+	dnsmasq-base iputils-ping ethtool coreutils podman runc
 
 GO_TEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build deps tools generate generate-bpf check-generate lint test test-short bench perf fuzz-smoke demo clean image
+.PHONY: all build deps tools generate generate-bpf check-generate lint test test-short bench perf fuzz-smoke demo clean
 
 all: build
 
@@ -120,19 +121,36 @@ fuzz-smoke:
 demo: deps build
 	go run ./e2e/demo --dsbridge bin/dsbridge
 
-# image builds the sidecar and CNI installer images from the Containerfile
-# with podman or docker (ENGINE), for TARGETARCH (amd64 or arm64).
+# ---- Images (issue 19) ------------------------------------------------------
+# image builds the sidecar and CNI installer images without any registry or
+# container build: static stamped binaries on an empty root, the sidecar's
+# full-tier file capabilities (permitted only), non-root USER, written as
+# reproducible OCI archives (IMAGE_DIR/dsbridge.oci.tar,
+# IMAGE_DIR/dsbridge-cni.oci.tar: same sources, same digests; image/) and
+# loaded into the local podman as IMAGE:VERSION and CNI_IMAGE:VERSION.
+# image-containerfile builds the same images from the Containerfile with
+# podman or docker (ENGINE) where a registry is reachable.
 IMAGE      ?= ghcr.io/dsbridge/dsbridge
 CNI_IMAGE  ?= ghcr.io/dsbridge/dsbridge-cni
+IMAGE_DIR  ?= bin/image
 ENGINE     ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
 TARGETARCH ?= $(shell go env GOARCH)
 IMAGE_ARGS  = --platform linux/$(TARGETARCH) --build-arg VERSION=$(VERSION) \
 	--build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -f Containerfile
 
-image:
-	@test -n "$(ENGINE)" || { echo "make image needs podman or docker (set ENGINE)"; exit 1; }
+.PHONY: image image-containerfile
+image: go-toolchain
+	@dpkg -s podman runc >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends podman runc; }
+	go run ./image/mkimage -out $(IMAGE_DIR) -arch $(TARGETARCH) -version '$(VERSION)' -commit '$(COMMIT)' -date '$(DATE)' \
+		-sidecar-ref $(IMAGE):$(VERSION) -cni-ref $(CNI_IMAGE):$(VERSION)
+	podman load --input $(IMAGE_DIR)/dsbridge.oci.tar
+	podman load --input $(IMAGE_DIR)/dsbridge-cni.oci.tar
+
+image-containerfile:
+	@test -n "$(ENGINE)" || { echo "make image-containerfile needs podman or docker (set ENGINE)"; exit 1; }
 	$(ENGINE) build $(IMAGE_ARGS) --target sidecar -t $(IMAGE):$(VERSION) .
 	$(ENGINE) build $(IMAGE_ARGS) --target cni-installer -t $(CNI_IMAGE):$(VERSION) .
+# ---- end images ---------------------------------------------------------------
 
 clean:
 	rm -rf bin .bin
