@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +56,10 @@ func loadImage(t *testing.T, p *imagetest.Podman, i int) image.Built {
 //   - full: the capability policy's NET_ADMIN, NET_RAW and NET_BIND_SERVICE
 //     added and privilege escalation allowed: the image's permitted-only
 //     file capabilities are what makes them effective, and the sidecar
-//     runs in the full tier.
+//     runs in the full tier. The runtime mounts /proc/sys read-only, as
+//     for every unprivileged container: the sidecar gets past the plumbing's
+//     sysctls only because the managedTap stand-in already set them (with
+//     a fresh bridge's accept_ra=1 it fails with EROFS).
 func TestSidecarImage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds images and runs them under podman")
@@ -187,8 +192,9 @@ func podHooksDir(t *testing.T, l *lab.Lab) (hooksDir, resolv string) {
 	return hooksDir, resolv
 }
 
-// processCaps reads the container's main process from /proc: its uids must
-// be 107; it returns its capability sets and no_new_privs.
+// processCaps reads the container's main process from /proc: its uids and
+// gids must be 107; it returns its capability sets (hex, as in
+// /proc/<pid>/status, without leading zeros) and no_new_privs.
 func processCaps(t *testing.T, p *imagetest.Podman, name string) string {
 	t.Helper()
 	pid := strings.TrimSpace(p.Run(t, "inspect", "--format", "{{.State.Pid}}", name))
@@ -205,8 +211,14 @@ func processCaps(t *testing.T, p *imagetest.Podman, name string) string {
 			if v != "107 107 107 107" {
 				t.Errorf("sidecar process %s: %s, want 107 for all four", k, v)
 			}
-		case "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs":
-			got = append(got, k+":"+strings.TrimLeft(v, "0")+map[bool]string{true: "0"}[strings.Trim(v, "0") == ""])
+		case "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb":
+			n, err := strconv.ParseUint(v, 16, 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", k, v, err)
+			}
+			got = append(got, fmt.Sprintf("%s:%x", k, n))
+		case "NoNewPrivs":
+			got = append(got, k+":"+v)
 		}
 	}
 	return strings.Join(got, " ")

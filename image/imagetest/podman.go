@@ -10,8 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dsbridge/dsbridge/e2e/lab"
 )
@@ -101,10 +102,10 @@ exec %s "$@"
 // containersConf keeps podman's networks, events and limits to dir and
 // this process's limits; container logs go to files (no journald here).
 func containersConf(dir string) string {
-	var nofile, nproc syscall.Rlimit
-	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile)
-	_ = syscall.Getrlimit(6 /* RLIMIT_NPROC */, &nproc)
-	lim := func(r syscall.Rlimit) uint64 { return min(r.Cur, r.Max, 4096) }
+	var nofile, nproc unix.Rlimit
+	_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile) // on error: zero, and podman says so
+	_ = unix.Getrlimit(unix.RLIMIT_NPROC, &nproc)
+	lim := func(r unix.Rlimit) uint64 { return min(r.Cur, r.Max, 4096) }
 	return fmt.Sprintf(`[containers]
 default_ulimits = ["nofile=%d:%d", "nproc=%d:%d"]
 log_driver = "k8s-file"
