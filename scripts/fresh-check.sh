@@ -134,7 +134,7 @@ main() {
 		reap
 	done
 	echo
-	echo "fresh-check summary ($suite, variant ${variant:-default}, HEAD $(git -C "$repo" rev-parse --short HEAD)):"
+	echo "fresh-check summary ($suite, variant ${variant:-default}, commit $(cat "$work/commit" 2>/dev/null)):"
 	printf '  %s\n' "${summary[@]}"
 	printf '  %-12s %6d s\n' total $((SECONDS - t0))
 	return "$rc"
@@ -161,6 +161,7 @@ prepare() {
 	git -C "$root/root/src/dsbridge" checkout -q -B "$(git -C "$repo" rev-parse --abbrev-ref HEAD)" "$(git -C "$repo" rev-parse HEAD)"
 	cp -a "$shared" "$root/root/src/shared"
 	chmod -R a-w "$root/root/src/shared"
+	git -C "$root/root/src/dsbridge" log -1 --format=%h >"$work/commit"
 	echo "cloned $(git -C "$root/root/src/dsbridge" log -1 --format='%h %s')"
 }
 
