@@ -3,13 +3,33 @@
 # needs nothing but this repository and ../shared.
 
 SHELL := /bin/bash
-export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(CURDIR)/.bin:$(PATH)
+
+# ---- Go toolchain (issue 19) ----------------------------------------------
+# Go >= 1.26 from /usr/local/go/bin or PATH. Where there is none (a fresh
+# Debian 12), go-toolchain fetches go$(GO_VERSION) as the Go module
+# golang.org/toolchain with Debian's golang-go and unpacks it into
+# GO_BOOT_DIR, inside this repository (.cache/, ignored by git); /usr/local
+# is never touched. GO_TOOLCHAIN_SUM pins the module's go.sum hash.
+GO_VERSION       := 1.26.8
+GO_TOOLCHAIN_SUM := h1:ZOmGe1OnfREDMIdb1Qi4G9JSuDPBLGExZMQ4nis1RXM=
+GO_BOOT_DIR      := $(CURDIR)/.cache/go$(GO_VERSION)
+export PATH := $(GO_BOOT_DIR)/bin:/usr/local/go/bin:$(HOME)/go/bin:$(CURDIR)/.bin:$(PATH)
 export CGO_ENABLED := 0
 
+.PHONY: go-toolchain
+go-toolchain:
+	@.ci/go-bootstrap.sh $(GO_BOOT_DIR) $(GO_VERSION) $(GO_TOOLCHAIN_SUM)
+# ---- end Go toolchain ------------------------------------------------------
+
+# Version stamps, expanded when a recipe uses them (after deps installed
+# git on a fresh machine). DATE is the commit's time, or SOURCE_DATE_EPOCH
+# when set, not the build's: the same sources give the same binaries and
+# the same image digests.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
-LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+DATE    ?= $(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS = -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 
 # Pinned tool versions.
 STATICCHECK       := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -17,30 +37,33 @@ PROTOC_GEN_GO     := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
 # Debian packages: protoc for generate; real DHCP clients, capture and load
-# tools for the network-namespace tests and the demo.
-DEB_PACKAGES := git iproute2 util-linux libcap2-bin procps protobuf-compiler \
+# tools for the network-namespace tests and the demo; ca-certificates for
+# the Go module proxy (a minimal Debian lacks it); podman and runc to run
+# the images (image tests, make image; Debian 12's crun refuses this
+# machine's hybrid cgroup layout).
+DEB_PACKAGES := ca-certificates git iproute2 util-linux libcap2-bin procps protobuf-compiler \
 	isc-dhcp-client dhcpcd-base busybox-static ndisc6 tcpdump kea-admin \
-	dnsmasq-base iputils-ping ethtool
+	dnsmasq-base iputils-ping ethtool coreutils podman runc
 
 GO_TEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build deps tools generate generate-bpf check-generate lint test test-short bench perf fuzz-smoke demo clean image
+.PHONY: all build deps tools generate generate-bpf check-generate lint test test-short bench perf fuzz-smoke demo clean
 
 all: build
 
-build:
+build: go-toolchain
 	go build -trimpath -ldflags '$(LDFLAGS)' -o bin/dsbridge ./cmd/dsbridge
 	go build -trimpath -ldflags '$(LDFLAGS)' -o bin/dsbridge-cni ./cmd/dsbridge-cni
 
 # deps installs the Debian packages the tests and the demo drive (skipped
 # when all are already installed).
-deps:
+deps: go-toolchain
 	@if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES); \
 	fi
 	go mod download
 
-tools:
+tools: go-toolchain
 	@mkdir -p .bin
 	GOBIN=$(CURDIR)/.bin go install $(PROTOC_GEN_GO)
 	GOBIN=$(CURDIR)/.bin go install $(PROTOC_GEN_GO_GRPC)
@@ -79,7 +102,7 @@ test: deps check-generate lint
 	go test $(GO_TEST_FLAGS) ./...
 	cd deploy && go test -count=1 ./...
 
-test-short:
+test-short: go-toolchain
 	go test -short -count=1 ./...
 
 bench:
@@ -103,19 +126,47 @@ fuzz-smoke:
 demo: deps build
 	go run ./e2e/demo --dsbridge bin/dsbridge
 
-# image builds the sidecar and CNI installer images from the Containerfile
-# with podman or docker (ENGINE), for TARGETARCH (amd64 or arm64).
+# ---- Images (issue 19) ------------------------------------------------------
+# image builds the sidecar and CNI installer images without any registry or
+# container build: static stamped binaries on an empty root, the sidecar's
+# full-tier file capabilities (permitted only), non-root USER, written as
+# reproducible OCI archives (IMAGE_DIR/dsbridge.oci.tar,
+# IMAGE_DIR/dsbridge-cni.oci.tar: same sources, same digests; cmd/mkimage) and
+# loaded into the local podman as IMAGE:VERSION and CNI_IMAGE:VERSION.
+# image-containerfile builds the same images from the Containerfile with
+# podman or docker (ENGINE) where a registry is reachable.
 IMAGE      ?= ghcr.io/dsbridge/dsbridge
 CNI_IMAGE  ?= ghcr.io/dsbridge/dsbridge-cni
+IMAGE_DIR  ?= bin/image
 ENGINE     ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
 TARGETARCH ?= $(shell go env GOARCH)
 IMAGE_ARGS  = --platform linux/$(TARGETARCH) --build-arg VERSION=$(VERSION) \
 	--build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -f Containerfile
 
-image:
-	@test -n "$(ENGINE)" || { echo "make image needs podman or docker (set ENGINE)"; exit 1; }
+.PHONY: image image-containerfile
+image: go-toolchain
+	@dpkg -s podman runc >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends podman runc; }
+	go run ./cmd/mkimage -out $(IMAGE_DIR) -arch $(TARGETARCH) -version '$(VERSION)' -commit '$(COMMIT)' -date '$(DATE)' \
+		-sidecar-ref $(IMAGE):$(VERSION) -cni-ref $(CNI_IMAGE):$(VERSION)
+	podman load --input $(IMAGE_DIR)/dsbridge.oci.tar
+	podman load --input $(IMAGE_DIR)/dsbridge-cni.oci.tar
+
+image-containerfile:
+	@test -n "$(ENGINE)" || { echo "make image-containerfile needs podman or docker (set ENGINE)"; exit 1; }
 	$(ENGINE) build $(IMAGE_ARGS) --target sidecar -t $(IMAGE):$(VERSION) .
 	$(ENGINE) build $(IMAGE_ARGS) --target cni-installer -t $(CNI_IMAGE):$(VERSION) .
+# ---- end images ---------------------------------------------------------------
 
 clean:
 	rm -rf bin .bin
+
+# ---- Fresh-machine check (issue 19) ---------------------------------------
+# fresh-check runs the README's two commands (FRESH_STEPS, default "demo
+# test") in a fresh Debian 12 root filesystem built by debootstrap from this
+# machine's Debian mirror, in a chroot with nothing of this machine's Go;
+# it prints each step's time (.ci/fresh-check.sh). It checks HEAD:
+# commit first. Takes a while: debootstrap plus cold builds of everything.
+.PHONY: fresh-check
+fresh-check:
+	.ci/fresh-check.sh
+# ---- end fresh-machine check ----------------------------------------------

@@ -450,8 +450,15 @@ func setAddrGenModeNone(l netlink.Link) error {
 	return nil
 }
 
+// setIPv6Conf sets net.ipv6.conf.<link>.<key> unless it already holds v:
+// a container runtime mounts /proc/sys read-only in every unprivileged
+// container (runc's default readonlyPaths), NET_ADMIN or not, so a
+// sidecar can only get past a sysctl something else already set.
 func setIPv6Conf(link, key string, v int) error {
 	if !ipv6Enabled() {
+		return nil
+	}
+	if cur, err := ReadSysctl(ipv6Conf(link, key)); err == nil && cur == v {
 		return nil
 	}
 	return WriteSysctl(ipv6Conf(link, key), v)

@@ -165,7 +165,7 @@ func TestEffectiveFileCapsBreakExec(t *testing.T) {
 }
 
 // assertStatic fails unless bin is a statically linked ELF (no program
-// interpreter, no shared libraries): distroless/static has no libc.
+// interpreter, no shared libraries): the image is FROM scratch, no libc.
 func assertStatic(t *testing.T, bin string) {
 	t.Helper()
 	f, err := elf.Open(bin)

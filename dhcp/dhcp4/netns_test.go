@@ -154,9 +154,14 @@ func pick(env map[string]string, keys map[string]string) map[string]string {
 	return got
 }
 
-const dhclientConf = `request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers,
+// dhclientConf declares option 121 before the request statement names it:
+// dhclient parses the file top to bottom and rejects a whole request
+// statement that names an undeclared option ("no option named
+// rfc3442-classless-static-routes in space dhcp"), falling back to its
+// default request list.
+const dhclientConf = `option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
+request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers,
 	domain-search, host-name, interface-mtu, rfc3442-classless-static-routes;
-option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
 `
 
 var dhclientWant = map[string]string{
@@ -172,8 +177,16 @@ var dhclientWant = map[string]string{
 	"new_dhcp_server_identifier":          "169.254.75.10",
 }
 
-// dhclient runs ISC dhclient -4 in the guest until its hook sees want, then
-// stops it (leaving the lease file for a restart).
+// dhclient runs ISC dhclient -4 in the guest until its hook sees reason and
+// the lease file holds the lease, then stops it: a restarted client finds
+// the lease there and starts in INIT-REBOOT (RFC 2131 §3.2).
+//
+// The hook running is not enough: dhclient runs it with BOUND before it
+// appends the lease to the lease file (bind_lease in ISC DHCP 4.4's
+// client/dhclient.c calls script_go, then write_client_lease), so a client
+// stopped as soon as the hook's record appears may leave no lease behind,
+// and its successor starts with DISCOVER. On a loaded machine that window
+// is wide enough to hit.
 func (l *testLab) dhclient(t *testing.T, name, leaseFile, reason string) map[string]string {
 	t.Helper()
 	script, out := l.recordScript(t, name)
@@ -181,8 +194,30 @@ func (l *testLab) dhclient(t *testing.T, name, leaseFile, reason string) map[str
 	cmd := l.guest.Start(t, "dhclient", "-4", "-d", "-v", "-cf", conf, "-sf", script, "-lf", leaseFile,
 		"-pf", filepath.Join(l.dir, name+".pid"), "vm0")
 	env := waitEnv(t, out, reason, 20*time.Second)
+	waitLease(t, leaseFile, env["new_ip_address"], 10*time.Second)
 	stop(t, cmd)
+	if out := lab.Output(cmd); strings.Contains(out, ".conf line ") {
+		t.Errorf("dhclient rejected part of its configuration:\n%s", out)
+	}
 	return env
+}
+
+// waitLease waits until leaseFile holds a lease for addr. On failure it
+// prints the file, so a missing lease and a rejected one look different.
+func waitLease(t *testing.T, leaseFile, addr string, timeout time.Duration) {
+	t.Helper()
+	want := "fixed-address " + addr + ";"
+	deadline := time.Now().Add(timeout)
+	for {
+		b, err := os.ReadFile(leaseFile)
+		if err == nil && strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease file %s lacks %q after %v (read error %v):\n%s", leaseFile, want, timeout, err, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // stop ends a client by PID and waits for it.

@@ -175,8 +175,8 @@ func TestServerRecoversPanic(t *testing.T) {
 	t.Parallel()
 	handle := func(p Packet) (Reply, Event) {
 		if string(p.Data) == "boom" {
-			var m map[string]int
-			m["x"]++ // a nil map write: a runtime panic
+			var none []byte
+			_ = none[len(p.Data)] // index out of range: a runtime panic
 		}
 		return echo(p)
 	}

@@ -32,9 +32,6 @@ const (
 // the bridge forwards the RA to the VM's tap only.
 var allNodes = netip.MustParseAddr("ff02::1")
 
-// ndpHopLimit is the hop limit of every ND message (RFC 4861 §6.1.2).
-const ndpHopLimit = 255
-
 // ServerIDNet holds every DHCPv4 server identifier dsbridge uses,
 // 169.254.75.1<index> (KubeVirt's bridge binding numbering, index = the VMI
 // interface's position). The binding CNI makes the whole net local to the
