@@ -72,9 +72,10 @@ func loadImage(t *testing.T, p *imagetest.Podman, i int) builtImage {
 //     added and privilege escalation allowed: the image's permitted-only
 //     file capabilities are what makes them effective, and the sidecar
 //     runs in the full tier. The runtime mounts /proc/sys read-only, as
-//     for every unprivileged container: the sidecar gets past the plumbing's
-//     sysctls only because the managedTap stand-in already set them (with
-//     a fresh bridge's accept_ra=1 it fails with EROFS).
+//     for every unprivileged container: the sidecar gets past the
+//     plumbing's sysctls only because the binding CNI's ADD set the
+//     namespace-wide ones and the IPv6 defaults the bridge inherits
+//     (without those it fails with EROFS).
 func TestSidecarImage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds images and runs them under podman")

@@ -242,9 +242,13 @@ func responderFilters(t *testing.T, l *lab.Lab) string {
 }
 
 // managedTap builds what virt-handler's managedTap builds, as root: the
-// bridge keeps its kernel link-local address, as KubeVirt's does.
+// bridge keeps its kernel link-local address, as KubeVirt's does, and its
+// accept_ra and accept_dad are the namespace's defaults, as for any link
+// created then (KubeVirt's pkg/network/setup/netpod/netpod.go sets
+// neither; netsetup.Ensure does, so they are put back).
 func managedTap(t *testing.T, l *lab.Lab) {
 	t.Helper()
+	bridge := netsetup.LayoutFor(l.Spec.PodIface, l.Tap).Bridge
 	err := l.Pod.Do(func() error {
 		snap, err := netsetup.Take(context.Background(), netsetup.SnapshotOptions{PodIface: l.Spec.PodIface, ResolvConf: os.DevNull})
 		if err != nil {
@@ -256,6 +260,10 @@ func managedTap(t *testing.T, l *lab.Lab) {
 	})
 	if err != nil {
 		t.Fatalf("managedTap plumbing: %v", err)
+	}
+	for _, key := range []string{"accept_ra", "accept_dad"} {
+		v := strings.TrimSpace(l.Pod.Run(t, "sysctl", "-n", "net.ipv6.conf.default."+key))
+		l.Pod.Run(t, "sysctl", "-qw", "net.ipv6.conf."+bridge+"."+key+"="+v)
 	}
 }
 

@@ -441,7 +441,7 @@ func setMaster(l netlink.Link, bridge string) error {
 // setAddrGenModeNone stops the kernel from generating IPv6 link-local
 // addresses on l; without IPv6 in the kernel there is nothing to stop.
 func setAddrGenModeNone(l netlink.Link) error {
-	if !ipv6Enabled() {
+	if !IPv6Enabled() {
 		return nil
 	}
 	if err := netlink.LinkSetIP6AddrGenMode(l, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
@@ -455,16 +455,22 @@ func setAddrGenModeNone(l netlink.Link) error {
 // container (runc's default readonlyPaths), NET_ADMIN or not, so a
 // sidecar can only get past a sysctl something else already set.
 func setIPv6Conf(link, key string, v int) error {
-	if !ipv6Enabled() {
+	if !IPv6Enabled() {
 		return nil
 	}
 	if cur, err := ReadSysctl(ipv6Conf(link, key)); err == nil && cur == v {
 		return nil
 	}
-	return WriteSysctl(ipv6Conf(link, key), v)
+	err := WriteSysctl(ipv6Conf(link, key), v)
+	if errors.Is(err, unix.EROFS) {
+		return fmt.Errorf("%w: /proc/sys is read-only in this container; the binding CNI's ADD sets net.ipv6.conf.default.%s=%d before KubeVirt creates %q (is the dsbridge-binding network attached to the pod?)", err, key, v, link)
+	}
+	return err
 }
 
-func ipv6Enabled() bool {
+// IPv6Enabled reports whether the calling thread's network namespace has
+// IPv6 (its /proc/sys/net/ipv6 exists).
+func IPv6Enabled() bool {
 	_, err := os.Stat(procSys + "/net/ipv6")
 	return err == nil
 }

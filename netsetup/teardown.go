@@ -134,7 +134,7 @@ func restoreLink(pod netlink.Link, s *Snapshot) error {
 	name := pod.Attrs().Name
 	macDiffers := !s.MAC.IsZero() && !bytes.Equal(pod.Attrs().HardwareAddr, s.MAC[:])
 	genDiffers := false
-	if s.Restore.AddrGenMode >= 0 && ipv6Enabled() {
+	if s.Restore.AddrGenMode >= 0 && IPv6Enabled() {
 		v, err := ReadSysctl(ipv6Conf(name, "addr_gen_mode"))
 		genDiffers = err != nil || v != s.Restore.AddrGenMode
 	}
@@ -173,7 +173,7 @@ const linkLocalWait = 3 * time.Second
 // waitLinkLocal returns once pod has an IPv6 link-local address, when one
 // is to be expected (IPv6 on, addresses generated, link up with carrier).
 func waitLinkLocal(pod netlink.Link, s *Snapshot) {
-	if !s.Restore.Up || s.Restore.AddrGenMode < 0 || s.Restore.AddrGenMode == nl.IN6_ADDR_GEN_MODE_NONE || !ipv6Enabled() {
+	if !s.Restore.Up || s.Restore.AddrGenMode < 0 || s.Restore.AddrGenMode == nl.IN6_ADDR_GEN_MODE_NONE || !IPv6Enabled() {
 		return
 	}
 	for deadline := time.Now().Add(linkLocalWait); time.Now().Before(deadline); time.Sleep(neighPollInterval) {

@@ -115,7 +115,8 @@ func confJSON(t *testing.T, stateDir string, extra map[string]any, cniArgs map[s
 func logicNet(name string) map[string]any { return map[string]any{"logicNetworkName": name} }
 
 // adds are the sysctls ADD sets.
-var adds = []string{sysctlUnprivPortStart, sysctlArpIgnoreAll, sysctlAcceptLocalAll, sysctlRPFilterAll, sysctlRPFilterDefault}
+var adds = []string{sysctlUnprivPortStart, sysctlArpIgnoreAll, sysctlAcceptLocalAll, sysctlRPFilterAll, sysctlRPFilterDefault,
+	sysctlAcceptRADefault, sysctlAcceptDADDefault}
 
 // sysctls reads the sysctls ADD sets inside ns, and whether the server
 // identifier route is there (as "route": 1).
@@ -137,7 +138,7 @@ func sysctls(t *testing.T, ns *lab.NS) map[string]int {
 
 // pristine is a new namespace's: IPv4 "all" and "default" values are copied
 // from the host's (net.core.devconf_inherit_init_net 0), which the tests
-// run in.
+// run in; IPv6 ones are the kernel's defaults.
 func pristine() map[string]int {
 	host := func(name string) int {
 		b, err := os.ReadFile(filepath.Join("/proc/sys", name))
@@ -149,12 +150,12 @@ func pristine() map[string]int {
 	}
 	return map[string]int{sysctlUnprivPortStart: 1024, sysctlArpIgnoreAll: host(sysctlArpIgnoreAll),
 		sysctlAcceptLocalAll: host(sysctlAcceptLocalAll), sysctlRPFilterAll: host(sysctlRPFilterAll),
-		sysctlRPFilterDefault: host(sysctlRPFilterDefault), "route": 0}
+		sysctlRPFilterDefault: host(sysctlRPFilterDefault), sysctlAcceptRADefault: 1, sysctlAcceptDADDefault: 1, "route": 0}
 }
 
 func configured() map[string]int {
 	return map[string]int{sysctlUnprivPortStart: 0, sysctlArpIgnoreAll: 1, sysctlAcceptLocalAll: 1,
-		sysctlRPFilterAll: 0, sysctlRPFilterDefault: 0, "route": 1}
+		sysctlRPFilterAll: 0, sysctlRPFilterDefault: 0, sysctlAcceptRADefault: 0, sysctlAcceptDADDefault: 0, "route": 1}
 }
 
 // recorded is what ADD records for a pristine namespace.

@@ -32,18 +32,29 @@ const (
 	// (IN_DEV_MAXCONF).
 	sysctlRPFilterAll     = "net/ipv4/conf/all/rp_filter"
 	sysctlRPFilterDefault = "net/ipv4/conf/default/rp_filter"
+	// sysctlAcceptRADefault and sysctlAcceptDADDefault = 0: the bridge
+	// KubeVirt's managedTap creates after ADD (k6t-<x>) takes both from
+	// "default", so it neither configures itself from router
+	// advertisements nor holds its link-local address tentative. The
+	// sidecar cannot set them itself: a container runtime mounts /proc/sys
+	// read-only (runc's readonlyPaths), whatever the capabilities.
+	sysctlAcceptRADefault  = "net/ipv6/conf/default/accept_ra"
+	sysctlAcceptDADDefault = "net/ipv6/conf/default/accept_dad"
 )
 
 // wantSysctls are the values ADD sets, in order.
 var wantSysctls = []struct {
 	name string
 	val  int
+	ipv6 bool // skipped in a namespace without IPv6
 }{
-	{sysctlUnprivPortStart, 0},
-	{sysctlArpIgnoreAll, 1},
-	{sysctlAcceptLocalAll, 1},
-	{sysctlRPFilterAll, 0},
-	{sysctlRPFilterDefault, 0},
+	{sysctlUnprivPortStart, 0, false},
+	{sysctlArpIgnoreAll, 1, false},
+	{sysctlAcceptLocalAll, 1, false},
+	{sysctlRPFilterAll, 0, false},
+	{sysctlRPFilterDefault, 0, false},
+	{sysctlAcceptRADefault, 0, true},
+	{sysctlAcceptDADDefault, 0, true},
 }
 
 // applySysctls sets wantSysctls and returns what it changed. prev, when
@@ -52,6 +63,9 @@ var wantSysctls = []struct {
 func applySysctls(prev map[string]int) ([]sysctlChange, error) {
 	var out []sysctlChange
 	for _, w := range wantSysctls {
+		if w.ipv6 && !netsetup.IPv6Enabled() {
+			continue
+		}
 		cur, err := netsetup.ReadSysctl(w.name)
 		if err != nil {
 			return out, err
