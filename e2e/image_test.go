@@ -16,6 +16,7 @@ import (
 
 	"github.com/dsbridge/dsbridge/e2e/imagetest"
 	"github.com/dsbridge/dsbridge/e2e/lab"
+	"github.com/dsbridge/dsbridge/e2e/lab/managedtap"
 	"github.com/dsbridge/dsbridge/hooks/hookstest"
 	"github.com/google/go-cmp/cmp"
 )
@@ -146,7 +147,7 @@ func runImageTier(t *testing.T, p *imagetest.Podman, b builtImage, row imageRow)
 	if got := processCaps(t, p, name); got != row.caps {
 		t.Errorf("sidecar process: %s, want %s", got, row.caps)
 	}
-	managedTap(t, l)
+	managedtap.Build(t, l)
 	if _, err := launcher.OnDefineDomain(ctx, readFixture(t, "domain.xml"), readFixture(t, "vmi-pod.json")); err != nil {
 		t.Fatalf("OnDefineDomain: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dsbridge/dsbridge/e2e/lab"
+	"github.com/dsbridge/dsbridge/e2e/lab/managedtap"
 	"github.com/dsbridge/dsbridge/hooks/hookstest"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/google/go-cmp/cmp"
@@ -121,7 +122,7 @@ func runTier(t *testing.T, row tierRow) {
 		t.Fatal(err)
 	}
 	if !row.cniPlumbing {
-		managedTap(t, l)
+		managedtap.Build(t, l)
 	}
 	domain, vmi := readFixture(t, "domain.xml"), readFixture(t, "vmi-pod.json")
 	if _, err := launcher.OnDefineDomain(ctx, domain, vmi); err != nil {
@@ -239,32 +240,6 @@ func responderFilters(t *testing.T, l *lab.Lab) string {
 		return out
 	}
 	return l.Pod.Run(t, "tc", "filter", "show", "dev", l.Spec.PodIface, "egress")
-}
-
-// managedTap builds what virt-handler's managedTap builds, as root: the
-// bridge keeps its kernel link-local address, as KubeVirt's does, and its
-// accept_ra and accept_dad are the namespace's defaults, as for any link
-// created then (KubeVirt's pkg/network/setup/netpod/netpod.go sets
-// neither; netsetup.Ensure does, so they are put back).
-func managedTap(t *testing.T, l *lab.Lab) {
-	t.Helper()
-	bridge := netsetup.LayoutFor(l.Spec.PodIface, l.Tap).Bridge
-	err := l.Pod.Do(func() error {
-		snap, err := netsetup.Take(context.Background(), netsetup.SnapshotOptions{PodIface: l.Spec.PodIface, ResolvConf: os.DevNull})
-		if err != nil {
-			return err
-		}
-		layout := netsetup.LayoutFor(l.Spec.PodIface, l.Tap)
-		layout.TapStandIn = true
-		return netsetup.Ensure(context.Background(), snap, layout, netsetup.PlumbOptions{BridgeLinkLocal: true})
-	})
-	if err != nil {
-		t.Fatalf("managedTap plumbing: %v", err)
-	}
-	for _, key := range []string{"accept_ra", "accept_dad"} {
-		v := strings.TrimSpace(l.Pod.Run(t, "sysctl", "-n", "net.ipv6.conf.default."+key))
-		l.Pod.Run(t, "sysctl", "-qw", "net.ipv6.conf."+bridge+"."+key+"="+v)
-	}
 }
 
 func readFixture(t *testing.T, name string) []byte {

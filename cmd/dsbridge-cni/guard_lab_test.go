@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +13,7 @@ import (
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/e2e/lab"
-	"github.com/dsbridge/dsbridge/netsetup"
+	"github.com/dsbridge/dsbridge/e2e/lab/managedtap"
 )
 
 // unprivilegedPod is the lab pod as the unprivileged tier runs it: the
@@ -29,23 +27,7 @@ func unprivilegedPod(t *testing.T, l *lab.Lab) (invocation, frame.MAC) {
 	inv := invocation{Command: "ADD", ContainerID: lab.RandName("ctr"), Netns: l.Pod.Path(), IfName: "dsb0",
 		Conf: confJSON(t, t.TempDir(), nil, logicNet("default"))}
 	mustRun(t, inv)
-	err := l.Pod.Do(func() error {
-		snap, err := netsetup.Take(context.Background(), netsetup.SnapshotOptions{PodIface: l.Spec.PodIface, ResolvConf: os.DevNull})
-		if err != nil {
-			return err
-		}
-		layout := netsetup.LayoutFor(l.Spec.PodIface, l.Tap)
-		layout.TapStandIn = true
-		return netsetup.Ensure(context.Background(), snap, layout, netsetup.PlumbOptions{BridgeLinkLocal: true})
-	})
-	if err != nil {
-		t.Fatalf("managedTap plumbing: %v", err)
-	}
-	mac, err := frame.ParseMAC(strings.TrimSpace(l.Pod.Run(t, "cat", "/sys/class/net/k6t-eth0/address")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return inv, mac
+	return inv, managedtap.Build(t, l)
 }
 
 // sendFrames writes raw frames on dev in ns (AF_PACKET, root).
@@ -186,14 +168,33 @@ func TestUnprivilegedGuard(t *testing.T) {
 	if got := l.Guest.Run(t, "ip", "neigh", "show", "169.254.75.10", "dev", l.GuestIf); !strings.Contains(got, "lladdr "+bridge.String()) {
 		t.Errorf("the guest's neighbour entry for 169.254.75.10 is %q, want the bridge's MAC %s", got, bridge)
 	}
-	pkts := stopCapture(t, gw)
-	if len(pkts) == 0 {
-		t.Error("the gateway saw nothing from the bridge, not even its own MLD report: is the capture working?")
+	// A probe the guard lets pass proves the capture sees the bridge's
+	// frames: a UDP datagram from the bridge's link-local to all nodes,
+	// port 9 (discard), which nothing answers (RFC 4443 §2.4: no error
+	// for a multicast destination).
+	err := l.Pod.Do(func() error {
+		c, err := net.DialUDP("udp6", nil, &net.UDPAddr{IP: net.ParseIP("ff02::1"), Port: 9, Zone: "k6t-eth0"})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("capture probe"))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("capture probe: %v", err)
 	}
-	for _, p := range pkts {
-		if !kubeVirtsOwn(p) {
+	probes := 0
+	for _, p := range stopCapture(t, gw) {
+		switch {
+		case strings.Contains(p, "ff02::1.9: "):
+			probes++
+		case !kubeVirtsOwn(p):
 			t.Errorf("reached the gateway: %s", p)
 		}
+	}
+	if probes == 0 {
+		t.Error("the gateway did not see the bridge's probe to ff02::1 port 9: is the capture working?")
 	}
 	inv.Command = "DEL"
 	mustRun(t, inv)

@@ -1,15 +1,13 @@
 package main
 
 import (
-	"context"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dsbridge/dsbridge/e2e/lab"
-	"github.com/dsbridge/dsbridge/netsetup"
+	"github.com/dsbridge/dsbridge/e2e/lab/managedtap"
 )
 
 // TestNSForTentativeGuest: a guest solicits DHCPv6 from its link-local
@@ -68,18 +66,7 @@ func TestNSForTentativeGuest(t *testing.T) {
 func plainManagedTap(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	l.Pod.Run(t, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0")
-	err := l.Pod.Do(func() error {
-		snap, err := netsetup.Take(context.Background(), netsetup.SnapshotOptions{PodIface: l.Spec.PodIface, ResolvConf: os.DevNull})
-		if err != nil {
-			return err
-		}
-		layout := netsetup.LayoutFor(l.Spec.PodIface, l.Tap)
-		layout.TapStandIn = true
-		return netsetup.Ensure(context.Background(), snap, layout, netsetup.PlumbOptions{BridgeLinkLocal: true})
-	})
-	if err != nil {
-		t.Fatalf("managedTap plumbing: %v", err)
-	}
+	managedtap.Build(t, l)
 }
 
 // events reads, from tcpdump -tt -n lines on the bridge, when the first
