@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+
+	"github.com/dsbridge/dsbridge/dhcp/frame"
 )
 
 // Tier is the deployment tier (README "Which tier are you in?") that the privileges
@@ -103,8 +105,8 @@ func PlanFor(p Privileges, s *Snapshot, opts PlanOptions) Plan {
 		Privileges: p,
 		Services: []ServicePlan{
 			planPlumbing(p, opts),
-			planDHCP(ServiceDHCPv4, p, len(s.IPv4) > 0, portDHCPv4Server, opts),
-			planDHCP(ServiceDHCPv6, p, len(s.IPv6) > 0, portDHCPv6Server, opts),
+			planDHCP(ServiceDHCPv4, p, len(s.IPv4) > 0, frame.PortDHCPv4Server, opts),
+			planDHCP(ServiceDHCPv6, p, len(s.IPv6) > 0, frame.PortDHCPv6Server, opts),
 			planRA(p, s, opts),
 		},
 	}

@@ -16,12 +16,6 @@ const (
 	capNetRaw         = 13
 )
 
-// Privileged UDP ports the DHCP servers bind with the UDP transport.
-const (
-	portDHCPv4Server = 67  // RFC 2131 §4.1
-	portDHCPv6Server = 547 // RFC 8415 §7.2
-)
-
 // Privileges is what this process may do in its network namespace.
 type Privileges struct {
 	NetAdmin       bool   `json:"netAdmin"`
