@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -474,11 +473,7 @@ func (a *attackLab) flood(t *testing.T) {
 	start := time.Now()
 	cl := a.l.Dhclient(t, "-4", "")
 	cl.Env(t, 10*time.Second, "BOUND")
-	fi, err := os.Stat(cl.Dir + "/BOUND.env")
-	if err != nil {
-		t.Fatal(err)
-	}
-	took := fi.ModTime().Sub(start)
+	took := recordedAt(t, cl, "BOUND").Sub(start)
 	time.Sleep(time.Second) // the flood goes on after the lease
 	close(stop)
 	res := <-done
