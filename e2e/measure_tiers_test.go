@@ -121,17 +121,17 @@ func bothOf(ts []tierTiming) []time.Duration {
 }
 
 // phaseSummary is the median, over the runs, of each phase's interval:
-// link up to the guest's first RS, RS to RA, Solicit to Advertise (or
-// Reply, with Rapid Commit), DISCOVER to OFFER, link up to the DAD probe.
+// link up to the guest's DAD probe and first RS, RS to RA, link up to the
+// Solicit, Solicit to Advertise (or Reply, with Rapid Commit), link up to
+// the DISCOVER, DISCOVER to OFFER; and dsbridge's whole share, from the
+// guest's first Solicit (DISCOVER) to IPv6 (IPv4) configured, which
+// leaves out the guests' own random delays before they ask.
 func phaseSummary(guest, tier string, ts []tierTiming) string {
 	interval := func(from, to string) string {
 		var d []time.Duration
 		for _, t := range ts {
-			a, okA := t.phases[from]
-			b, okB := t.phases[to]
-			if from == "" {
-				a, okA = 0, true
-			}
+			a, okA := t.at(from)
+			b, okB := t.at(to)
 			if okA && okB {
 				d = append(d, b-a)
 			}
@@ -147,9 +147,25 @@ func phaseSummary(guest, tier string, ts []tierTiming) string {
 	if slices.ContainsFunc(ts, func(t tierTiming) bool { _, ok := t.phases["advertise"]; return ok }) {
 		reply = "advertise"
 	}
-	return fmt.Sprintf("MEASURE tier-phases guest=%s tier=%q median_ms: up_to_dad=%s up_to_rs=%s rs_to_ra=%s up_to_solicit=%s solicit_to_%s=%s up_to_discover=%s discover_to_offer=%s",
-		guest, tier, interval("", "dad"), interval("", "rs"), interval("rs", "ra"), interval("", "solicit"), reply,
-		interval("solicit", reply), interval("", "discover"), interval("discover", "offer"))
+	return fmt.Sprintf("MEASURE tier-phases guest=%s tier=%q median_ms: up_to_dad=%s up_to_rs=%s rs_to_ra=%s up_to_solicit=%s solicit_to_%s=%s up_to_discover=%s discover_to_offer=%s solicit_to_v6=%s discover_to_v4=%s",
+		guest, tier, interval("up", "dad"), interval("up", "rs"), interval("rs", "ra"), interval("up", "solicit"), reply,
+		interval("solicit", reply), interval("up", "discover"), interval("discover", "offer"),
+		interval("solicit", "v6"), interval("discover", "v4"))
+}
+
+// at is when event happened from the link up: "up", a phase, or "v4" and
+// "v6" (configured).
+func (tm tierTiming) at(event string) (time.Duration, bool) {
+	switch event {
+	case "up":
+		return 0, true
+	case "v4":
+		return tm.v4, tm.v4 > 0
+	case "v6":
+		return tm.v6, tm.v6 > 0
+	}
+	d, ok := tm.phases[event]
+	return d, ok
 }
 
 // timeTier builds a fresh lab, sets the pod up as tier runs it, captures
