@@ -28,7 +28,8 @@ import (
 //
 // A capture on the VM's port shows the requests from 10.16.0.5 (unicast to
 // the server identifier when renewing; only broadcast when the route is a
-// blackhole) and the server's ACKs; the sidecar logs the renewal's ACK.
+// blackhole) and the server's ACKs; the sidecar logs the renewal's ACK;
+// the gateway's end of the uplink sees no DHCP reply and no RA.
 func TestRenewRebind(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real clients renew a short lease")
@@ -60,6 +61,7 @@ type renewRow struct {
 
 func (r renewRow) run(t *testing.T, tier tierRow) {
 	l := lab.NewLab(t, lab.KubeOVN)
+	leak := lab.StartCapture(t, l.Node, l.NodeIf, lab.LeakFilter)
 	tr := startTier(t, l, tier)
 	c := lab.StartCapture(t, l.Pod, l.Tap, "(udp dst port 67 and src host 10.16.0.5) or ("+lab.DHCPReplies+")")
 	var c4, c6 *lab.Client
@@ -87,6 +89,9 @@ func (r renewRow) run(t *testing.T, tier tierRow) {
 	time.Sleep(500 * time.Millisecond)
 	c.Stop(t)
 	checkRenewals(t, c.Read(t, "-n"), tr, r.blackhole)
+	if pkts := leak.Stop(t); len(pkts) > 0 {
+		t.Errorf("the uplink capture (%s) holds:\n%s", lab.LeakFilter, strings.Join(pkts, "\n"))
+	}
 }
 
 // recordedAt is when c's script recorded reason.
