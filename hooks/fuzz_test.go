@@ -5,8 +5,16 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
+
+	"github.com/dsbridge/dsbridge/hooks/hookstest"
 )
+
+// fuzzSeedSize is the size of the hostile seeds: large enough to pass
+// every limit of limits.go (more than 20,000 tokens of <interface/>, a
+// token over 64 KiB, an array over 4,096 members), small enough to fuzz.
+const fuzzSeedSize = 150_000
 
 // FuzzOnDefineDomain feeds arbitrary domain XML and VMI JSON to the
 // OnDefineDomain handler: it must never panic, a successful result must
@@ -33,6 +41,11 @@ func FuzzOnDefineDomain(f *testing.F) {
 		`"networks":[{"name":"a","pod":{}},{"name":"b","multus":{"networkName":"blue"}}]},"status":{"interfaces":[{"name":"b","podInterfaceName":"pod16477688c0e"}]}}`)
 	f.Add([]byte("<domain>\n  <devices>\n    <interface type='ethernet'>\n      <alias name='ua-b'/>\n    </interface>\n  </devices>\n</domain>"), small)
 	f.Add([]byte(`<domain><devices><disk/><interface><target dev="placeholder-0"/></interface></devices></domain>`), small)
+	for _, in := range slices.Concat(hookstest.HostileDomains(fuzzSeedSize), hookstest.HostileVMIs(readTestdata(f, "domain.xml"), fuzzSeedSize)) {
+		f.Add(in.DomainXML, in.VMIJSON)
+	}
+	largest := hookstest.LargestAccepted(fuzzSeedSize)
+	f.Add(largest.DomainXML, largest.VMIJSON)
 	srv, err := NewServer(Config{PluginName: "dsbridge", Facts: testFacts(f),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

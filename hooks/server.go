@@ -94,7 +94,8 @@ func validPluginName(name string) error {
 // Shutdown, then stops (graceful for at most gracefulStopLimit) and returns
 // nil. It closes l.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	gs := grpc.NewServer(grpc.UnaryInterceptor(s.recoverPanic))
+	gs := grpc.NewServer(grpc.UnaryInterceptor(s.recoverPanic), grpc.MaxRecvMsgSize(maxHookMessageBytes),
+		grpc.ForceServerCodecV2(newHookCodec()))
 	infopb.RegisterInfoServer(gs, infoServer{s: s})
 	v1alpha2.RegisterCallbacksServer(gs, v1alpha2Server{s: s})
 	v1alpha3.RegisterCallbacksServer(gs, v1alpha3Server{s: s})

@@ -1,6 +1,7 @@
 package hooks_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -186,6 +187,15 @@ func TestOnDefineDomainRPCErrors(t *testing.T) {
 			wantCode: codes.InvalidArgument, wantMsg: "invalid domain XML: XML syntax error on line 1: unexpected EOF"},
 		{name: "bad VMI", domain: domain, vmi: []byte(`{"spec":[]}`),
 			wantCode: codes.InvalidArgument, wantMsg: `invalid VMI JSON: field "spec" is array`},
+		{name: "nested too deep", domain: []byte("<domain>" + strings.Repeat("<a>", 65) + strings.Repeat("</a>", 65) + "</domain>"), vmi: vmi,
+			wantCode: codes.InvalidArgument, wantMsg: "domain XML nests deeper than 64 elements (depth limit)"},
+		// gRPC's 4 MiB receive limit, kept: a request one byte over it is
+		// refused before it is read. The request is 8 bytes of framing
+		// (two tags, lengths of 4 and 2 bytes) and its two fields.
+		{name: "over the message limit", domain: bytes.Repeat([]byte("x"), 4<<20-len(vmi)-7), vmi: vmi,
+			wantCode: codes.ResourceExhausted, wantMsg: "grpc: received message larger than max (4194305 vs. 4194304)"},
+		{name: "at the message limit", domain: bytes.Repeat([]byte("x"), 4<<20-len(vmi)-8), vmi: vmi,
+			wantCode: codes.InvalidArgument, wantMsg: "domain XML has a token longer than 65536 bytes (token size limit)"},
 		{name: "binder fails", binder: &recordingBinder{err: errors.New("no bridge k6t-eth0")}, domain: domain, vmi: vmi,
 			wantCode: codes.InvalidArgument, wantMsg: "failed to bind interfaces of VMI default/vmi-dual: no bridge k6t-eth0"},
 		{name: "binder panics", binder: &recordingBinder{panic: true}, domain: domain, vmi: vmi,
