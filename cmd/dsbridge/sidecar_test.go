@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -142,26 +141,6 @@ func (p *sidecarProc) dirEntries(t *testing.T) []string {
 	return names
 }
 
-// vmRSS reads the resident set size of pid in KiB.
-func vmRSS(t *testing.T, pid int) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kib, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			if err != nil {
-				t.Fatalf("VmRSS %q: %v", v, err)
-			}
-			return kib
-		}
-	}
-	t.Fatal("no VmRSS in /proc/<pid>/status")
-	return 0
-}
-
 func readFixture(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "hooks", "testdata", name))
@@ -214,7 +193,7 @@ func TestSidecarBinary(t *testing.T) {
 			!strings.Contains(err.Error(), "invalid domain XML") {
 			t.Errorf("bad XML: error = %v, want one naming the invalid domain XML", err)
 		}
-		rss := vmRSS(t, p.cmd.Process.Pid)
+		rss := procStatusKiB(t, p.cmd.Process.Pid, "VmRSS")
 		t.Logf("idle sidecar VmRSS: %d KiB", rss)
 		if rss > 20*1024 { // ARCHITECTURE.md §6: < 20 MiB serving one interface
 			t.Errorf("idle sidecar VmRSS = %d KiB, want < 20 MiB", rss)
