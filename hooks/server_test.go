@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -314,9 +315,30 @@ func TestListen(t *testing.T) {
 
 func TestNewServerValidates(t *testing.T) {
 	_, err := hooks.NewServer(hooks.Config{PluginName: "a/b"})
-	want := "invalid hooks server config: invalid plugin name \"a/b\"\npod facts missing\nlogger missing"
+	want := "invalid hooks server config: plugin name \"a/b\" holds a \"/\" or NUL: it must be a file name in the hooks directory\npod facts missing\nlogger missing"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v, want %q", err, want)
+	}
+}
+
+func TestValidatePluginName(t *testing.T) {
+	tests := []struct{ name, wantErr string }{
+		{"dsbridge", ""},
+		{"dual-stack_2.x", ""},
+		{strings.Repeat("a", 250), ""},
+		{"", "plugin name is empty"},
+		{".", `plugin name "." names a directory, not a file`},
+		{"..", `plugin name ".." names a directory, not a file`},
+		{"../escape", `plugin name "../escape" holds a "/" or NUL: it must be a file name in the hooks directory`},
+		{"a/b", `plugin name "a/b" holds a "/" or NUL: it must be a file name in the hooks directory`},
+		{"a\x00b", `plugin name "a\x00b" holds a "/" or NUL: it must be a file name in the hooks directory`},
+		{strings.Repeat("a", 251), "plugin name of 251 bytes is longer than 250"},
+	}
+	for _, tt := range tests {
+		err := hooks.ValidatePluginName(tt.name)
+		if got := fmt.Sprint(err); (tt.wantErr == "" && err != nil) || (tt.wantErr != "" && got != tt.wantErr) {
+			t.Errorf("ValidatePluginName(%.20q) = %v, want %q", tt.name, err, tt.wantErr)
+		}
 	}
 }
 

@@ -29,9 +29,6 @@ commands:
   version    print version, commit and build date
 `
 
-// errUsage marks a command-line mistake: exit status 2.
-var errUsage = errors.New("usage error")
-
 // defaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT
 // is unset. The sidecar's container limit is 64 MB and ARCHITECTURE.md §6
 // budgets < 20 MiB RSS under load, of which about 13 MiB is the binary's own
@@ -58,10 +55,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	err := dispatch(args[0], args[1:], stdout, stderr)
+	var bad badInput
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errHelp):
 		return 0
 	case errors.Is(err, errUsage):
+		return 2
+	case errors.As(err, &bad):
+		fmt.Fprintf(stderr, "dsbridge %s: %v\n", args[0], err)
 		return 2
 	default:
 		fmt.Fprintf(stderr, "dsbridge %s: %v\n", args[0], err)
@@ -72,9 +73,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 func dispatch(cmd string, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "sidecar":
-		return runSidecar(args, stderr)
+		return runSidecar(args, stdout, stderr)
 	case "serve":
-		return runServe(args, stderr)
+		return runServe(args, stdout, stderr)
 	case "dhcp":
 		return runDHCP(args, stdout, stderr)
 	case "inspect":
