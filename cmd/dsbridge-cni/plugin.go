@@ -15,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"golang.org/x/sys/unix"
 
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
@@ -42,8 +43,12 @@ func (p *plugin) funcs() skel.CNIFuncs {
 }
 
 // add sets the sysctls in the pod's network namespace, builds the layout
-// when configured, records what it changed and passes the previous
-// plugin's result through.
+// when configured, and passes the previous plugin's result through. Every
+// input is checked first; then, holding the pod's lock, it reads the pod
+// (changing nothing), records in the state file everything it is about to
+// change, and changes it. A failure undoes all of it (best effort, the pod
+// interface first) and removes the record; a record is kept only when the
+// undo itself failed, for DEL to finish.
 func (p *plugin) add(args *skel.CmdArgs) error {
 	conf, err := loadConf(args.StdinData, true)
 	if err != nil {
@@ -52,24 +57,146 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 	if err := loadRuntimeArgs(args.Args); err != nil {
 		return err
 	}
-	if _, err := os.Stat(args.Netns); err != nil {
-		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("network namespace %q", args.Netns), err.Error())
+	if err := checkNetns(args.Netns); err != nil {
+		return err
 	}
+	lock, err := lockPod(conf.StateDir, args.Netns)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
 	st := &state{
 		Version: stateVersion, Network: conf.Name, ContainerID: args.ContainerID, IfName: args.IfName,
 		Netns: args.Netns, LogicNetwork: conf.CNIArgs.LogicNetworkName, PodIface: conf.podIface(),
 	}
-	prev, earlier, err := p.previous(conf.StateDir, st)
+	plan, err := p.intend(conf, st)
 	if err != nil {
-		return err
-	}
-	if err := netsetup.Do(args.Netns, func() error { return p.apply(conf, st, prev, earlier) }); err != nil {
-		return p.failAdd(conf, st, err)
+		return addError(st, err)
 	}
 	if err := saveState(conf.StateDir, st); err != nil {
-		return p.failAdd(conf, st, err)
+		return types.NewError(types.ErrIOFailure, fmt.Sprintf("failed to record the changes to %s", st.PodIface), err.Error())
+	}
+	if err := netsetup.Do(args.Netns, plan.apply); err != nil {
+		return p.rollback(conf.StateDir, st, err)
 	}
 	return printResult(p.stdout, conf)
+}
+
+// addPlan is what ADD changes, decided before it changes anything.
+type addPlan struct {
+	st        *state
+	responder *kernel.Config // nil: no responder to attach (none, or attached already)
+	adopt     bool           // verify a layout KubeVirt built; not ours to undo
+	opts      netsetup.PlumbOptions
+}
+
+// intend fills st with what ADD will change, reading the pod and the
+// sibling records and changing nothing.
+func (p *plugin) intend(conf *netConf, st *state) (*addPlan, error) {
+	prev, earlier, err := p.previous(conf.StateDir, st)
+	if err != nil {
+		return nil, err
+	}
+	plan := &addPlan{st: st, opts: conf.plumbOptions()}
+	return plan, netsetup.Do(st.Netns, func() error {
+		changes, err := plannedSysctls(prev)
+		if err != nil {
+			return err
+		}
+		st.Sysctls = changes
+		return plan.intendPod(conf, earlier, p.log)
+	})
+}
+
+// intendPod decides the responder and the plumbing from the pristine pod,
+// read at most once (it may wait for the gateways' MACs), or from this
+// attachment's earlier record (a repeated ADD).
+func (a *addPlan) intendPod(conf *netConf, earlier *state, log *slog.Logger) error {
+	st := a.st
+	pod := sync.OnceValues(func() (*netsetup.Snapshot, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), plumbTimeout)
+		defer cancel()
+		return netsetup.Take(ctx, netsetup.SnapshotOptions{PodIface: st.PodIface, ResolvConf: os.DevNull, Hostname: "-"})
+	})
+	if conf.raResponder() {
+		a.intendResponder(earlier, pod, log)
+	}
+	if !conf.Plumbing {
+		return nil
+	}
+	if earlier != nil && earlier.Plumbing != nil {
+		st.Plumbing = earlier.Plumbing
+		return nil
+	}
+	snap, err := pod()
+	switch {
+	case err != nil:
+		return fmt.Errorf("failed to read pod interface %q: %w", st.PodIface, err)
+	case snap.Plumbed:
+		a.adopt = true
+		return nil
+	}
+	layout := netsetup.LayoutFor(st.PodIface, "")
+	if err := netsetup.CheckBuildable(layout); err != nil {
+		return err
+	}
+	// arp_ignore is one of ADD's own sysctls, put back by restoreSysctls
+	// only when the pod's last attachment goes: Teardown leaves it at the
+	// value ADD sets.
+	restore := *snap
+	restore.Restore.ArpIgnore = arpIgnoreSet
+	st.Plumbing = &plumbState{Layout: layout, Snapshot: &restore}
+	return nil
+}
+
+// intendResponder decides on the kernel RS->RA responder for the pristine
+// uplink, from its snapshot: while the uplink still has its addresses and
+// routes, so the gateway and prefix are known. It survives KubeVirt's
+// rename, MAC change and enslaving. A pod without an IPv6 default gateway
+// (or one already plumbed) gets none.
+func (a *addPlan) intendResponder(earlier *state, pod func() (*netsetup.Snapshot, error), log *slog.Logger) {
+	st := a.st
+	if earlier != nil && earlier.RAResponder {
+		st.RAResponder = true
+		return
+	}
+	snap, err := pod()
+	if err != nil {
+		// Not fatal: the pod still works, and the sidecar's plan says RA is
+		// off and why.
+		log.Warn("no kernel RA responder: cannot read the pod interface", "podIface", st.PodIface, "error", err)
+		return
+	}
+	gw := snap.Gateway6
+	if snap.Plumbed || len(snap.IPv6) == 0 || gw == nil || len(gw.MAC) != 6 || !gw.LinkLocal.IsValid() {
+		log.Info("no kernel RA responder: the pod interface has no IPv6 default gateway with a known MAC", "podIface", st.PodIface)
+		return
+	}
+	st.RAResponder = true
+	a.responder = &kernel.Config{RA: ra.Config{Mode: ra.ModeGateway, GatewayLLA: gw.LinkLocal, GatewayMAC: net.HardwareAddr(gw.MAC),
+		Prefix: snap.IPv6[0], MTU: snap.MTU, VMMAC: net.HardwareAddr(snap.MAC)}}
+}
+
+// apply makes the recorded changes, inside the pod's network namespace.
+func (a *addPlan) apply() error {
+	st := a.st
+	if err := writeSysctls(st.Sysctls); err != nil {
+		return err
+	}
+	if a.responder != nil {
+		if err := kernel.Attach(st.PodIface, *a.responder); err != nil {
+			return fmt.Errorf("failed to attach the kernel RA responder to %q: %w", st.PodIface, err)
+		}
+	}
+	switch {
+	case st.Plumbing != nil:
+		ctx, cancel := context.WithTimeout(context.Background(), plumbTimeout)
+		defer cancel()
+		return netsetup.Ensure(ctx, st.Plumbing.Snapshot, st.Plumbing.Layout, a.opts)
+	case a.adopt:
+		return netsetup.Adopt(netsetup.LayoutFor(st.PodIface, ""))
+	}
+	return nil
 }
 
 // previous returns the sysctl values from before any dsbridge attachment of
@@ -99,93 +226,22 @@ func (p *plugin) previous(dir string, st *state) (map[string]int, *state, error)
 	return prev, earlier, nil
 }
 
-// apply runs inside the pod's network namespace.
-func (p *plugin) apply(conf *netConf, st *state, prev map[string]int, earlier *state) error {
-	changes, err := applySysctls(prev)
-	st.Sysctls = changes
-	if err != nil {
-		return err
+// rollback undoes a failed ADD (its lock held) and returns the CNI error
+// for cause and for whatever the undo could not do.
+func (p *plugin) rollback(dir string, st *state, cause error) error {
+	undoErr := p.undoIn(st.Netns, dir, st)
+	if undoErr == nil {
+		undoErr = removeState(statePath(dir, st.ContainerID, st.IfName))
 	}
-	// The pristine pod, read at most once for the responder and the
-	// plumbing: reading it may wait for the gateways' MACs.
-	pod := sync.OnceValues(func() (*netsetup.Snapshot, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), plumbTimeout)
-		defer cancel()
-		return netsetup.Take(ctx, netsetup.SnapshotOptions{PodIface: st.PodIface, ResolvConf: os.DevNull, Hostname: "-"})
-	})
-	if conf.raResponder() {
-		if err := attachResponder(st, earlier, pod, p.log); err != nil {
-			return err
-		}
-	}
-	if !conf.Plumbing {
-		return nil
-	}
-	return plumb(conf, st, earlier, pod)
-}
-
-// attachResponder attaches the kernel RS->RA responder to the pristine
-// uplink, from its snapshot: while the uplink still has its addresses and
-// routes, so the gateway and prefix are known. It survives KubeVirt's
-// rename, MAC change and enslaving. A pod without an IPv6 default gateway
-// (or one already plumbed) gets none.
-func attachResponder(st, earlier *state, pod func() (*netsetup.Snapshot, error), log *slog.Logger) error {
-	if earlier != nil && earlier.RAResponder {
-		st.RAResponder = true
-		return nil
-	}
-	snap, err := pod()
-	if err != nil {
-		// Not fatal: the pod still works, and the sidecar's plan says RA is
-		// off and why.
-		log.Warn("no kernel RA responder: cannot read the pod interface", "podIface", st.PodIface, "err", err)
-		return nil
-	}
-	gw := snap.Gateway6
-	if snap.Plumbed || len(snap.IPv6) == 0 || gw == nil || len(gw.MAC) != 6 || !gw.LinkLocal.IsValid() {
-		log.Info("no kernel RA responder: the pod interface has no IPv6 default gateway with a known MAC", "podIface", st.PodIface)
-		return nil
-	}
-	cfg := kernel.Config{RA: ra.Config{Mode: ra.ModeGateway, GatewayLLA: gw.LinkLocal, GatewayMAC: net.HardwareAddr(gw.MAC),
-		Prefix: snap.IPv6[0], MTU: snap.MTU, VMMAC: net.HardwareAddr(snap.MAC)}}
-	if err := kernel.Attach(st.PodIface, cfg); err != nil {
-		return fmt.Errorf("failed to attach the kernel RA responder to %q: %w", st.PodIface, err)
-	}
-	st.RAResponder = true
-	return nil
-}
-
-// plumb builds the managedTap layout for the attachment's pod interface. A
-// layout that exists without our record (KubeVirt's) is verified, not
-// owned: DEL leaves it alone.
-func plumb(conf *netConf, st *state, earlier *state, pod func() (*netsetup.Snapshot, error)) error {
-	ctx, cancel := context.WithTimeout(context.Background(), plumbTimeout)
-	defer cancel()
-	layout := netsetup.LayoutFor(st.PodIface, "")
-	var snap *netsetup.Snapshot
-	if earlier != nil && earlier.Plumbing != nil {
-		snap = earlier.Plumbing.Snapshot
-	} else {
-		s, err := pod()
-		if err != nil {
-			return fmt.Errorf("failed to read pod interface %q: %w", st.PodIface, err)
-		}
-		if s.Plumbed {
-			return netsetup.Adopt(layout)
-		}
-		snap = s
-	}
-	st.Plumbing = &plumbState{Layout: layout, Snapshot: snap}
-	return netsetup.Ensure(ctx, snap, layout, conf.plumbOptions())
-}
-
-// failAdd undoes a partial ADD and returns the CNI error for err.
-func (p *plugin) failAdd(conf *netConf, st *state, err error) error {
-	sibs, serr := siblings(conf.StateDir, st)
-	undoErr := errors.Join(serr, netsetup.Do(st.Netns, func() error { return undo(st, len(sibs) > 0) }))
 	if undoErr != nil {
-		p.log.Warn("failed to undo a partial ADD", "containerID", st.ContainerID, "ifname", st.IfName, "err", undoErr)
+		p.log.Warn("failed to undo a failed ADD; its record stays for DEL", "containerID", st.ContainerID, "ifname", st.IfName, "error", undoErr)
+		cause = fmt.Errorf("%w; undoing it failed too (DEL will retry): %w", cause, undoErr)
 	}
+	return addError(st, cause)
+}
+
+// addError is the CNI error of a failed ADD.
+func addError(st *state, err error) error {
 	var cniErr *types.Error
 	if errors.As(err, &cniErr) {
 		return cniErr
@@ -193,27 +249,27 @@ func (p *plugin) failAdd(conf *netConf, st *state, err error) error {
 	return types.NewError(types.ErrInternal, fmt.Sprintf("failed to set up %s for network %q", st.PodIface, st.LogicNetwork), err.Error())
 }
 
-// undo reverses what st records, inside the pod's network namespace:
-// plumbing first, then the sysctls, unless another dsbridge attachment of
-// the pod still needs them.
+// undo reverses what st records, inside the pod's network namespace, best
+// effort: the plumbing first (which restores the pod interface first),
+// then the responder, then the sysctls unless another dsbridge attachment
+// of the pod still needs them. Every failure is reported, joined.
 func undo(st *state, siblingsRemain bool) error {
+	var errs []error
 	if st.Plumbing != nil {
-		if err := netsetup.Teardown(st.Plumbing.Snapshot, st.Plumbing.Layout); err != nil {
-			return err
-		}
+		errs = append(errs, netsetup.Teardown(st.Plumbing.Snapshot, st.Plumbing.Layout))
 	}
 	if st.RAResponder {
 		// The uplink may have been renamed <x>-nic since ADD.
 		for _, name := range []string{st.PodIface, netsetup.LayoutFor(st.PodIface, "").Uplink} {
 			if err := kernel.Detach(name); err != nil {
-				return fmt.Errorf("failed to detach the kernel RA responder from %q: %w", name, err)
+				errs = append(errs, fmt.Errorf("failed to detach the kernel RA responder from %q: %w", name, err))
 			}
 		}
 	}
-	if siblingsRemain {
-		return nil
+	if !siblingsRemain {
+		errs = append(errs, restoreSysctls(st.Sysctls))
 	}
-	return restoreSysctls(st.Sysctls)
+	return errors.Join(errs...)
 }
 
 func printResult(w io.Writer, conf *netConf) error {
@@ -228,14 +284,26 @@ func printResult(w io.Writer, conf *netConf) error {
 	return out.PrintTo(w)
 }
 
-// del undoes what ADD recorded. No state or no network namespace any more
-// means nothing to undo.
+// del undoes what ADD recorded, holding the pod's lock. No state or no
+// network namespace any more means nothing to undo; a failed undo keeps
+// the record, for the runtime's next DEL.
 func (p *plugin) del(args *skel.CmdArgs) error {
 	conf, err := loadConf(args.StdinData, false)
 	if err != nil {
 		return err
 	}
 	path := statePath(conf.StateDir, args.ContainerID, args.IfName)
+	netns := args.Netns
+	if st, err := loadState(path); err == nil && st.Netns != "" {
+		netns = st.Netns // the pod's lock is keyed as ADD keyed it
+	}
+	if netns != "" {
+		lock, err := lockPod(conf.StateDir, netns)
+		if err != nil {
+			return err
+		}
+		defer lock.release()
+	}
 	st, err := loadState(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -243,7 +311,7 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	case err != nil:
 		// A state file DEL cannot read would fail every retry and keep the
 		// pod from going away: drop it and say so.
-		p.log.Warn("unreadable state dropped; nothing undone", "path", path, "err", err)
+		p.log.Warn("unreadable state dropped; nothing undone", "path", path, "error", err)
 		return removeState(path)
 	}
 	if err := p.undoIn(args.Netns, conf.StateDir, st); err != nil {
@@ -324,16 +392,37 @@ func (p *plugin) gc(args *skel.CmdArgs) error {
 		if st.Network != conf.Name || valid[[2]string{st.ContainerID, st.IfName}] {
 			continue
 		}
-		if err := p.undoIn(st.Netns, conf.StateDir, st); err != nil {
+		if err := p.collect(conf.StateDir, path, st.Netns); err != nil {
 			errs = append(errs, fmt.Errorf("attachment %s/%s: %w", st.ContainerID, st.IfName, err))
-			continue
 		}
-		errs = append(errs, removeState(path))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return types.NewError(types.ErrInternal, "garbage collection incomplete", err.Error())
 	}
 	return nil
+}
+
+// collect undoes and forgets one attachment for GC, holding its pod's
+// lock; a concurrent DEL may have forgotten it already.
+func (p *plugin) collect(dir, path, netns string) error {
+	if netns != "" {
+		lock, err := lockPod(dir, netns)
+		if err != nil {
+			return err
+		}
+		defer lock.release()
+	}
+	st, err := loadState(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.undoIn(st.Netns, dir, st); err != nil {
+		return err
+	}
+	return removeState(path)
 }
 
 // status reports whether ADD can work: the state directory must be usable.
@@ -344,6 +433,31 @@ func (p *plugin) status(args *skel.CmdArgs) error {
 	}
 	if err := os.MkdirAll(conf.StateDir, 0o700); err != nil {
 		return types.NewError(errPluginNotAvailable, fmt.Sprintf("state directory %q is not usable", conf.StateDir), err.Error())
+	}
+	return nil
+}
+
+// checkNetns accepts a path to a network namespace. Anything else is the
+// CNI spec's error 4, "invalid necessary environment variables", whose
+// message must name the variable (SPEC.md, "Error"): the path is checked
+// before anything is locked, recorded or changed.
+func checkNetns(path string) error {
+	bad := func(details string) error {
+		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS %q is not a network namespace", path), details)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return bad(err.Error())
+	}
+	defer f.Close()
+	// NS_GET_NSTYPE (Linux 4.11) names a namespace's type; on any other
+	// file it fails with ENOTTY.
+	typ, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	switch {
+	case err != nil:
+		return bad(fmt.Sprintf("ioctl NS_GET_NSTYPE: %v", err))
+	case typ != unix.CLONE_NEWNET:
+		return bad(fmt.Sprintf("it is a namespace of type %#x, not CLONE_NEWNET", typ))
 	}
 	return nil
 }
