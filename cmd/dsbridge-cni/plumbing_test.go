@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/google/go-cmp/cmp"
@@ -230,4 +232,55 @@ func TestFailedAddLeavesPodAsItWas(t *testing.T) {
 			diffPod(t, "after DEL", before, capturePod(t, pod))
 		})
 	}
+}
+
+// TestKilledAddUndoneByDel: ADD records what it will change before
+// changing anything, so an ADD killed (SIGKILL) at any point after its
+// record appears (here 0 to 160 ms later: before the sysctls, part way
+// through the plumbing, or done) is undone by DEL: the pod ends as it was,
+// and no state or lock is left.
+func TestKilledAddUndoneByDel(t *testing.T) {
+	for _, delay := range []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond,
+		80 * time.Millisecond, 160 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			pod := podNS(t, "eth0")
+			dir := t.TempDir()
+			before := capturePod(t, pod)
+			inv := invocation{Command: "ADD", ContainerID: "c1", Netns: pod.Path(), IfName: "net1",
+				Conf: confJSON(t, dir, map[string]any{"plumbing": true}, logicNet("default"))}
+			killAfterRecord(t, inv, statePath(dir, "c1", "net1"), delay)
+			inv.Command = "DEL"
+			mustRun(t, inv)
+			diffPod(t, "after the killed ADD and DEL", before, capturePod(t, pod))
+			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+				t.Errorf("state directory after DEL: %v %v, want it empty", entries, err)
+			}
+		})
+	}
+}
+
+// killAfterRecord starts inv and kills it (by PID) delay after its state
+// file appears.
+func killAfterRecord(t *testing.T, inv invocation, path string, delay time.Duration) {
+	t.Helper()
+	cmd := exec.Command(cniBin)
+	cmd.Env = []string{"CNI_COMMAND=" + inv.Command, "CNI_CONTAINERID=" + inv.ContainerID, "CNI_NETNS=" + inv.Netns,
+		"CNI_IFNAME=" + inv.IfName, "CNI_PATH=/opt/cni/bin"}
+	cmd.Stdin = strings.NewReader(inv.Conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill() // it may have finished already
+		_ = cmd.Wait()
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no state file within 30 s")
+		}
+	}
+	time.Sleep(delay)
 }
