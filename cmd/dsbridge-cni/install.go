@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,13 +23,12 @@ const (
 // runInstall copies this executable into the CNI bin directory atomically
 // (a runtime never sees a half-written plugin) and, with -wait, blocks until
 // SIGTERM so a DaemonSet pod stays running.
-func runInstall(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("install", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runInstall(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dsbridge-cni install", flag.ContinueOnError)
 	dir := fs.String("dest", defaultInstallDir, "CNI bin `directory` to install into")
 	name := fs.String("name", defaultInstallName, "file `name` of the plugin (the NAD's \"type\")")
 	wait := fs.Bool("wait", false, "after installing, wait for SIGTERM")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -73,4 +74,30 @@ func installFile(src, dst string) error {
 		return fmt.Errorf("failed to install %q: %w", dst, err)
 	}
 	return nil
+}
+
+// errUsage marks a command-line mistake already explained on stderr.
+var errUsage = errors.New("usage error")
+
+// parseFlags parses args: -h or --help prints the usage on stdout
+// (flag.ErrHelp); a flag error or an argument is explained on stderr with
+// the usage (errUsage).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	defer fs.SetOutput(stderr)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = stdout.Write(out.Bytes()) // nothing to do if the terminal is gone
+		return err
+	case err == nil && fs.NArg() > 0:
+		fmt.Fprintf(&out, "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		fs.Usage()
+		err = errUsage
+	case err != nil:
+		err = errUsage
+	}
+	_, _ = stderr.Write(out.Bytes())
+	return err
 }
