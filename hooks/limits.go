@@ -27,10 +27,13 @@ const (
 	// (domain/cpu/numa/cell/distances/sibling) and no libvirt domain
 	// element nests 20 deep; 64 leaves room for any <metadata> a tool adds.
 	maxDomainDepth = 64
-	// maxDomainTokens: a domain with 512 vCPUs pinned, 64 disks and 32
-	// interfaces, indented, has about 5,000 tokens (elements, text between
-	// them, comments); 50,000 is ten times that. Tokens are what the scan
-	// records per <interface> and per child, so this also bounds memory.
+	// maxDomainTokens: KubeVirt's own full test domain
+	// (pkg/virt-launcher/virtwrap/converter/testdata/domain_x86_64.xml)
+	// has 502 tokens (elements, the text between them, comments); one with
+	// 512 vCPUs pinned, 64 disks and 32 interfaces, indented, about 3,300
+	// (TestScanDomainLimitsFitKubeVirt); 20,000 is six times that. Tokens
+	// are what the scan records per <interface> and per child, so this
+	// also bounds memory.
 	maxDomainTokens = 20_000
 	// maxDomainTokenBytes bounds one token: a start tag with all its
 	// attributes, a text, a comment. encoding/xml decodes a start tag's
@@ -38,9 +41,10 @@ const (
 	// their size in memory; libvirt's longest values (paths, qemu
 	// command-line arguments) are a few hundred bytes.
 	maxDomainTokenBytes = 64 << 10
-	// maxDomainScanTime: a real domain scans in well under 5 ms, a domain
-	// at every limit above in about 100 ms; virt-launcher waits a minute
-	// for the callback (pkg/hooks/manager.go).
+	// maxDomainScanTime: a real domain scans in about 0.1 ms, a hostile
+	// one is refused by the limits above within 10 ms
+	// (BenchmarkScanHostile); this is the backstop for a starved CPU. virt-launcher waits a minute for
+	// the callback (pkg/hooks/manager.go).
 	maxDomainScanTime = time.Second
 	// timeCheckEvery is how many tokens pass between clock readings.
 	timeCheckEvery = 1024
