@@ -293,18 +293,17 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 		return err
 	}
 	path := statePath(conf.StateDir, args.ContainerID, args.IfName)
-	netns := args.Netns
-	if st, err := loadState(path); err == nil && st.Netns != "" {
-		netns = st.Netns // the pod's lock is keyed as ADD keyed it
-	}
-	if netns != "" {
-		lock, err := lockPod(conf.StateDir, netns)
-		if err != nil {
-			return err
+	st, err := loadState(path)
+	if err == nil && st.Netns != "" {
+		// Keyed as ADD keyed it; read again under the lock, which a
+		// concurrent DEL of the same attachment may have held.
+		lock, lerr := lockPod(conf.StateDir, st.Netns)
+		if lerr != nil {
+			return lerr
 		}
 		defer lock.release()
+		st, err = loadState(path)
 	}
-	st, err := loadState(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return nil
