@@ -57,7 +57,6 @@ func parseSidecarFlags(args []string, stdout, stderr io.Writer) (sidecarConfig, 
 	if !flagGiven(fs, "plugin-name") && fromEnv {
 		nameSource = pluginNameEnv
 	}
-	var errs []error
 	if err := hooks.ValidatePluginName(cfg.pluginName); err != nil {
 		// Nothing else derived from a bad name is worth checking.
 		return sidecarConfig{}, invalid(fmt.Errorf("%s: %w", nameSource, err))
@@ -67,12 +66,11 @@ func parseSidecarFlags(args []string, stdout, stderr io.Writer) (sidecarConfig, 
 	}
 	mode, err := ra.ParseMode(raMode)
 	cfg.raMode = mode
-	errs = append(errs, flagError("--ra-mode", err),
+	return cfg, invalid(flagError("--ra-mode", err),
 		checkDir("--hooks-dir", cfg.hooksDir),
 		checkSocketPath("hook socket", hooks.SocketPath(cfg.hooksDir, cfg.pluginName)),
 		checkSocketPath("status socket", filepath.Join(cfg.stateDir, status.SocketName)),
 		checkOptionalFile("--resolv-conf", cfg.resolvConf))
-	return cfg, invalid(errs...)
 }
 
 // runSidecar is the image entrypoint: record the pod interfaces, open the
