@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +9,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	"github.com/dsbridge/dsbridge/internal/cliflag"
 )
 
 // Defaults of "dsbridge-cni install": the DaemonSet mounts the node's
@@ -28,7 +28,7 @@ func runInstall(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dest", defaultInstallDir, "CNI bin `directory` to install into")
 	name := fs.String("name", defaultInstallName, "file `name` of the plugin (the NAD's \"type\")")
 	wait := fs.Bool("wait", false, "after installing, wait for SIGTERM")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -74,30 +74,4 @@ func installFile(src, dst string) error {
 		return fmt.Errorf("failed to install %q: %w", dst, err)
 	}
 	return nil
-}
-
-// errUsage marks a command-line mistake already explained on stderr.
-var errUsage = errors.New("usage error")
-
-// parseFlags parses args: -h or --help prints the usage on stdout
-// (flag.ErrHelp); a flag error or an argument is explained on stderr with
-// the usage (errUsage).
-func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
-	var out bytes.Buffer
-	fs.SetOutput(&out)
-	defer fs.SetOutput(stderr)
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		_, _ = stdout.Write(out.Bytes()) // nothing to do if the terminal is gone
-		return err
-	case err == nil && fs.NArg() > 0:
-		fmt.Fprintf(&out, "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
-		fs.Usage()
-		err = errUsage
-	case err != nil:
-		err = errUsage
-	}
-	_, _ = stderr.Write(out.Bytes())
-	return err
 }

@@ -22,6 +22,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	cniversion "github.com/containernetworking/cni/pkg/version"
+
+	"github.com/dsbridge/dsbridge/internal/cliflag"
 )
 
 // Stamped at build time by -ldflags.
@@ -63,7 +65,7 @@ func runTool(args []string, stdout, stderr io.Writer) int {
 		switch {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
-		case errors.Is(err, errUsage):
+		case errors.Is(err, cliflag.ErrUsage):
 			return 2
 		}
 		fmt.Fprintf(stderr, "dsbridge-cni install: %v\n", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/trace"
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/hooks"
+	"github.com/dsbridge/dsbridge/internal/cliflag"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
 )
@@ -77,7 +78,7 @@ func parseDHCPFlags(args []string, stdout, stderr io.Writer) (dhcpConfig, error)
 	fs.BoolVar(&f.dryRun, "dry-run", false, "decode and print the replies that would be sent, and send nothing (implies --trace)")
 	fs.StringVar(&f.statusSocket, "status-socket", "", "serve /status and /metrics on this unix socket (default: none)")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		return dhcpConfig{}, err
 	}
 	c, err := f.validate()

@@ -1,25 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
 	"strings"
 	"unicode"
 )
-
-// errUsage marks a command-line mistake already explained on stderr: exit
-// status 2.
-var errUsage = errors.New("usage error")
-
-// errHelp marks -h or --help, answered with the usage on stdout: exit
-// status 0, as Go's flag package, ip and kubectl do.
-var errHelp = errors.New("help requested")
 
 // badInput is a flag, argument or environment value that failed
 // validation, before the command changed anything: exit status 2, with a
@@ -46,30 +36,6 @@ func newFlagSet(name, synopsis string) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
-}
-
-// parseFlags parses args: -h or --help prints the usage on stdout
-// (errHelp); a flag error or a positional argument, which no command takes,
-// is explained on stderr with the usage (errUsage).
-func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
-	var out bytes.Buffer
-	fs.SetOutput(&out)
-	defer fs.SetOutput(stderr)
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		_, _ = stdout.Write(out.Bytes()) // nothing to do if the terminal is gone
-		return errHelp
-	case err != nil:
-		_, _ = stderr.Write(out.Bytes())
-		return errUsage
-	case fs.NArg() > 0:
-		fmt.Fprintf(&out, "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
-		fs.Usage()
-		_, _ = stderr.Write(out.Bytes())
-		return errUsage
-	}
-	return nil
 }
 
 // flagGiven reports whether name was set on the command line.

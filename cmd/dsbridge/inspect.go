@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
+	"github.com/dsbridge/dsbridge/internal/cliflag"
 	"github.com/dsbridge/dsbridge/netsetup"
 )
 
@@ -56,7 +57,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	f.register(fs)
 	f.registerLive(fs)
 	fs.StringVar(&f.output, "o", "text", "output format: text or json")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	errs := []error{checkIfaceName("--pod-iface", f.podIface)}

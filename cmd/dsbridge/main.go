@@ -4,10 +4,13 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
+
+	"github.com/dsbridge/dsbridge/internal/cliflag"
 )
 
 // Stamped at build time by -ldflags.
@@ -57,9 +60,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	err := dispatch(args[0], args[1:], stdout, stderr)
 	var bad badInput
 	switch {
-	case err == nil, errors.Is(err, errHelp):
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
+	case errors.Is(err, cliflag.ErrUsage):
 		return 2
 	case errors.As(err, &bad):
 		fmt.Fprintf(stderr, "dsbridge %s: %v\n", args[0], err)
@@ -92,6 +95,6 @@ func dispatch(cmd string, args []string, stdout, stderr io.Writer) error {
 		return nil
 	default:
 		fmt.Fprintf(stderr, "dsbridge: unknown command %q\n%s", cmd, usage)
-		return errUsage
+		return cliflag.ErrUsage
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/hooks"
+	"github.com/dsbridge/dsbridge/internal/cliflag"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
 )
@@ -42,7 +43,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (serveConfig, erro
 	fs.StringVar(&raMode, "ra-mode", "gateway", "router advertisements: gateway, flags-only or off")
 	fs.BoolVar(&c.teardownOnExit, "teardown-on-exit", false, "restore the pod interface to its snapshot on exit")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		return c, err
 	}
 	errs := []error{checkIfaceName("--pod-iface", c.podIface),

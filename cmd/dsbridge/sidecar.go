@@ -14,6 +14,7 @@ import (
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/hooks"
+	"github.com/dsbridge/dsbridge/internal/cliflag"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
 )
@@ -50,7 +51,7 @@ func parseSidecarFlags(args []string, stdout, stderr io.Writer) (sidecarConfig, 
 	fs.StringVar(&cfg.resolvConf, "resolv-conf", netsetup.DefaultResolvConf, "resolv.conf with the DNS servers and search domains to hand out")
 	fs.StringVar(&raMode, "ra-mode", "gateway", "router advertisements: gateway, flags-only or off")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		return sidecarConfig{}, err
 	}
 	nameSource := "--plugin-name"

@@ -20,6 +20,7 @@ import (
 
 	"github.com/dsbridge/dsbridge/e2e/lab"
 	"github.com/dsbridge/dsbridge/hooks/hookstest"
+	"github.com/dsbridge/dsbridge/internal/cliflag"
 )
 
 func TestParseSidecarFlags(t *testing.T) {
@@ -49,8 +50,8 @@ func TestParseSidecarFlags(t *testing.T) {
 			}
 		})
 	}
-	if _, err := parseSidecarFlags([]string{"--bogus"}, &bytes.Buffer{}, &bytes.Buffer{}); err != errUsage {
-		t.Errorf("unknown flag: error = %v, want errUsage", err)
+	if _, err := parseSidecarFlags([]string{"--bogus"}, &bytes.Buffer{}, &bytes.Buffer{}); err != cliflag.ErrUsage {
+		t.Errorf("unknown flag: error = %v, want cliflag.ErrUsage", err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/hooks"
+	"github.com/dsbridge/dsbridge/internal/cliflag"
 	"github.com/dsbridge/dsbridge/netsetup"
 )
 
@@ -55,7 +56,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	socket := fs.String("socket", "", "the status socket (default: the sidecar's "+strings.Join(defaultStatusSockets(), ", then ")+")")
 	asJSON := fs.Bool("json", false, "print the /status JSON document as served")
 	metrics := fs.Bool("metrics", false, "print /metrics (Prometheus text format)")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	path := *socket

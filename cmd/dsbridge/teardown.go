@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/dsbridge/dsbridge/internal/cliflag"
 	"github.com/dsbridge/dsbridge/netsetup"
 )
 
@@ -18,7 +19,7 @@ func runTeardown(args []string, stdout, stderr io.Writer) error {
 	f.register(fs)
 	fs.StringVar(&tap, "tap", "", "the VM's tap (default: KubeVirt's name for the pod interface)")
 	fs.BoolVar(&standIn, "tap-stand-in", false, "the VM port is an existing non-tap link (e.g. a veth): detach it, do not delete it")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	errs := []error{checkIfaceName("--pod-iface", f.podIface)}
