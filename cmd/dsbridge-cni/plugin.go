@@ -438,8 +438,9 @@ func (p *plugin) status(args *skel.CmdArgs) error {
 
 // checkNetns accepts a path to a network namespace. Anything else is the
 // CNI spec's error 4, "invalid necessary environment variables", whose
-// message must name the variable (SPEC.md, "Error"): the path is checked
-// before anything is locked, recorded or changed.
+// message must name the variable (containernetworking/cni SPEC.md,
+// "Error"). The path is checked before anything is locked, recorded or
+// changed.
 func checkNetns(path string) error {
 	bad := func(details string) error {
 		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS %q is not a network namespace", path), details)

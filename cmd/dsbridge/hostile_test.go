@@ -18,8 +18,8 @@ import (
 )
 
 // hostilePeakLimit is the peak RSS the sidecar may reach on any hostile
-// request: half its 64 MB container limit (ARCHITECTURE: a sidecar over it
-// is OOM-killed and never restarted).
+// request: half its 64 MB container limit (a sidecar over it is
+// OOM-killed and never restarted).
 const hostilePeakLimit = 32 << 10 // KiB
 
 // procStatusKiB reads a "<field>: N kB" line of /proc/<pid>/status.
