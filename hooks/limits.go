@@ -9,7 +9,8 @@ import (
 
 // Bounds on what OnDefineDomain's input may make the sidecar do. The
 // sidecar's container limit is 64 MB and a sidecar killed for exceeding it
-// is never restarted (KubeVirt's hook sidecars have restartPolicy Never),
+// is never restarted (the virt-launcher pod has restartPolicy Never,
+// KubeVirt pkg/virt-controller/services/template.go),
 // so work and memory must not grow with what an input can make a parser
 // keep: nesting (encoding/xml keeps every open element), element count,
 // one token's size, and JSON arrays decoded into slices. gRPC already caps
