@@ -153,6 +153,11 @@ if [ "$1" = overlay ]; then
 	# virt-launcher's image has the qemu user (107); libvirt looks it up.
 	grep -q '^qemu:' /etc/passwd || echo 'qemu:x:107:107:qemu:/var/run/kubevirt-private:/bin/false' >>/etc/passwd
 	grep -q '^qemu:' /etc/group || echo 'qemu:x:107:' >>/etc/group
+	# A root libvirtd resolves Debian's built-in QEMU user and group before
+	# it reads qemu.conf (which then says root).
+	grep -q '^libvirt-qemu:' /etc/passwd || echo 'libvirt-qemu:x:64055:64055::/var/lib/libvirt:/bin/false' >>/etc/passwd
+	grep -q '^libvirt-qemu:' /etc/group || echo 'libvirt-qemu:x:64055:' >>/etc/group
+	grep -q '^kvm:' /etc/group || echo 'kvm:x:64056:' >>/etc/group
 	# KubeVirt's device plugin gives compute /dev/net/tun (devices.kubevirt.io/tun).
 	mount -t tmpfs -o mode=0755 tmpfs /dev/net
 	mknod -m 0666 /dev/net/tun c 10 200
