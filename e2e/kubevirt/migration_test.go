@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	v1 "kubevirt.io/api/core/v1"
-
 	"kubevirt.io/kubevirt/pkg/network/domainspec"
 )
 
@@ -243,5 +241,3 @@ func srcMAC(line string) string {
 	}
 	return f[1]
 }
-
-var _ = v1.ManagedTap

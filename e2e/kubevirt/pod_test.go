@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -394,5 +393,3 @@ func (c *launcherClient) try(req launcherRequest) (launcherReply, error) {
 	}
 	return rep, nil
 }
-
-var _ = strconv.Itoa

@@ -90,6 +90,14 @@ func testShape(t *testing.T, newVM func() *v1.VirtualMachineInstance, want strin
 		t.Fatalf("KubeVirt's interface lacks %s:\n%s", want, kvIface)
 	}
 	pass := ds.Passes[0]
+	// calculateHotplugPortCountV1 (virtwrap/manager.go) counts the VMI's
+	// interfaces, not the domain's: 3 placeholders with or without a NIC
+	// written by KubeVirt.
+	for name, p := range map[string]hookPass{"managedTap": kv.Passes[0], "no attachment type": pass} {
+		if got := strings.Count(p.In, "<alias name=\"placeholder-"); got != 3 {
+			t.Errorf("%s: first hook pass has %d placeholder interfaces, want 3", name, got)
+		}
+	}
 	if _, _, err := cutInterface(pass.In, "ua-default"); err == nil {
 		t.Fatalf("KubeVirt wrote an interface for a binding without domainAttachmentType:\n%s", pass.In)
 	}
