@@ -42,8 +42,8 @@ setup_apt() {
 }
 
 setup_apt
-kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-kver=$(apt-cache policy "$kpkg" | awk '/Candidate:/{print $2}')
+kpkg=$(apt_private apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+kver=$(apt_private apt-cache policy "$kpkg" | awk '/Candidate:/{print $2}')
 bver=$(apt_private apt-cache showsrc busybox 2>/dev/null | awk '/^Version:/{print $2}' | sort -V | tail -1)
 [ -n "$kpkg" ] && [ -n "$kver" ] && [ -n "$bver" ] || { echo "build.sh: cannot resolve the kernel ($kpkg $kver) or busybox ($bver) packages" >&2; exit 1; }
 stamp=$( (echo "$kpkg $kver busybox $bver"; cat "$0"; find "$here/rootfs" -type f | sort | xargs cat) | sha256sum | cut -c1-16)
@@ -78,7 +78,7 @@ kdir="$cache/kernel/$kpkg-$kver"
 if [ ! -d "$kdir/x/boot" ]; then
 	rm -rf "$cache/kernel"/*
 	mkdir -p "$kdir"
-	(cd "$kdir" && apt-get -q -o APT::Sandbox::User=root download "$kpkg=$kver" >/dev/null && dpkg-deb -x ./*.deb x && rm -f ./*.deb)
+	(cd "$kdir" && apt_private apt-get download "$kpkg=$kver" >/dev/null && dpkg-deb -x ./*.deb x && rm -f ./*.deb)
 fi
 moddir=$(echo "$kdir"/x/lib/modules/*)
 declare -A seen=()
