@@ -17,14 +17,15 @@ PROTOC_GEN_GO     := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
 # Debian packages: protoc for generate; real DHCP clients, capture and load
-# tools for the network-namespace tests and the demo.
+# tools for the network-namespace tests and the demo; etcd for the
+# kube-apiserver that deploy/apiserver's test starts.
 DEB_PACKAGES := git iproute2 util-linux libcap2-bin procps protobuf-compiler \
 	isc-dhcp-client dhcpcd-base busybox-static ndisc6 tcpdump kea-admin \
-	dnsmasq-base iputils-ping ethtool
+	dnsmasq-base iputils-ping ethtool etcd-server
 
 GO_TEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build deps tools generate generate-bpf check-generate lint test test-short bench perf fuzz-smoke demo clean image
+.PHONY: all build deps tools generate generate-bpf check-generate lint test test-deploy test-short bench perf fuzz-smoke demo clean image
 
 all: build
 
@@ -72,7 +73,15 @@ lint:
 # the end-to-end lab (root needed for the last two).
 test: deps check-generate lint
 	go test $(GO_TEST_FLAGS) ./...
-	cd deploy && go test -count=1 ./...
+	$(MAKE) test-deploy
+
+# test-deploy runs deploy/'s tests: the manifests decoded strictly, then
+# applied to real kube-apiservers (1.34 and 1.36, built from
+# k8s.io/kubernetes into $DSBRIDGE_CACHE/kube, default
+# ~/.cache/dsbridge/kube, outside the repository) with KubeVirt v1.9.0's
+# CRDs, admission and pod rendering.
+test-deploy: deps
+	cd deploy && go vet ./... && go test -count=1 -timeout 60m ./...
 
 test-short:
 	go test -short -count=1 ./...
