@@ -225,14 +225,20 @@ func (c *cluster) checkVMPod(t *testing.T, tc tierCase, vm *kvv1.VirtualMachine,
 		c.checkRefused(t, pod, `violates PodSecurity "baseline:latest": non-default capabilities (container "compute" must not include "SYS_NICE"`)
 		return
 	}
-	want := nonRootSidecar
+	c.checkStored(t, pod, map[string]*corev1.SecurityContext{"hook-sidecar-0": tc.sidecar(ns)})
+}
+
+// sidecar is the securityContext the tier gives the dsbridge sidecar of a
+// VM in namespace ns ("" for KubeVirt's rendering of any binding sidecar,
+// before any policy).
+func (tc tierCase) sidecar(ns string) *corev1.SecurityContext {
 	switch {
 	case tc.root:
-		want = rootSidecar
+		return rootSidecar
 	case tc.policy && ns == nsVMs:
-		want = fullSidecar
+		return fullSidecar
 	}
-	c.checkStored(t, pod, map[string]*corev1.SecurityContext{"hook-sidecar-0": want})
+	return nonRootSidecar
 }
 
 // checkRefused checks that the API server refuses the pod with msg.
@@ -301,21 +307,14 @@ func (c *cluster) checkUntouched(t *testing.T, vm *kvv1.VirtualMachine, tc tierC
 	bridge.Spec.Template.Spec.Domain.Devices.Interfaces[0].InterfaceBindingMethod.Bridge = &kvv1.InterfaceBridge{}
 	c.checkStored(t, c.launcherPodIn(t, bridge, nsVMs), map[string]*corev1.SecurityContext{})
 
-	dsbridge := nonRootSidecar
-	switch {
-	case tc.root:
-		dsbridge = rootSidecar
-	case tc.policy:
-		dsbridge = fullSidecar
-	}
 	mixed := c.mixedVM(t, vm)
 	pod := c.launcherPodIn(t, mixed, nsVMs)
 	want := map[string]*corev1.SecurityContext{}
 	for _, ctr := range pod.Spec.Containers {
 		if strings.HasPrefix(ctr.Name, "hook-sidecar-") {
-			want[ctr.Name] = sidecarOtherPlugin(tc)
+			want[ctr.Name] = tc.sidecar("")
 			if envValue(ctr, "NETWORK_BINDING_PLUGIN_NAME") == pluginName {
-				want[ctr.Name] = dsbridge
+				want[ctr.Name] = tc.sidecar(nsVMs)
 			}
 		}
 	}
@@ -327,15 +326,6 @@ func (c *cluster) checkUntouched(t *testing.T, vm *kvv1.VirtualMachine, tc tierC
 	stranger := pod.DeepCopy()
 	delete(stranger.Labels, kvv1.AppLabel)
 	c.checkStored(t, stranger, map[string]*corev1.SecurityContext{})
-}
-
-// sidecarOtherPlugin is the securityContext KubeVirt renders for any
-// binding sidecar of the tier, before any policy.
-func sidecarOtherPlugin(tc tierCase) *corev1.SecurityContext {
-	if tc.root {
-		return rootSidecar
-	}
-	return nonRootSidecar
 }
 
 // mixedVM registers a second binding plugin in the KubeVirt CR (as another

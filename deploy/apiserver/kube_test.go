@@ -195,6 +195,8 @@ func startProcess(t *testing.T, dir, name, bin string, args ...string) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Killed with the test binary too (a timeout or panic skips cleanups).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
@@ -268,6 +270,7 @@ func writeServiceAccountKey(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	var priv, public bytes.Buffer
+	// pem.Encode fails only when its writer does; a bytes.Buffer does not.
 	_ = pem.Encode(&priv, &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	_ = pem.Encode(&public, &pem.Block{Type: "PUBLIC KEY", Bytes: pub})
 	writeFile(t, filepath.Join(dir, "sa.key"), priv.String())
