@@ -22,6 +22,8 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
 // kustomizeBuild renders a kustomization as `kubectl apply -k` does
@@ -132,7 +134,7 @@ func (c *cluster) remove(t *testing.T, objs ...*unstructured.Unstructured) {
 		if err := ri.Delete(context.Background(), obj.GetName(), metav1.DeleteOptions{}); err != nil && !isNotFound(err) {
 			t.Fatalf("delete %s %s: %v", obj.GetKind(), obj.GetName(), err)
 		}
-		waitFor(t, time.Minute, fmt.Sprintf("%s %s deleted", obj.GetKind(), obj.GetName()), func() bool {
+		lab.WaitFor(t, time.Minute, fmt.Sprintf("%s %s deleted", obj.GetKind(), obj.GetName()), func() bool {
 			_, err := ri.Get(context.Background(), obj.GetName(), metav1.GetOptions{})
 			return isNotFound(err)
 		})
@@ -187,18 +189,6 @@ func jsonValue(v any) any {
 		return v
 	}
 	return out
-}
-
-// waitFor polls cond every 200 ms until it holds or the time is up.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func object(apiVersion, kind, namespace, name string) *unstructured.Unstructured {

@@ -43,6 +43,8 @@ import (
 	"kubevirt.io/kubevirt/pkg/virt-controller/services"
 	"kubevirt.io/kubevirt/pkg/virt-controller/watch/vm"
 	"kubevirt.io/kubevirt/pkg/virt-operator/resource/generate/components"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
 // kubevirtVersion is the KubeVirt release whose Go code renders the pods
@@ -176,7 +178,7 @@ func (c *cluster) installCRDs(t *testing.T, crds ...*extv1.CustomResourceDefinit
 		if _, err := api.Create(ctx, crd, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
 			t.Fatalf("create CRD %s: %v", crd.Name, err)
 		}
-		waitFor(t, time.Minute, "CRD "+crd.Name+" established", func() bool {
+		lab.WaitFor(t, time.Minute, "CRD "+crd.Name+" established", func() bool {
 			got, err := api.Get(ctx, crd.Name, metav1.GetOptions{})
 			if err != nil {
 				return false
@@ -189,7 +191,7 @@ func (c *cluster) installCRDs(t *testing.T, crds ...*extv1.CustomResourceDefinit
 			return false
 		})
 		gv := crd.Spec.Group + "/" + crd.Spec.Versions[0].Name
-		waitFor(t, time.Minute, "discovery of "+gv, func() bool {
+		lab.WaitFor(t, time.Minute, "discovery of "+gv, func() bool {
 			_, err := c.client.Discovery().ServerResourcesForGroupVersion(gv)
 			return err == nil
 		})
