@@ -78,7 +78,7 @@ func kubeAPIServer(t *testing.T, v kubeVersion) string {
 	buildLock.Lock()
 	defer buildLock.Unlock()
 	out := filepath.Join(cacheDir(t), "kube", "kube-apiserver-"+v.version)
-	major, minor, _ := strings.Cut(strings.TrimPrefix(v.name, "v"), ".")
+	major, minor, _ := strings.Cut(v.name, ".")
 	pkg := "k8s.io/component-base/version."
 	ldflags := fmt.Sprintf("-s -w -X %sgitVersion=%s -X %sgitMajor=%s -X %sgitMinor=%s",
 		pkg, v.version, pkg, major, pkg, minor)
