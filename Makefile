@@ -40,10 +40,11 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 # tools for the network-namespace tests and the demo; ca-certificates for
 # the Go module proxy (a minimal Debian lacks it); podman and runc to run
 # the images (image tests, make image; Debian 12's crun refuses this
-# machine's hybrid cgroup layout).
+# machine's hybrid cgroup layout); etcd for the kube-apiservers that
+# deploy/apiserver's test starts.
 DEB_PACKAGES := ca-certificates git iproute2 util-linux libcap2-bin procps protobuf-compiler \
 	isc-dhcp-client dhcpcd-base busybox-static ndisc6 tcpdump kea-admin \
-	dnsmasq-base iputils-ping ethtool coreutils podman runc
+	dnsmasq-base iputils-ping ethtool coreutils podman runc etcd-server
 
 GO_TEST_FLAGS ?= -count=1 -timeout 25m
 
@@ -55,7 +56,7 @@ KUBEVIRT_DEB_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x
 	gcc libc6-dev pkg-config make dpkg-dev xz-utils cpio kmod
 KUBEVIRT_TEST_FLAGS ?= -count=1 -timeout 40m
 
-.PHONY: all build deps deps-kubevirt test-kubevirt tools generate generate-bpf check-generate lint test test-short bench perf fuzz-smoke demo clean image image-containerfile fresh-check go-toolchain
+.PHONY: all build deps deps-kubevirt test-kubevirt tools generate generate-bpf check-generate lint test test-deploy test-short bench perf fuzz-smoke demo clean image image-containerfile fresh-check go-toolchain
 
 all: build
 
@@ -108,8 +109,16 @@ lint:
 # the end-to-end lab (root needed for the last two).
 test: deps check-generate lint
 	go test $(GO_TEST_FLAGS) ./...
-	cd deploy && go test -count=1 ./...
+	$(MAKE) test-deploy
 	$(MAKE) test-kubevirt
+
+# test-deploy runs deploy/'s tests: the manifests decoded strictly, then
+# applied to real kube-apiservers (1.34 and 1.36, built from
+# k8s.io/kubernetes into $DSBRIDGE_CACHE/kube, default
+# ~/.cache/dsbridge/kube, outside the repository) with KubeVirt v1.9.0's
+# CRDs, admission and pod rendering.
+test-deploy: deps
+	cd deploy && go vet ./... && go test -count=1 -timeout 60m ./...
 
 # deps-kubevirt installs what e2e/kubevirt needs beyond deps.
 deps-kubevirt: deps
