@@ -25,7 +25,7 @@ type tier struct {
 	root    bool // KubeVirt's Root feature gate: the launcher side runs as root
 	// leak is the uplink capture filter that must stay empty.
 	leak string
-	plan []string // what the sidecar must log about its plan
+	plan map[string]string // the plan the sidecar must log: the tier, and each service's transport
 }
 
 var uid107 = []string{"--reuid", "107", "--regid", "107", "--clear-groups"}
@@ -36,18 +36,18 @@ var (
 		// 107 holding NET_ADMIN, NET_RAW and NET_BIND_SERVICE.
 		setpriv: append(append([]string{}, uid107...), "--inh-caps=-all,+net_admin,+net_raw,+net_bind_service",
 			"--ambient-caps=-all,+net_admin,+net_raw,+net_bind_service", "--bounding-set=-all,+net_admin,+net_raw,+net_bind_service"),
-		plan: []string{`"tier":"Full"`, `"dhcpv4":{"on":true,"transport":"packet"}`, `"ra":{"on":true,"transport":"packet"}`}}
+		plan: map[string]string{"tier": "Full", "dhcpv4": "packet", "dhcpv6": "packet", "ra": "packet"}}
 	tierRootGate = tier{name: "root gate", sidecarUID: 0, root: true, leak: leakFilter,
 		// KubeVirt's Root gate: root with the runtime's default network
 		// capabilities, never NET_ADMIN.
 		setpriv: []string{"--inh-caps=-all", "--bounding-set=-all,+net_raw,+net_bind_service"},
-		plan:    []string{`"tier":"Root gate"`, `"dhcpv4":{"on":true,"transport":"packet"}`, `"ra":{"on":true,"transport":"packet"}`}}
+		plan:    map[string]string{"tier": "Root gate", "dhcpv4": "packet", "dhcpv6": "packet", "ra": "packet"}}
 	tierUnprivileged = tier{name: "unprivileged", sidecarUID: 107, cni: true,
-		// DHCP replies from the bridge's UDP sockets also reach the uplink
-		// in this tier (README); RAs never may.
-		leak:    "icmp6 and ip6[40] == 134",
+		// The binding CNI's uplink guard keeps the UDP sockets' replies off
+		// the uplink, as the packet tiers' sockets never send there.
+		leak:    leakFilter,
 		setpriv: append(append([]string{}, uid107...), "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"),
-		plan:    []string{`"tier":"Unprivileged"`, `"dhcpv4":{"on":true,"transport":"udp"}`, `"ra":{"on":true,"transport":"tc-bpf"}`}}
+		plan:    map[string]string{"tier": "Unprivileged", "dhcpv4": "udp", "dhcpv6": "udp", "ra": "tc-bpf"}}
 )
 
 // pod is a virt-launcher pod: its network namespace and the directories of

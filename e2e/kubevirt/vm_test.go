@@ -1,6 +1,7 @@
 package kubevirt
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -122,14 +123,35 @@ func waitExit(t *testing.T, p *pod, within time.Duration) {
 	}
 }
 
-// checkPlan checks the sidecar logged the tier's plan.
-func checkPlan(t *testing.T, p *pod, want []string) {
+// checkPlan checks the plan the sidecar logged in its "serving interface"
+// line: the tier, and the transport of each service that is on.
+func checkPlan(t *testing.T, p *pod, want map[string]string) {
 	t.Helper()
-	out := p.sidecarOut.String()
-	for _, w := range want {
-		if !strings.Contains(out, w) {
-			t.Errorf("sidecar plan lacks %s", w)
+	var line string
+	for _, l := range strings.Split(p.sidecarOut.String(), "\n") {
+		if strings.Contains(l, `"msg":"serving interface"`) {
+			line = l
 		}
+	}
+	type service struct {
+		On        bool
+		Transport string
+	}
+	var plan struct {
+		Tier               string
+		DHCPv4, DHCPv6, RA service
+	}
+	if err := json.Unmarshal([]byte(line), &plan); err != nil {
+		t.Fatalf("the sidecar's serving interface line: %v\n%s", err, line)
+	}
+	got := map[string]string{"tier": plan.Tier}
+	for name, s := range map[string]service{"dhcpv4": plan.DHCPv4, "dhcpv6": plan.DHCPv6, "ra": plan.RA} {
+		if s.On {
+			got[name] = s.Transport
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sidecar plan (-want +got):\n%s\n%s", diff, line)
 	}
 }
 
