@@ -40,14 +40,23 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 # tools for the network-namespace tests and the demo; ca-certificates for
 # the Go module proxy (a minimal Debian lacks it); podman and runc to run
 # the images (image tests, make image; Debian 12's crun refuses this
-# machine's hybrid cgroup layout).
+# machine's hybrid cgroup layout); etcd for the kube-apiservers that
+# deploy/apiserver's test starts.
 DEB_PACKAGES := ca-certificates git iproute2 util-linux libcap2-bin procps protobuf-compiler \
 	isc-dhcp-client dhcpcd-base busybox-static ndisc6 tcpdump kea-admin \
-	dnsmasq-base iputils-ping ethtool coreutils podman runc
+	dnsmasq-base iputils-ping ethtool coreutils podman runc etcd-server
 
 GO_TEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build deps tools generate generate-bpf check-generate lint test test-short bench perf fuzz-smoke demo clean
+# e2e/kubevirt (its own module) runs KubeVirt v1.9.0's own code, a real
+# libvirt (session mode) and QEMU (TCG) around the dsbridge binaries:
+# libvirt's Go binding is cgo (libvirt-dev, gcc), and its guest is built
+# from Debian's kernel and busybox source packages (dpkg-dev, cpio, kmod).
+KUBEVIRT_DEB_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 libvirt-dev \
+	gcc libc6-dev pkg-config make dpkg-dev xz-utils cpio kmod
+KUBEVIRT_TEST_FLAGS ?= -count=1 -timeout 40m
+
+.PHONY: all build deps deps-kubevirt test-kubevirt tools generate generate-bpf check-generate lint test test-deploy test-short bench perf fuzz-smoke demo clean image image-containerfile fresh-check go-toolchain
 
 all: build
 
@@ -100,7 +109,29 @@ lint:
 # the end-to-end lab (root needed for the last two).
 test: deps check-generate lint
 	go test $(GO_TEST_FLAGS) ./...
-	cd deploy && go test -count=1 ./...
+	$(MAKE) test-deploy
+	$(MAKE) test-kubevirt
+
+# test-deploy runs deploy/'s tests: the manifests decoded strictly, then
+# applied to real kube-apiservers (1.34 and 1.36, built from
+# k8s.io/kubernetes into $DSBRIDGE_CACHE/kube, default
+# ~/.cache/dsbridge/kube, outside the repository) with KubeVirt v1.9.0's
+# CRDs, admission and pod rendering.
+test-deploy: deps
+	cd deploy && go vet ./... && go test -count=1 -timeout 60m ./...
+
+# deps-kubevirt installs what e2e/kubevirt needs beyond deps.
+deps-kubevirt: deps
+	@if ! dpkg -s $(KUBEVIRT_DEB_PACKAGES) >/dev/null 2>&1; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(KUBEVIRT_DEB_PACKAGES); \
+	fi
+	cd e2e/kubevirt && go mod download
+
+# test-kubevirt runs e2e/kubevirt alone (README, "KubeVirt's own code"):
+# cgo on for libvirt's binding; the guest is built on first use into
+# ~/.cache/dsbridge/kubevirt-guest (DSBRIDGE_GUEST_CACHE overrides it).
+test-kubevirt: deps-kubevirt
+	cd e2e/kubevirt && CGO_ENABLED=1 go vet ./... && CGO_ENABLED=1 go test $(KUBEVIRT_TEST_FLAGS) ./...
 
 test-short: go-toolchain
 	go test -short -count=1 ./...

@@ -2,6 +2,7 @@
 // every manifest under deploy/ strictly into the real KubeVirt, Kubernetes
 // and NetworkAttachmentDefinition API types and checks that the manifests
 // agree with the code (plugin name, socket, image entrypoint, CNI type,
-// capabilities). A separate module keeps those API modules out of
-// dsbridge's own dependency tree.
+// capabilities). Package deploy/apiserver proves the same manifests on
+// real kube-apiservers. A separate module keeps those API modules, and
+// KubeVirt's and Kubernetes' own code, out of dsbridge's dependency tree.
 package deploy

@@ -8,15 +8,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
-	admissionv1alpha1 "k8s.io/api/admissionregistration/v1alpha1"
 	admissionv1beta1 "k8s.io/api/admissionregistration/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	kvv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
@@ -47,6 +46,21 @@ type kustomization struct {
 	APIVersion string   `json:"apiVersion"`
 	Kind       string   `json:"kind"`
 	Resources  []string `json:"resources"`
+	Patches    []struct {
+		Target struct {
+			Group string `json:"group"`
+			Kind  string `json:"kind"`
+		} `json:"target"`
+		Patch string `json:"patch"`
+	} `json:"patches"`
+}
+
+// jsonPatchOp is one operation of an RFC 6902 JSON patch (the files
+// applied with kubectl patch --type json).
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
 }
 
 // cniConfig mirrors the binding CNI's configuration fields
@@ -105,9 +119,16 @@ func stripComments(s string) string {
 	return regexp.MustCompile(`(?m)^\s*#.*$`).ReplaceAllString(s, "")
 }
 
-// decodeStrict picks the API type from apiVersion and kind and decodes
-// with unknown and duplicate fields as errors.
+// decodeStrict picks the API type from apiVersion and kind (a list is a
+// JSON patch) and decodes with unknown and duplicate fields as errors.
 func decodeStrict(doc []byte) (any, error) {
+	if strings.HasPrefix(strings.TrimSpace(stripComments(string(doc))), "- ") {
+		var ops []jsonPatchOp
+		if err := yaml.UnmarshalStrict(doc, &ops); err != nil {
+			return nil, err
+		}
+		return ops, nil
+	}
 	var tm struct {
 		APIVersion string `json:"apiVersion"`
 		Kind       string `json:"kind"`
@@ -125,12 +146,14 @@ func decodeStrict(doc []byte) (any, error) {
 		obj = &nadv1.NetworkAttachmentDefinition{}
 	case "apps/v1 DaemonSet":
 		obj = &appsv1.DaemonSet{}
-	case "admissionregistration.k8s.io/v1beta1 MutatingAdmissionPolicy":
+	case "v1 Namespace":
+		obj = &corev1.Namespace{}
+	// k8s.io/api v0.34 has no v1 types for these; v1 (Kubernetes 1.36)
+	// has the same fields as v1beta1. TestAPIServer applies both.
+	case "admissionregistration.k8s.io/v1 MutatingAdmissionPolicy":
 		obj = &admissionv1beta1.MutatingAdmissionPolicy{}
-	case "admissionregistration.k8s.io/v1beta1 MutatingAdmissionPolicyBinding":
+	case "admissionregistration.k8s.io/v1 MutatingAdmissionPolicyBinding":
 		obj = &admissionv1beta1.MutatingAdmissionPolicyBinding{}
-	case "admissionregistration.k8s.io/v1alpha1 MutatingAdmissionPolicy":
-		obj = &admissionv1alpha1.MutatingAdmissionPolicy{}
 	case "kustomize.config.k8s.io/v1beta1 Kustomization":
 		obj = &kustomization{}
 	default:
@@ -216,9 +239,12 @@ func TestTiers(t *testing.T) {
 			if diff := cmp.Diff(wantBinding, b); diff != "" {
 				t.Errorf("binding (-want +got):\n%s", diff)
 			}
-			var gates []string
 			if cfg.DeveloperConfiguration != nil {
-				gates = cfg.DeveloperConfiguration.FeatureGates
+				t.Errorf("the merge patch sets developerConfiguration %+v: it would replace the CR's feature gates", cfg.DeveloperConfiguration)
+			}
+			var gates []string
+			for _, ops := range only[[]jsonPatchOp](t, all, "tiers/"+tier+"/") {
+				gates = append(gates, appendedGates(t, ops)...)
 			}
 			if got := slices.Contains(gates, "Root"); got != want.rootGate {
 				t.Errorf("Root feature gate = %v, want %v", got, want.rootGate)
@@ -232,6 +258,30 @@ func TestTiers(t *testing.T) {
 				t.Errorf("NAD %s plumbing = %v, want %v", want.nad, conf.Plumbing, want.plumbing)
 			}
 		})
+	}
+}
+
+// appendedGates returns the gates a JSON patch appends to the KubeVirt
+// CR's feature gates; it must only append (keeping the gates there).
+func appendedGates(t *testing.T, ops []jsonPatchOp) []string {
+	t.Helper()
+	var gates []string
+	for _, op := range ops {
+		gate, ok := op.Value.(string)
+		if op.Op != "add" || op.Path != "/spec/configuration/developerConfiguration/featureGates/-" || !ok {
+			t.Errorf("JSON patch op %+v, want add of one gate to /spec/configuration/developerConfiguration/featureGates/-", op)
+		}
+		gates = append(gates, gate)
+	}
+	return gates
+}
+
+// TestFeatureGatePatches: the NetworkBindingPlugins gate patch appends
+// exactly that gate.
+func TestFeatureGatePatches(t *testing.T) {
+	ops := one[[]jsonPatchOp](t, manifests(t), "feature-gates/network-binding-plugins-patch.yaml")
+	if diff := cmp.Diff([]string{"NetworkBindingPlugins"}, appendedGates(t, ops)); diff != "" {
+		t.Errorf("gates (-want +got):\n%s", diff)
 	}
 }
 
@@ -333,8 +383,9 @@ func containerfileEntrypoint(t *testing.T, stage string) string {
 	return m[1]
 }
 
-// TestCapabilityPolicy: the policy adds exactly the capabilities the image
-// gives the binary, to the dsbridge sidecar of virt-launcher pods.
+// TestCapabilityPolicy: the full tier's policy selects virt-launcher pods
+// in privileged namespaces with one JSONPatch mutation, and its v1beta1
+// variant is the same policy (what it grants: apiserver.TestAPIServer).
 func TestCapabilityPolicy(t *testing.T) {
 	all := manifests(t)
 	p := one[*admissionv1beta1.MutatingAdmissionPolicy](t, all, "tiers/full/")
@@ -345,48 +396,22 @@ func TestCapabilityPolicy(t *testing.T) {
 	if got := p.Spec.MatchConstraints.ObjectSelector.MatchLabels; !cmp.Equal(got, map[string]string{"kubevirt.io": "virt-launcher"}) {
 		t.Errorf("object selector %v, want kubevirt.io=virt-launcher", got)
 	}
-	if len(p.Spec.Mutations) != 1 || p.Spec.Mutations[0].ApplyConfiguration == nil {
-		t.Fatalf("want one ApplyConfiguration mutation, got %+v", p.Spec.Mutations)
+	if got := p.Spec.MatchConstraints.NamespaceSelector.MatchLabels; !cmp.Equal(got, map[string]string{"pod-security.kubernetes.io/enforce": "privileged"}) {
+		t.Errorf("namespace selector %v, want pod-security.kubernetes.io/enforce=privileged", got)
 	}
-	expr := p.Spec.Mutations[0].ApplyConfiguration.Expression
-	m := regexp.MustCompile(`add: \[([^\]]*)\]`).FindStringSubmatch(expr)
-	if m == nil {
-		t.Fatalf("mutation adds no capabilities: %s", expr)
+	if len(p.Spec.Mutations) != 1 || p.Spec.Mutations[0].PatchType != admissionv1beta1.PatchTypeJSONPatch {
+		t.Errorf("want one JSONPatch mutation (ApplyConfiguration may not set an atomic list), got %+v", p.Spec.Mutations)
 	}
-	var added []string
-	for _, c := range strings.Split(m[1], ",") {
-		added = append(added, "cap_"+strings.ToLower(strings.Trim(strings.TrimSpace(c), `"`)))
+	overlay := one[*kustomization](t, all, "tiers/full-v1beta1/")
+	if diff := cmp.Diff([]string{"../full"}, overlay.Resources); diff != "" {
+		t.Errorf("full-v1beta1 resources (-want +got):\n%s", diff)
 	}
-	sort.Strings(added)
-	fileCaps := containerfileCaps(t)
-	sort.Strings(fileCaps)
-	if diff := cmp.Diff(fileCaps, added); diff != "" {
-		t.Errorf("policy capabilities vs Containerfile file capabilities (-file +policy):\n%s", diff)
-	}
-	if !strings.Contains(expr, "allowPrivilegeEscalation: true") {
-		t.Error("policy does not lift no_new_privs: file capabilities would not apply to uid 107")
-	}
-	for _, s := range []string{p.Spec.MatchConditions[0].Expression, p.Spec.Variables[0].Expression} {
-		for _, want := range []string{"'hook-sidecar-'", "e.value == '" + pluginName + "'", "(^|/)" + pluginName + "(:|@|$)"} {
-			if !strings.Contains(s, want) {
-				t.Errorf("expression %q does not contain %q", s, want)
-			}
+	for _, patch := range overlay.Patches {
+		want := "- op: replace\n  path: /apiVersion\n  value: admissionregistration.k8s.io/v1beta1"
+		if patch.Target.Group != "admissionregistration.k8s.io" || patch.Patch != want {
+			t.Errorf("full-v1beta1 patch %+v: want only the apiVersion replaced", patch)
 		}
 	}
-}
-
-// containerfileCaps returns the capability names the Containerfile sets.
-func containerfileCaps(t *testing.T) []string {
-	t.Helper()
-	b, err := os.ReadFile("../Containerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^RUN setcap '([a-z_,]+)=p' /out/dsbridge`).FindSubmatch(b)
-	if m == nil {
-		t.Fatal("Containerfile has no permitted-only setcap line")
-	}
-	return strings.Split(string(m[1]), ",")
 }
 
 // TestExampleVMs: every interface uses the dsbridge binding, every network

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/hooks/hookstest"
 	"github.com/dsbridge/dsbridge/hooks/naming"
 )
 
@@ -71,4 +72,28 @@ func BenchmarkOnDefineDomain16Again(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkScanHostile scans each hostile domain at the size of the
+// largest request (refused by a limit) and a real one.
+func BenchmarkScanHostile(b *testing.B) {
+	for _, in := range hookstest.HostileDomains(hookstest.MaxHostileSize) {
+		b.Run(in.Name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := scanDomain(in.DomainXML); err == nil {
+					b.Fatal("accepted")
+				}
+			}
+		})
+	}
+	real := readTestdata(b, "domain.xml")
+	b.Run("real domain", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := scanDomain(real); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

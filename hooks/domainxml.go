@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"bytes"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -52,9 +51,17 @@ type scannedDomain struct {
 }
 
 // scanDomain checks that src is well-formed XML with a <domain> root and
-// records the offsets of its first <devices> and the <interface> children.
+// records the offsets of its first <devices> and the <interface> children,
+// within the limits OnDefineDomain applies (limits.go).
 func scanDomain(src []byte) (*scannedDomain, error) {
-	d := xml.NewDecoder(bytes.NewReader(src))
+	return scanDomainWithin(src, defaultDomainLimits())
+}
+
+// scanDomainWithin is scanDomain within the given limits.
+func scanDomainWithin(src []byte, limits domainLimits) (*scannedDomain, error) {
+	r := &tokenReader{src: src, tokenBudget: limits.tokenBytes}
+	d := xml.NewDecoder(r)
+	budget := newScanBudget(limits)
 	s := &scannedDomain{}
 	var (
 		path    []string  // names of the open elements
@@ -65,17 +72,24 @@ func scanDomain(src []byte) (*scannedDomain, error) {
 	)
 	for {
 		off := int(d.InputOffset())
+		r.startToken()
 		tok, err := d.Token()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("invalid domain XML: %w", err)
+			return nil, budget.tokenError(err)
+		}
+		if err := budget.next(); err != nil {
+			return nil, err
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
 			name := localName(t.Name)
 			path = append(path, name)
+			if err := budget.depth(len(path)); err != nil {
+				return nil, err
+			}
 			open = append(open, element{start: off, startTagEnd: int(d.InputOffset())})
 			switch depth := len(path); {
 			case depth == 1:

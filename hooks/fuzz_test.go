@@ -5,8 +5,17 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
+
+	"github.com/dsbridge/dsbridge/hooks/hookstest"
 )
+
+// fuzzSeedSize is the size of the hostile seeds: each bomb's shape, small
+// enough for the fuzzer to mutate quickly (it slows to a halt on inputs of
+// 100 KB and more). TestHostileDomainsRejected and TestHostileVMIsRejected
+// run them at rejectSize, past every limit.
+const fuzzSeedSize = 4 << 10
 
 // FuzzOnDefineDomain feeds arbitrary domain XML and VMI JSON to the
 // OnDefineDomain handler: it must never panic, a successful result must
@@ -33,6 +42,9 @@ func FuzzOnDefineDomain(f *testing.F) {
 		`"networks":[{"name":"a","pod":{}},{"name":"b","multus":{"networkName":"blue"}}]},"status":{"interfaces":[{"name":"b","podInterfaceName":"pod16477688c0e"}]}}`)
 	f.Add([]byte("<domain>\n  <devices>\n    <interface type='ethernet'>\n      <alias name='ua-b'/>\n    </interface>\n  </devices>\n</domain>"), small)
 	f.Add([]byte(`<domain><devices><disk/><interface><target dev="placeholder-0"/></interface></devices></domain>`), small)
+	for _, in := range slices.Concat(hookstest.HostileDomains(fuzzSeedSize), hookstest.HostileVMIs(readTestdata(f, "domain.xml"), fuzzSeedSize)) {
+		f.Add(in.DomainXML, in.VMIJSON)
+	}
 	srv, err := NewServer(Config{PluginName: "dsbridge", Facts: testFacts(f),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

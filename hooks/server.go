@@ -67,7 +67,7 @@ type Server struct {
 // NewServer validates cfg.
 func NewServer(cfg Config) (*Server, error) {
 	var errs []error
-	if err := validPluginName(cfg.PluginName); err != nil {
+	if err := ValidatePluginName(cfg.PluginName); err != nil {
 		errs = append(errs, err)
 	}
 	if cfg.Facts == nil {
@@ -82,10 +82,23 @@ func NewServer(cfg Config) (*Server, error) {
 	return &Server{cfg: cfg, shutdown: make(chan struct{})}, nil
 }
 
-// validPluginName accepts a name usable as a socket file name.
-func validPluginName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-		return fmt.Errorf("invalid plugin name %q", name)
+// maxPluginName keeps "<name>.sock" within a file name's 255 bytes
+// (NAME_MAX).
+const maxPluginName = 255 - len(".sock")
+
+// ValidatePluginName accepts a name usable as the socket's file name in the
+// hooks directory and as the name of a sub-directory there: not empty,
+// "." or "..", no "/" or NUL, at most maxPluginName bytes.
+func ValidatePluginName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("plugin name is empty")
+	case name == "." || name == "..":
+		return fmt.Errorf("plugin name %q names a directory, not a file", name)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("plugin name %q holds a \"/\" or NUL: it must be a file name in the hooks directory", name)
+	case len(name) > maxPluginName:
+		return fmt.Errorf("plugin name of %d bytes is longer than %d", len(name), maxPluginName)
 	}
 	return nil
 }
@@ -94,7 +107,8 @@ func validPluginName(name string) error {
 // Shutdown, then stops (graceful for at most gracefulStopLimit) and returns
 // nil. It closes l.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	gs := grpc.NewServer(grpc.UnaryInterceptor(s.recoverPanic))
+	gs := grpc.NewServer(grpc.UnaryInterceptor(s.recoverPanic), grpc.MaxRecvMsgSize(maxHookMessageBytes),
+		grpc.ForceServerCodecV2(newHookCodec()))
 	infopb.RegisterInfoServer(gs, infoServer{s: s})
 	v1alpha2.RegisterCallbacksServer(gs, v1alpha2Server{s: s})
 	v1alpha3.RegisterCallbacksServer(gs, v1alpha3Server{s: s})

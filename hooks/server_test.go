@@ -1,8 +1,10 @@
 package hooks_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -187,6 +189,15 @@ func TestOnDefineDomainRPCErrors(t *testing.T) {
 			wantCode: codes.InvalidArgument, wantMsg: "invalid domain XML: XML syntax error on line 1: unexpected EOF"},
 		{name: "bad VMI", domain: domain, vmi: []byte(`{"spec":[]}`),
 			wantCode: codes.InvalidArgument, wantMsg: `invalid VMI JSON: field "spec" is array`},
+		{name: "nested too deep", domain: []byte("<domain>" + strings.Repeat("<a>", 65) + strings.Repeat("</a>", 65) + "</domain>"), vmi: vmi,
+			wantCode: codes.InvalidArgument, wantMsg: "domain XML nests deeper than 64 elements (depth limit)"},
+		// gRPC's 4 MiB receive limit, kept: a request one byte over it is
+		// refused before it is read. The request is 8 bytes of framing
+		// (two tags, lengths of 4 and 2 bytes) and its two fields.
+		{name: "over the message limit", domain: bytes.Repeat([]byte("x"), 4<<20-len(vmi)-7), vmi: vmi,
+			wantCode: codes.ResourceExhausted, wantMsg: "grpc: received message larger than max (4194305 vs. 4194304)"},
+		{name: "at the message limit", domain: bytes.Repeat([]byte("x"), 4<<20-len(vmi)-8), vmi: vmi,
+			wantCode: codes.InvalidArgument, wantMsg: "domain XML has a token longer than 65536 bytes (token size limit)"},
 		{name: "binder fails", binder: &recordingBinder{err: errors.New("no bridge k6t-eth0")}, domain: domain, vmi: vmi,
 			wantCode: codes.InvalidArgument, wantMsg: "failed to bind interfaces of VMI default/vmi-dual: no bridge k6t-eth0"},
 		{name: "binder panics", binder: &recordingBinder{panic: true}, domain: domain, vmi: vmi,
@@ -305,9 +316,30 @@ func TestListen(t *testing.T) {
 
 func TestNewServerValidates(t *testing.T) {
 	_, err := hooks.NewServer(hooks.Config{PluginName: "a/b"})
-	want := "invalid hooks server config: invalid plugin name \"a/b\"\npod facts missing\nlogger missing"
+	want := "invalid hooks server config: plugin name \"a/b\" holds a \"/\" or NUL: it must be a file name in the hooks directory\npod facts missing\nlogger missing"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v, want %q", err, want)
+	}
+}
+
+func TestValidatePluginName(t *testing.T) {
+	tests := []struct{ name, wantErr string }{
+		{"dsbridge", ""},
+		{"dual-stack_2.x", ""},
+		{strings.Repeat("a", 250), ""},
+		{"", "plugin name is empty"},
+		{".", `plugin name "." names a directory, not a file`},
+		{"..", `plugin name ".." names a directory, not a file`},
+		{"../escape", `plugin name "../escape" holds a "/" or NUL: it must be a file name in the hooks directory`},
+		{"a/b", `plugin name "a/b" holds a "/" or NUL: it must be a file name in the hooks directory`},
+		{"a\x00b", `plugin name "a\x00b" holds a "/" or NUL: it must be a file name in the hooks directory`},
+		{strings.Repeat("a", 251), "plugin name of 251 bytes is longer than 250"},
+	}
+	for _, tt := range tests {
+		err := hooks.ValidatePluginName(tt.name)
+		if got := fmt.Sprint(err); (tt.wantErr == "" && err != nil) || (tt.wantErr != "" && got != tt.wantErr) {
+			t.Errorf("ValidatePluginName(%.20q) = %v, want %q", tt.name, err, tt.wantErr)
+		}
 	}
 }
 

@@ -28,7 +28,7 @@ func SocketPath(dir, plugin string) string {
 // an earlier run, and makes it connectable by any uid. Closing the listener
 // removes the socket; nothing else is created in dir.
 func Listen(dir, plugin string) (*net.UnixListener, error) {
-	if err := validPluginName(plugin); err != nil {
+	if err := ValidatePluginName(plugin); err != nil {
 		return nil, err
 	}
 	path := SocketPath(dir, plugin)

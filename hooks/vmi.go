@@ -141,8 +141,12 @@ func (v *VMI) Identity() VMIIdentity {
 
 // DecodeVMI parses the VMI JSON virt-launcher sends with OnDefineDomain.
 // Unknown fields are ignored; a syntax error or a field of the wrong type is
-// an error naming the offset or the field.
+// an error naming the offset or the field, and JSON beyond the limits of
+// limits.go an error naming the limit.
 func DecodeVMI(b []byte) (*VMI, error) {
+	if err := checkJSONShape(b); err != nil {
+		return nil, err
+	}
 	var vmi VMI
 	if err := json.Unmarshal(b, &vmi); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -151,7 +155,20 @@ func DecodeVMI(b []byte) (*VMI, error) {
 		}
 		return nil, fmt.Errorf("invalid VMI JSON: %w", err)
 	}
+	if err := vmi.Metadata.check(); err != nil {
+		return nil, err
+	}
 	return &vmi, nil
+}
+
+// check bounds the identity that every later log line repeats.
+func (m VMIMeta) check() error {
+	for _, f := range []struct{ name, value string }{{"name", m.Name}, {"namespace", m.Namespace}, {"uid", m.UID}} {
+		if len(f.value) > maxObjectNameBytes {
+			return fmt.Errorf("VMI metadata.%s is longer than %d bytes (Kubernetes' limit)", f.name, maxObjectNameBytes)
+		}
+	}
+	return nil
 }
 
 // network returns the spec.networks entry named name.

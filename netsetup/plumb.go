@@ -89,12 +89,62 @@ var steps = []step{
 // Ensure builds the managedTap layout l for the pod described by s, or
 // completes and adopts one that exists (built by KubeVirt or by an earlier,
 // possibly killed, run), then verifies it with Adopt. It needs NET_ADMIN and
-// is idempotent. It works in the caller's network namespace.
+// is idempotent. It works in the caller's network namespace. A layout
+// CheckBuildable refuses is refused before anything changes.
 func Ensure(ctx context.Context, s *Snapshot, l Layout, opts PlumbOptions) error {
+	if err := CheckBuildable(l); err != nil {
+		return fmt.Errorf("plumbing of %q refused: %w", l.PodIface, err)
+	}
 	if err := applySteps(ctx, s, l, opts, len(steps)); err != nil {
 		return err
 	}
 	return Adopt(l)
+}
+
+// CheckBuildable reports every link in the way of building l, changing
+// nothing: a link named like the bridge that is not a bridge, like the tap
+// that is not a tap (unless l.TapStandIn), and a pod interface that is not
+// an uplink to rename (or an uplink name already taken while it is). What
+// Ensure itself, or KubeVirt, leaves part way is accepted: Ensure
+// completes it.
+func CheckBuildable(l Layout) error {
+	errs := []error{
+		checkTypeIfPresent(l.Bridge, "a bridge", func(t string) bool { return t == "bridge" }),
+		checkTypeIfPresent(l.Tap, "a tap", func(t string) bool { return l.TapStandIn || t == "tuntap" }),
+	}
+	uplink, err := netlink.LinkByName(l.Uplink)
+	switch {
+	case err != nil && !isNotFound(err):
+		errs = append(errs, fmt.Errorf("failed to look up %q: %w", l.Uplink, err))
+	case err != nil: // not renamed yet: the pod interface must be the uplink
+		pod, err := linkByName(l.PodIface)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if t := pod.Type(); isAddrHolder(t) || t == "bridge" || t == "tuntap" {
+			errs = append(errs, &LayoutError{Link: l.PodIface, Expected: "the pod's uplink (veth or similar)", Found: "type " + t})
+		}
+	default: // renamed already, unless the name was taken by something else
+		errs = append(errs, checkTypeIfPresent(l.PodIface, "a dummy (the uplink is renamed "+quote(l.Uplink)+")", isAddrHolder))
+		if t := uplink.Type(); isAddrHolder(t) || t == "bridge" || t == "tuntap" {
+			errs = append(errs, &LayoutError{Link: l.Uplink, Expected: "the pod's uplink (veth or similar)", Found: "type " + t})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkTypeIfPresent reports a link named name whose type is not ok.
+func checkTypeIfPresent(name, want string, ok func(string) bool) error {
+	link, err := netlink.LinkByName(name)
+	switch {
+	case err != nil && isNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("failed to look up %q: %w", name, err)
+	case !ok(link.Type()):
+		return &LayoutError{Link: name, Expected: want, Found: "type " + link.Type()}
+	}
+	return nil
 }
 
 // applySteps applies the first n steps.

@@ -291,3 +291,63 @@ func TestAddServicePort(t *testing.T) {
 		t.Errorf("isolated (srvp, uplink, tap) = %v, want %v", got, want)
 	}
 }
+
+// TestTeardownContinuesPastErrors: a VM port Teardown may not delete (a
+// veth named like the tap, torn down without TapStandIn) is reported, and
+// everything else is still restored, the pod interface first: the pod ends
+// exactly as it started.
+func TestTeardownContinuesPastErrors(t *testing.T) {
+	l := newLab(t, lab.KubeOVN)
+	before := settledDumpIn(t, l, nil)
+	s := takeIn(t, l)
+	lay := standInLayout(l)
+	ensureIn(t, l, s, lay, PlumbOptions{})
+	realTap := lay
+	realTap.TapStandIn = false
+	err := l.Pod.Do(func() error { return Teardown(s, realTap) })
+	if want := `link "tap0": expected tuntap (to delete), found type veth`; err == nil || err.Error() != want {
+		t.Errorf("Teardown = %v, want %q", err, want)
+	}
+	if diff := cmp.Diff(before, settledDumpIn(t, l, nil)); diff != "" {
+		t.Errorf("teardown did not restore the pod (-before +after):\n%s", diff)
+	}
+}
+
+// TestCheckBuildable: links in the way of the layout are refused before
+// anything changes; the pristine pod and a layout Ensure built (or part
+// of one) are not.
+func TestCheckBuildable(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, l *lab.Lab, lay Layout)
+		want    string
+	}{
+		{"pristine", func(*testing.T, *lab.Lab, Layout) {}, ""},
+		{"built", func(t *testing.T, l *lab.Lab, lay Layout) { ensureIn(t, l, takeIn(t, l), lay, PlumbOptions{}) }, ""},
+		{"uplink renamed, no dummy yet", func(t *testing.T, l *lab.Lab, lay Layout) {
+			do(t, l.Pod, func() error { return applySteps(context.Background(), takeIn(t, l), lay, PlumbOptions{}, 3) })
+		}, ""},
+		// The lab's tap0 is a veth to the guest.
+		{"tap not a tap", func(*testing.T, *lab.Lab, Layout) {}, `link "tap0": expected a tap, found type veth`},
+		{"bridge not a bridge", func(t *testing.T, l *lab.Lab, lay Layout) {
+			l.Pod.Run(t, "ip", "link", "add", lay.Bridge, "type", "veth", "peer", "name", "brp0")
+		}, `link "k6t-eth0": expected a bridge, found type veth`},
+		{"uplink name taken", func(t *testing.T, l *lab.Lab, lay Layout) {
+			l.Pod.Run(t, "ip", "link", "add", lay.Uplink, "type", "veth", "peer", "name", "upp0")
+		}, `link "eth0": expected a dummy (the uplink is renamed "eth0-nic"), found type veth`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t, lab.KubeOVN)
+			lay := LayoutFor(l.Spec.PodIface, "")
+			if tc.name != "tap not a tap" {
+				lay = standInLayout(l)
+			}
+			tc.prepare(t, l, lay)
+			err := l.Pod.Do(func() error { return CheckBuildable(lay) })
+			if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && got != tc.want) {
+				t.Errorf("CheckBuildable = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -14,43 +14,45 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Teardown puts the pod back exactly as the snapshot describes it: it
-// deletes the tap (a stand-in VM port is only detached), the dummy and the
-// bridge, renames the uplink back to the pod interface name and restores
-// its MAC, MTU, addrgenmode, addresses (with their flags), routes (with
-// their metric, protocol, scope and flags), administrative state and
-// net.ipv4.conf.all.arp_ignore. It is idempotent and works in the caller's
+// Teardown puts the pod back exactly as the snapshot describes it. The pod
+// interface comes first: the dummy goes, the uplink is detached and
+// renamed back to the pod interface name, and gets back its MAC, MTU,
+// addrgenmode, addresses (with their flags), routes (with their metric,
+// protocol, scope and flags) and administrative state; then the tap goes
+// (a stand-in VM port is only detached from the bridge), the bridge, and
+// net.ipv4.conf.all.arp_ignore is restored. It is best effort: a step that
+// fails does not stop the others (only those that need the pod interface
+// wait for it), and every failure is reported, joined. It is idempotent,
+// works from any part of the layout that exists, and works in the caller's
 // network namespace.
 func Teardown(s *Snapshot, l Layout) error {
-	if err := removeVMPort(l); err != nil {
-		return err
-	}
-	if err := deleteAddrHolder(l.Dummy); err != nil {
-		return err
-	}
+	errs := []error{deleteAddrHolder(l.Dummy)}
 	pod, err := restoreName(l)
-	if err != nil {
-		return err
+	errs = append(errs, err)
+	if err == nil {
+		errs = append(errs, restorePod(pod, s))
 	}
-	if err := deleteIfType(l.Bridge, "bridge"); err != nil {
-		return err
-	}
-	if err := restoreLink(pod, s); err != nil {
-		return err
-	}
-	if err := restoreAddrs(pod, s); err != nil {
-		return err
-	}
-	if err := restoreRoutes(pod, s); err != nil {
-		return err
-	}
+	errs = append(errs, removeVMPort(l), deleteIfType(l.Bridge, "bridge"), restoreArpIgnore(s))
+	return errors.Join(errs...)
+}
+
+// restorePod gives the pod interface back its link settings, addresses and
+// routes, trying each even when one fails.
+func restorePod(pod netlink.Link, s *Snapshot) error {
+	err := errors.Join(restoreLink(pod, s), restoreAddrs(pod, s), restoreRoutes(pod, s))
 	waitLinkLocal(pod, s)
+	return err
+}
+
+func restoreArpIgnore(s *Snapshot) error {
 	if v, err := ReadSysctl(sysctlArpIgnoreAll); err == nil && v != s.Restore.ArpIgnore {
 		return WriteSysctl(sysctlArpIgnoreAll, s.Restore.ArpIgnore)
 	}
 	return nil
 }
 
+// removeVMPort deletes the tap; a stand-in VM port is not ours to delete,
+// and is only detached from the layout's bridge.
 func removeVMPort(l Layout) error {
 	tap, err := netlink.LinkByName(l.Tap)
 	switch {
@@ -58,15 +60,26 @@ func removeVMPort(l Layout) error {
 		return nil
 	case err != nil:
 		return fmt.Errorf("failed to look up %q: %w", l.Tap, err)
-	case l.TapStandIn && tap.Attrs().MasterIndex != 0:
-		if err := netlink.LinkSetNoMaster(tap); err != nil {
-			return fmt.Errorf("failed to detach %q: %w", l.Tap, err)
-		}
-		return nil
 	case l.TapStandIn:
-		return nil
+		return detachFrom(tap, l.Bridge)
 	}
 	return deleteIfType(l.Tap, "tuntap")
+}
+
+// detachFrom detaches link from bridge, and from nothing else.
+func detachFrom(link netlink.Link, bridge string) error {
+	m := link.Attrs().MasterIndex
+	if m == 0 {
+		return nil
+	}
+	br, err := netlink.LinkByName(bridge)
+	if err != nil || br.Attrs().Index != m {
+		return nil // not a port of our bridge
+	}
+	if err := netlink.LinkSetNoMaster(link); err != nil {
+		return fmt.Errorf("failed to detach %q: %w", link.Attrs().Name, err)
+	}
+	return nil
 }
 
 // deleteIfType deletes name when it exists with the given type; a link of
@@ -190,12 +203,13 @@ func waitLinkLocal(pod netlink.Link, s *Snapshot) {
 }
 
 func restoreAddrs(pod netlink.Link, s *Snapshot) error {
+	var errs []error
 	for _, a := range snapshotAddrs(s) {
 		if err := netlink.AddrReplace(pod, netlinkAddr(a)); err != nil {
-			return fmt.Errorf("failed to restore %s on %q: %w", a.Prefix, pod.Attrs().Name, err)
+			errs = append(errs, fmt.Errorf("failed to restore %s on %q: %w", a.Prefix, pod.Attrs().Name, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // restoreRoutes adds on-link routes first (a gateway may need them), then
@@ -214,12 +228,13 @@ func restoreRoutes(pod netlink.Link, s *Snapshot) error {
 			onLink = append(onLink, Route{Dst: defaultDst(gw.IP), Via: gw.IP, RouteAttrs: gw.Route})
 		}
 	}
+	var errs []error
 	for _, r := range slices.Concat(onLink, via) {
 		if err := netlink.RouteReplace(netlinkRoute(pod, r)); err != nil {
-			return fmt.Errorf("failed to restore route %s via %s on %q: %w", r.Dst, r.Via, pod.Attrs().Name, err)
+			errs = append(errs, fmt.Errorf("failed to restore route %s via %s on %q: %w", r.Dst, r.Via, pod.Attrs().Name, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func defaultDst(gw netip.Addr) netip.Prefix {

@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -46,6 +48,9 @@ func TestMain(m *testing.M) {
 
 // invocation is one plugin run: the CNI_* environment and stdin.
 type invocation struct {
+	// Wrap, when set, runs the plugin through this command line (which
+	// execs its trailing arguments).
+	Wrap        []string
 	Command     string
 	ContainerID string
 	Netns       string
@@ -64,7 +69,19 @@ type result struct {
 // run executes the plugin as a runtime does.
 func run(t *testing.T, inv invocation) result {
 	t.Helper()
+	r, err := execPlugin(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// execPlugin is run for any goroutine: only starting the plugin fails.
+func execPlugin(inv invocation) (result, error) {
 	cmd := exec.Command(cniBin)
+	if len(inv.Wrap) > 0 {
+		cmd = exec.Command(inv.Wrap[0], append(inv.Wrap[1:], cniBin)...)
+	}
 	cmd.Env = []string{
 		"CNI_COMMAND=" + inv.Command,
 		"CNI_CONTAINERID=" + inv.ContainerID,
@@ -79,9 +96,9 @@ func run(t *testing.T, inv invocation) result {
 	err := cmd.Run()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("run %s: %v", cniBin, err)
+		return result{}, fmt.Errorf("run %s: %w", cniBin, err)
 	}
-	return result{Stdout: stdout.String(), Stderr: stderr.String(), Exit: cmd.ProcessState.ExitCode()}
+	return result{Stdout: stdout.String(), Stderr: stderr.String(), Exit: cmd.ProcessState.ExitCode()}, nil
 }
 
 // mustRun runs inv and fails the test unless it exits 0.
@@ -364,8 +381,18 @@ func TestErrors(t *testing.T) {
 				Details: `config is "0.4.0", plugin supports ["1.0.0" "1.1.0"]`}},
 		{"unknown CNI_ARGS key", invocation{Conf: good, Args: "K8S_POD_NAME=a;FOO=bar"},
 			types.Error{Code: 4, Msg: "invalid CNI_ARGS", Details: `ARGS: unknown args ["FOO=bar"]`}},
+		{"tapQueues over the kernel's 256", invocation{Conf: confJSON(t, dir, map[string]any{"plumbing": true, "tapQueues": 257}, logicNet("default"))},
+			types.Error{Code: 7, Msg: "tapQueues 257 is more than a tap can have (256, MAX_TAP_QUEUES)"}},
+		{"tapOwner over 32 bits", invocation{Conf: confJSON(t, dir, map[string]any{"plumbing": true, "tapOwner": 1 << 32}, logicNet("default"))},
+			types.Error{Code: 7, Msg: "tapOwner 4294967296 needs plumbing: true and an id from 0 to 4294967295"}},
+		// CNI_NETNS must name a network namespace: the spec's code for a
+		// bad CNI_* variable is 4, its message naming the variable.
 		{"missing netns", invocation{Conf: good, Netns: "/var/run/netns/" + lab.RandName("gone")},
-			types.Error{Code: 8, Msg: "network namespace %NETNS%"}},
+			types.Error{Code: 4, Msg: "CNI_NETNS %NETNS% is not a network namespace", Details: "open %PATH%: no such file or directory"}},
+		{"netns a regular file", invocation{Conf: good, Netns: lab.WriteFile(t, "not-a-netns", "")},
+			types.Error{Code: 4, Msg: "CNI_NETNS %NETNS% is not a network namespace", Details: "ioctl NS_GET_NSTYPE: inappropriate ioctl for device"}},
+		{"netns a mount namespace", invocation{Conf: good, Netns: "/proc/self/ns/mnt"},
+			types.Error{Code: 4, Msg: "CNI_NETNS %NETNS% is not a network namespace", Details: "it is a namespace of type 0x20000, not CLONE_NEWNET"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -384,9 +411,7 @@ func TestErrors(t *testing.T) {
 			}
 			want := tc.want
 			want.Msg = strings.ReplaceAll(want.Msg, "%NETNS%", strconv.Quote(inv.Netns))
-			if tc.name == "missing netns" {
-				want.Details = "stat " + inv.Netns + ": no such file or directory"
-			}
+			want.Details = strings.ReplaceAll(want.Details, "%PATH%", inv.Netns)
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("CNI error (-want +got):\n%s", diff)
 			}
@@ -490,4 +515,91 @@ func TestStatus(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("STATUS error (-want +got):\n%s", diff)
 	}
+}
+
+// runConcurrently runs every invocation at once and fails the test for
+// each that does not exit 0.
+func runConcurrently(t *testing.T, invs []invocation) {
+	t.Helper()
+	results := make([]result, len(invs))
+	errs := make([]error, len(invs))
+	var wg sync.WaitGroup
+	for i, inv := range invs {
+		wg.Go(func() { results[i], errs[i] = execPlugin(inv) })
+	}
+	wg.Wait()
+	for i, r := range results {
+		if errs[i] != nil || r.Exit != 0 {
+			t.Errorf("%s %s: %v, exit %d, stdout %s, stderr %s", invs[i].Command, invs[i].IfName, errs[i], r.Exit, r.Stdout, r.Stderr)
+		}
+	}
+}
+
+// TestConcurrentAddDel: a VM with 8 dsbridge networks gets its 8 ADDs from
+// Multus at once, and its 8 DELs at once; 8 rounds, then one where DELs of
+// some attachments race ADDs of others. Every ADD records the pod's
+// pristine sysctl values (not the kernel's defaults here, and not a value
+// a sibling already set) as the ones to restore; after the last DEL every
+// sysctl is back and the state directory is empty (no state, no lock).
+func TestConcurrentAddDel(t *testing.T) {
+	const attachments, rounds = 8, 8
+	ns := lab.NewNS(t)
+	ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=2000", "net.ipv4.conf.all.arp_ignore=2")
+	before := pristine()
+	before[sysctlUnprivPortStart], before[sysctlArpIgnoreAll] = 2000, 2
+	dir := t.TempDir()
+	inv := func(cmd string, i int) invocation {
+		return invocation{Command: cmd, ContainerID: "c1", Netns: ns.Path(), IfName: fmt.Sprintf("net%d", i+1),
+			Conf: confJSON(t, dir, nil, logicNet(fmt.Sprintf("blue%d", i)))}
+	}
+	all := func(cmd string, from, to int) []invocation {
+		var out []invocation
+		for i := from; i < to; i++ {
+			out = append(out, inv(cmd, i))
+		}
+		return out
+	}
+	var wantRecord []sysctlChange
+	for _, w := range wantSysctls {
+		wantRecord = append(wantRecord, sysctlChange{Name: w.name, Prev: before[w.name], Set: w.val})
+	}
+	checkAdded := func(t *testing.T, from, to int) {
+		t.Helper()
+		if diff := cmp.Diff(configured(), sysctls(t, ns)); diff != "" {
+			t.Errorf("sysctls after the ADDs (-want +got):\n%s", diff)
+		}
+		for i := from; i < to; i++ {
+			st, err := loadState(statePath(dir, "c1", fmt.Sprintf("net%d", i+1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(wantRecord, st.Sysctls); diff != "" {
+				t.Errorf("net%d's record of the values to restore (-want +got):\n%s", i+1, diff)
+			}
+		}
+	}
+	checkRestored := func(t *testing.T) {
+		t.Helper()
+		if diff := cmp.Diff(before, sysctls(t, ns)); diff != "" {
+			t.Errorf("sysctls after the DELs (-want +got):\n%s", diff)
+		}
+		if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+			t.Errorf("state directory after the DELs: %v %v, want it empty", entries, err)
+		}
+	}
+	for round := range rounds {
+		t.Run(fmt.Sprintf("round %d", round+1), func(t *testing.T) {
+			runConcurrently(t, all("ADD", 0, attachments))
+			checkAdded(t, 0, attachments)
+			runConcurrently(t, all("DEL", 0, attachments))
+			checkRestored(t)
+		})
+	}
+	t.Run("DELs racing ADDs", func(t *testing.T) {
+		runConcurrently(t, all("ADD", 0, attachments/2))
+		runConcurrently(t, slices.Concat(all("DEL", 0, attachments/2), all("ADD", attachments/2, attachments)))
+		checkAdded(t, attachments/2, attachments)
+		runConcurrently(t, all("DEL", attachments/2, attachments))
+		checkRestored(t)
+	})
 }

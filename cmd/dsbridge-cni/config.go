@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 
@@ -23,6 +24,9 @@ const (
 	DefaultStateDir = "/var/lib/cni/dsbridge"
 	// primaryPodIface is the pod network's interface (KubeVirt namescheme).
 	primaryPodIface = "eth0"
+	// maxTapQueues is the kernel's limit on a multi-queue tap
+	// (MAX_TAP_QUEUES, drivers/net/tun.c).
+	maxTapQueues = 256
 )
 
 // netConf is the binding CNI's network configuration, as the
@@ -147,11 +151,14 @@ func (c *netConf) validate(needLogicNetwork bool) error {
 	if !filepath.IsAbs(c.StateDir) {
 		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("stateDir %q is not an absolute path", c.StateDir), "")
 	}
-	if c.TapOwner != nil && (!c.Plumbing || *c.TapOwner < 0) {
-		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("tapOwner %d needs plumbing: true and a non-negative id", *c.TapOwner), "")
+	if c.TapOwner != nil && (!c.Plumbing || *c.TapOwner < 0 || *c.TapOwner > math.MaxUint32) {
+		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("tapOwner %d needs plumbing: true and an id from 0 to %d", *c.TapOwner, uint32(math.MaxUint32)), "")
 	}
 	if c.TapQueues != 0 && (!c.Plumbing || c.TapQueues < 0) {
 		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("tapQueues %d needs plumbing: true and a positive count", c.TapQueues), "")
+	}
+	if c.TapQueues > maxTapQueues {
+		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("tapQueues %d is more than a tap can have (%d, MAX_TAP_QUEUES)", c.TapQueues, maxTapQueues), "")
 	}
 	if needLogicNetwork && c.CNIArgs.LogicNetworkName == "" {
 		return types.NewError(types.ErrInvalidNetworkConfig,

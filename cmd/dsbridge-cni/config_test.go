@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -111,6 +112,40 @@ func TestInstallCommand(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "dsbridge-cni")); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestToolHelp: -h and --help print the usage on stdout and exit 0, for
+// the binary and for install; a mistake goes to stderr with exit 2.
+func TestToolHelp(t *testing.T) {
+	tests := []struct {
+		args       []string
+		exit       int
+		stdoutHead string
+		stderrHead string
+	}{
+		{[]string{"--help"}, 0, "usage: dsbridge-cni install", ""},
+		{[]string{"-h"}, 0, "usage: dsbridge-cni install", ""},
+		{[]string{"help"}, 0, "usage: dsbridge-cni install", ""},
+		{[]string{"install", "--help"}, 0, "Usage of dsbridge-cni install:\n  -dest directory", ""},
+		{[]string{"install", "-h"}, 0, "Usage of dsbridge-cni install:\n  -dest directory", ""},
+		{[]string{"install", "--bogus"}, 2, "", "flag provided but not defined: -bogus\nUsage of dsbridge-cni install:"},
+		{[]string{"install", "extra"}, 2, "", `dsbridge-cni install: unexpected arguments ["extra"]`},
+		{[]string{"nosuch"}, 2, "", "dsbridge-cni: unknown command \"nosuch\"\nusage: dsbridge-cni install"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			cmd := exec.Command(cniBin, tc.args...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			_ = cmd.Run()
+			if cmd.ProcessState.ExitCode() != tc.exit || !strings.HasPrefix(stdout.String(), tc.stdoutHead) ||
+				!strings.HasPrefix(stderr.String(), tc.stderrHead) || (tc.stdoutHead == "") != (stdout.Len() == 0) ||
+				(tc.stderrHead == "") != (stderr.Len() == 0) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit %d, stdout from %q, stderr from %q",
+					cmd.ProcessState.ExitCode(), stdout.String(), stderr.String(), tc.exit, tc.stdoutHead, tc.stderrHead)
+			}
+		})
 	}
 }
 

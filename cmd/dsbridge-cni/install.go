@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	"github.com/dsbridge/dsbridge/cmd/internal/cliflag"
 )
 
 // Defaults of "dsbridge-cni install": the DaemonSet mounts the node's
@@ -21,13 +23,12 @@ const (
 // runInstall copies this executable into the CNI bin directory atomically
 // (a runtime never sees a half-written plugin) and, with -wait, blocks until
 // SIGTERM so a DaemonSet pod stays running.
-func runInstall(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("install", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runInstall(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dsbridge-cni install", flag.ContinueOnError)
 	dir := fs.String("dest", defaultInstallDir, "CNI bin `directory` to install into")
 	name := fs.String("name", defaultInstallName, "file `name` of the plugin (the NAD's \"type\")")
 	wait := fs.Bool("wait", false, "after installing, wait for SIGTERM")
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	self, err := os.Executable()

@@ -12,6 +12,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +22,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	cniversion "github.com/containernetworking/cni/pkg/version"
+
+	"github.com/dsbridge/dsbridge/cmd/internal/cliflag"
 )
 
 // Stamped at build time by -ldflags.
@@ -46,21 +50,35 @@ func about() string {
 	return fmt.Sprintf("dsbridge-cni %s commit %s built %s", version, commit, date)
 }
 
-// runTool runs the non-CNI commands: install and version.
+// toolUsage is the usage of the commands run without CNI_COMMAND.
+const toolUsage = `usage: dsbridge-cni install [-dest dir] [-name name] [-wait]
+       dsbridge-cni version
+(as a CNI plugin it is run with CNI_COMMAND set)
+`
+
+// runTool runs the non-CNI commands: install, version and help (-h,
+// --help: the usage on stdout, exit 0, as Go's flag package does).
 func runTool(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "install":
-		if err := runInstall(args[1:], stderr); err != nil {
-			fmt.Fprintf(stderr, "dsbridge-cni install: %v\n", err)
-			return 1
+		err := runInstall(args[1:], stdout, stderr)
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, cliflag.ErrUsage):
+			return 2
 		}
-		return 0
+		fmt.Fprintf(stderr, "dsbridge-cni install: %v\n", err)
+		return 1
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, about())
 		fmt.Fprintf(stdout, "CNI protocol versions supported: %s\n", strings.Join(supportedVersions.SupportedVersions(), ", "))
 		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, toolUsage)
+		return 0
 	default:
-		fmt.Fprintf(stderr, "usage: dsbridge-cni install [-dest dir] [-wait]\n       dsbridge-cni version\n(as a CNI plugin it is run with CNI_COMMAND set)\n")
+		fmt.Fprintf(stderr, "dsbridge-cni: unknown command %q\n%s", args[0], toolUsage)
 		return 2
 	}
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/containernetworking/cni/pkg/types"
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 
@@ -175,4 +179,109 @@ func TestPlumbingMissingPodIface(t *testing.T) {
 	if _, err := os.Stat(statePath(dir, "c1", "net1")); err == nil {
 		t.Error("state file written for a failed ADD")
 	}
+}
+
+// noTunDevice runs the plugin in a mount namespace of its own where
+// /dev/net/tun is /dev/null: creating the tap fails after the uplink has
+// been renamed and stripped, as on a node without the tun driver.
+var noTunDevice = []string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
+	`mount --bind /dev/null /dev/net/tun && exec "$@"`, "sh"}
+
+// TestFailedAddLeavesPodAsItWas: an ADD with "plumbing": true that fails,
+// before changing anything (a link in the way of the layout) or half way
+// (no tun device when the uplink is already renamed and stripped of its
+// addresses), leaves the pod exactly as it was: every link, address,
+// route, qdisc and sysctl; and no state file. DEL afterwards (a runtime
+// calls it after a failed ADD) succeeds and changes nothing either.
+func TestFailedAddLeavesPodAsItWas(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, pod *lab.NS)
+		wrap    []string
+		details string // in the CNI error's details
+	}{
+		{"tap0 is not a tap", func(t *testing.T, pod *lab.NS) {
+			pod.Run(t, "ip", "link", "add", "tap0", "type", "veth", "peer", "name", "tap0p")
+		}, nil, `link "tap0": expected a tap, found type veth`},
+		{"bridge name taken", func(t *testing.T, pod *lab.NS) {
+			pod.Run(t, "ip", "link", "add", "k6t-eth0", "type", "veth", "peer", "name", "k6tp")
+		}, nil, `link "k6t-eth0": expected a bridge, found type veth`},
+		{"no tun device", func(*testing.T, *lab.NS) {}, noTunDevice, `plumbing of "eth0", step tap: failed to create tuntap "tap0"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := podNS(t, "eth0")
+			tc.prepare(t, pod)
+			dir := t.TempDir()
+			before := capturePod(t, pod)
+			inv := invocation{Wrap: tc.wrap, Command: "ADD", ContainerID: "c1", Netns: pod.Path(), IfName: "net1",
+				Conf: confJSON(t, dir, map[string]any{"plumbing": true}, logicNet("default"))}
+			r := run(t, inv)
+			var got types.Error
+			if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil || r.Exit != 1 {
+				t.Fatalf("ADD exit %d output %q stderr %q, want a CNI error", r.Exit, r.Stdout, r.Stderr)
+			}
+			if got.Code != types.ErrInternal || got.Msg != `failed to set up eth0 for network "default"` || !strings.Contains(got.Details, tc.details) {
+				t.Errorf("ADD error %+v, want code 999 naming eth0 with %q in the details", got, tc.details)
+			}
+			diffPod(t, "after the failed ADD", before, capturePod(t, pod))
+			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+				t.Errorf("state directory after a failed ADD: %v %v, want it empty", entries, err)
+			}
+			inv.Wrap, inv.Command = nil, "DEL"
+			mustRun(t, inv)
+			diffPod(t, "after DEL", before, capturePod(t, pod))
+		})
+	}
+}
+
+// TestKilledAddUndoneByDel: ADD records what it will change before
+// changing anything, so an ADD killed (SIGKILL) at any point after its
+// record appears (here 0 to 160 ms later: before the sysctls, part way
+// through the plumbing, or done) is undone by DEL: the pod ends as it was,
+// and no state or lock is left.
+func TestKilledAddUndoneByDel(t *testing.T) {
+	for _, delay := range []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond,
+		80 * time.Millisecond, 160 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			pod := podNS(t, "eth0")
+			dir := t.TempDir()
+			before := capturePod(t, pod)
+			inv := invocation{Command: "ADD", ContainerID: "c1", Netns: pod.Path(), IfName: "net1",
+				Conf: confJSON(t, dir, map[string]any{"plumbing": true}, logicNet("default"))}
+			killAfterRecord(t, inv, statePath(dir, "c1", "net1"), delay)
+			inv.Command = "DEL"
+			mustRun(t, inv)
+			diffPod(t, "after the killed ADD and DEL", before, capturePod(t, pod))
+			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+				t.Errorf("state directory after DEL: %v %v, want it empty", entries, err)
+			}
+		})
+	}
+}
+
+// killAfterRecord starts inv and kills it (by PID) delay after its state
+// file appears.
+func killAfterRecord(t *testing.T, inv invocation, path string, delay time.Duration) {
+	t.Helper()
+	cmd := exec.Command(cniBin)
+	cmd.Env = []string{"CNI_COMMAND=" + inv.Command, "CNI_CONTAINERID=" + inv.ContainerID, "CNI_NETNS=" + inv.Netns,
+		"CNI_IFNAME=" + inv.IfName, "CNI_PATH=/opt/cni/bin"}
+	cmd.Stdin = strings.NewReader(inv.Conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill() // it may have finished already
+		_ = cmd.Wait()
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no state file within 30 s")
+		}
+	}
+	time.Sleep(delay)
 }

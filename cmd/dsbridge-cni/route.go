@@ -8,6 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra/kernel"
 )
 
@@ -45,21 +46,33 @@ func serverRoute(lo int) *netlink.Route {
 	}
 }
 
-// addServerRoute adds the route unless it is there, and reports whether it
-// added it.
-func addServerRoute() (bool, error) {
+// hasServerRoute reports whether the route is there.
+func hasServerRoute() (bool, error) {
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		return false, fmt.Errorf("failed to find lo: %w", err)
 	}
-	err = netlink.RouteAdd(serverRoute(lo.Attrs().Index))
-	if errors.Is(err, unix.EEXIST) {
-		return false, nil
-	}
+	want := serverRoute(lo.Attrs().Index)
+	routes, err := netsetup.RetryDump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(netlink.FAMILY_V4, want, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST|netlink.RT_FILTER_OIF)
+	})
 	if err != nil {
-		return false, fmt.Errorf("failed to add the local route for %s: %w", kernel.ServerIDNet, err)
+		return false, fmt.Errorf("failed to list the local routes: %w", err)
 	}
-	return true, nil
+	return len(routes) > 0, nil
+}
+
+// addServerRoute adds the route; one that is there already is fine.
+func addServerRoute() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("failed to find lo: %w", err)
+	}
+	err = netlink.RouteAdd(serverRoute(lo.Attrs().Index))
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("failed to add the local route for %s: %w", kernel.ServerIDNet, err)
+	}
+	return nil
 }
 
 // removeServerRoute deletes the route; one that is gone already is fine.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/dsbridge/dsbridge/netsetup"
@@ -42,14 +43,20 @@ const (
 	sysctlAcceptDADDefault = "net/ipv6/conf/default/accept_dad"
 )
 
+// The values ADD sets.
+const (
+	unprivPortStartSet = 0
+	arpIgnoreSet       = 1
+)
+
 // wantSysctls are the values ADD sets, in order.
 var wantSysctls = []struct {
 	name string
 	val  int
 	ipv6 bool // skipped in a namespace without IPv6
 }{
-	{sysctlUnprivPortStart, 0, false},
-	{sysctlArpIgnoreAll, 1, false},
+	{sysctlUnprivPortStart, unprivPortStartSet, false},
+	{sysctlArpIgnoreAll, arpIgnoreSet, false},
 	{sysctlAcceptLocalAll, 1, false},
 	{sysctlRPFilterAll, 0, false},
 	{sysctlRPFilterDefault, 0, false},
@@ -57,47 +64,57 @@ var wantSysctls = []struct {
 	{sysctlAcceptDADDefault, 0, true},
 }
 
-// applySysctls sets wantSysctls and returns what it changed. prev, when
-// non-nil, supplies the values from before any dsbridge attachment of this
-// pod (a sibling's record), since the live values may already be ours.
-func applySysctls(prev map[string]int) ([]sysctlChange, error) {
+// plannedSysctls returns what ADD will set, with the values to restore:
+// prev's, when non-nil (from before any dsbridge attachment of this pod,
+// a sibling's or an earlier record, since the live values may already be
+// ours), else the live ones. It changes nothing.
+func plannedSysctls(prev map[string]int) ([]sysctlChange, error) {
 	var out []sysctlChange
 	for _, w := range wantSysctls {
 		if w.ipv6 && !netsetup.IPv6Enabled() {
 			continue
 		}
-		cur, err := netsetup.ReadSysctl(w.name)
-		if err != nil {
-			return out, err
-		}
-		if p, ok := prev[w.name]; ok {
-			cur = p
-		}
-		if err := netsetup.WriteSysctl(w.name, w.val); err != nil {
-			return out, err
+		cur, ok := prev[w.name]
+		if !ok {
+			v, err := netsetup.ReadSysctl(w.name)
+			if err != nil {
+				return nil, err
+			}
+			cur = v
 		}
 		out = append(out, sysctlChange{Name: w.name, Prev: cur, Set: w.val})
 	}
 	return out, nil
 }
 
-// restoreSysctls puts back each value ADD changed, in reverse order, unless
-// something else changed it since (then that value stays).
-func restoreSysctls(changes []sysctlChange) error {
-	for i := len(changes) - 1; i >= 0; i-- {
-		c := changes[i]
-		cur, err := netsetup.ReadSysctl(c.Name)
-		if err != nil {
-			return err
-		}
-		if cur != c.Set || c.Prev == c.Set {
-			continue
-		}
-		if err := netsetup.WriteSysctl(c.Name, c.Prev); err != nil {
+// writeSysctls sets each planned value.
+func writeSysctls(changes []sysctlChange) error {
+	for _, c := range changes {
+		if err := netsetup.WriteSysctl(c.Name, c.Set); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// restoreSysctls puts back each value ADD changed, in reverse order, unless
+// something else changed it since (then that value stays). It tries every
+// sysctl and reports every failure.
+func restoreSysctls(changes []sysctlChange) error {
+	var errs []error
+	for i := len(changes) - 1; i >= 0; i-- {
+		c := changes[i]
+		cur, err := netsetup.ReadSysctl(c.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if cur != c.Set || c.Prev == c.Set {
+			continue
+		}
+		errs = append(errs, netsetup.WriteSysctl(c.Name, c.Prev))
+	}
+	return errors.Join(errs...)
 }
 
 // checkSysctls reports the first sysctl no longer at the value ADD set.

@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os/signal"
 	"slices"
@@ -18,6 +18,7 @@ import (
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/trace"
 	"github.com/dsbridge/dsbridge/cmd/internal/binding"
+	"github.com/dsbridge/dsbridge/cmd/internal/cliflag"
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/hooks"
 	"github.com/dsbridge/dsbridge/netsetup"
@@ -53,9 +54,8 @@ type dhcpFlags struct {
 
 const allServices = netsetup.ServiceDHCPv4 + "," + netsetup.ServiceDHCPv6 + "," + netsetup.ServiceRA
 
-func parseDHCPFlags(args []string, stderr io.Writer) (dhcpConfig, error) {
-	fs := flag.NewFlagSet("dsbridge dhcp", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func parseDHCPFlags(args []string, stdout, stderr io.Writer) (dhcpConfig, error) {
+	fs := newFlagSet("dsbridge dhcp", "--iface X (--snapshot FILE | --vm-mac M --ipv4 P --ipv6 P ...) [flags]")
 	var f dhcpFlags
 	fs.StringVar(&f.iface, "iface", "", "the interface facing the guest (a tap, or a veth whose peer is the guest); required")
 	fs.StringVar(&f.vmMAC, "vm-mac", "", "the guest's MAC: the only client answered (default with --snapshot: the snapshot's MAC)")
@@ -78,17 +78,12 @@ func parseDHCPFlags(args []string, stderr io.Writer) (dhcpConfig, error) {
 	fs.StringVar(&f.statusSocket, "status-socket", "", "serve /status and /metrics on this unix socket (default: none)")
 	registerTimers(fs, &f.timers)
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return dhcpConfig{}, errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "dsbridge dhcp: unexpected arguments %q\n", fs.Args())
-		return dhcpConfig{}, errUsage
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
+		return dhcpConfig{}, err
 	}
 	c, err := f.validate()
 	if err != nil {
-		fmt.Fprintf(stderr, "dsbridge dhcp: %v\n", err)
-		return dhcpConfig{}, errUsage
+		return dhcpConfig{}, badInput{err}
 	}
 	return c, nil
 }
@@ -98,27 +93,37 @@ func (f dhcpFlags) validate() (dhcpConfig, error) {
 	c := dhcpConfig{iface: f.iface, identity: f.identity, index: f.index, timers: f.timers, trace: f.trace || f.dryRun,
 		dryRun: f.dryRun, statusSocket: f.statusSocket, logLevel: f.logLevel}
 	var errs []error
-	bad := func(err error) { errs = append(errs, err) }
+	bad := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if f.iface == "" {
 		bad(errors.New("--iface is required"))
+	} else {
+		bad(checkIfaceName("--iface", f.iface))
 	}
 	var err error
 	if f.vmMAC != "" {
-		if c.vmMAC, err = frame.ParseMAC(f.vmMAC); err != nil {
-			bad(fmt.Errorf("--vm-mac %q is not an Ethernet MAC", f.vmMAC))
-		}
-	}
-	if c.raMode, err = ra.ParseMode(f.raMode); err != nil {
+		c.vmMAC, err = parseEthernetMAC("--vm-mac", f.vmMAC)
 		bad(err)
 	}
-	if c.services, err = parseServices(f.services); err != nil {
-		bad(err)
+	c.raMode, err = ra.ParseMode(f.raMode)
+	bad(flagError("--ra-mode", err))
+	c.services, err = parseServices(f.services)
+	bad(err)
+	errs = append(errs, f.checkNumbers()...)
+	if f.statusSocket != "" {
+		bad(checkSocketPath("--status-socket", f.statusSocket))
 	}
-	if f.snapshot != "" {
+	switch {
+	case f.snapshot != "":
+		// A snapshot that cannot be read says so; the MAC it would have
+		// given is not missing on top of that.
 		if c.snapshot, err = netsetup.Load(f.snapshot); err != nil {
 			bad(err)
 		}
-	} else {
+	default:
 		s, serr := f.snapshotFromFlags()
 		errs = append(errs, serr...)
 		c.snapshot = s
@@ -127,6 +132,23 @@ func (f dhcpFlags) validate() (dhcpConfig, error) {
 		}
 	}
 	return c, errors.Join(errs...)
+}
+
+// checkNumbers checks --index (KubeVirt's server identifiers cover 0-99,
+// dhcp4.ServerIDForIndex), --mtu (0, or 68-65535 as RFC 2132 section 5.1
+// allows) and --hostname.
+func (f dhcpFlags) checkNumbers() []error {
+	var errs []error
+	if f.index < 0 || f.index > 99 {
+		errs = append(errs, fmt.Errorf("--index %d is outside 0-99", f.index))
+	}
+	if f.mtu != 0 && (f.mtu < 68 || f.mtu > 65535) {
+		errs = append(errs, fmt.Errorf("--mtu %d is outside 68-65535 (RFC 2132 section 5.1)", f.mtu))
+	}
+	if f.hostname != "" {
+		errs = append(errs, checkHostname("--hostname", f.hostname))
+	}
+	return errs
 }
 
 func parseServices(s string) ([]string, error) {
@@ -271,9 +293,13 @@ func anyOn(p netsetup.Plan) error {
 // or a snapshot, without KubeVirt and without building anything, until
 // SIGINT or SIGTERM: a debugging tool to run against a real client.
 func runDHCP(args []string, stdout, stderr io.Writer) error {
-	c, err := parseDHCPFlags(args, stderr)
+	c, err := parseDHCPFlags(args, stdout, stderr)
 	if err != nil {
 		return err
+	}
+	// The interface must exist before the status socket is created.
+	if _, err := net.InterfaceByName(c.iface); err != nil {
+		return invalid(fmt.Errorf("--iface %q: %w", c.iface, err))
 	}
 	log := hooks.NewLogger(stderr, "dsbridge-dhcp", c.logLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dsbridge/dsbridge/cmd/internal/binding"
+	"github.com/dsbridge/dsbridge/cmd/internal/cliflag"
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/netsetup"
 )
@@ -22,11 +23,17 @@ type inspectFlags struct {
 	podIface, resolvConf, hostname, stateDir, output string
 }
 
+// register adds the flags that name a saved snapshot: inspect's and
+// teardown's.
 func (f *inspectFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.podIface, "pod-iface", netsetup.DefaultPodIface, "pod interface (eth0, pod<hash>, net<i>)")
+	fs.StringVar(&f.stateDir, "state-dir", netsetup.DefaultStateDir, "directory of saved snapshots (snapshot-<pod-iface>.json)")
+}
+
+// registerLive adds the flags a live snapshot reads: inspect's only.
+func (f *inspectFlags) registerLive(fs *flag.FlagSet) {
 	fs.StringVar(&f.resolvConf, "resolv-conf", netsetup.DefaultResolvConf, "resolver configuration to read DNS servers and search domains from")
 	fs.StringVar(&f.hostname, "hostname", "", "hostname to hand out (default: this host's)")
-	fs.StringVar(&f.stateDir, "state-dir", netsetup.DefaultStateDir, "directory of saved snapshots (snapshot-<pod-iface>.json)")
 }
 
 func (f *inspectFlags) snapshotOptions() netsetup.SnapshotOptions {
@@ -47,15 +54,22 @@ type inspection struct {
 // shown when it still matches the pod, otherwise the live one.
 func runInspect(args []string, stdout, stderr io.Writer) error {
 	var f inspectFlags
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("dsbridge inspect", "[--pod-iface X] [--resolv-conf F] [--hostname H] [--state-dir D] [-o text|json]")
 	f.register(fs)
+	f.registerLive(fs)
 	fs.StringVar(&f.output, "o", "text", "output format: text or json")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || (f.output != "text" && f.output != "json") {
-		if err == nil {
-			fmt.Fprintln(stderr, "usage: dsbridge inspect [--pod-iface X] [--resolv-conf F] [--hostname H] [--state-dir D] [-o text|json]")
-		}
-		return errUsage
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	errs := []error{checkIfaceName("--pod-iface", f.podIface)}
+	if f.output != "text" && f.output != "json" {
+		errs = append(errs, fmt.Errorf("-o %q: want text or json", f.output))
+	}
+	if f.hostname != "" {
+		errs = append(errs, checkHostname("--hostname", f.hostname))
+	}
+	if err := invalid(errs...); err != nil {
+		return err
 	}
 	in, err := inspect(f)
 	if err != nil {

@@ -4,10 +4,13 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
+
+	"github.com/dsbridge/dsbridge/cmd/internal/cliflag"
 )
 
 // Stamped at build time by -ldflags.
@@ -28,9 +31,6 @@ commands:
   status     print a running sidecar's status
   version    print version, commit and build date
 `
-
-// errUsage marks a command-line mistake: exit status 2.
-var errUsage = errors.New("usage error")
 
 // defaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT
 // is unset. The sidecar's container limit is 64 MB (KubeVirt
@@ -58,10 +58,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	err := dispatch(args[0], args[1:], stdout, stderr)
+	var bad badInput
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
+	case errors.Is(err, cliflag.ErrUsage):
+		return 2
+	case errors.As(err, &bad):
+		fmt.Fprintf(stderr, "dsbridge %s: %v\n", args[0], err)
 		return 2
 	default:
 		fmt.Fprintf(stderr, "dsbridge %s: %v\n", args[0], err)
@@ -72,9 +76,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 func dispatch(cmd string, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "sidecar":
-		return runSidecar(args, stderr)
+		return runSidecar(args, stdout, stderr)
 	case "serve":
-		return runServe(args, stderr)
+		return runServe(args, stdout, stderr)
 	case "dhcp":
 		return runDHCP(args, stdout, stderr)
 	case "inspect":
@@ -91,6 +95,6 @@ func dispatch(cmd string, args []string, stdout, stderr io.Writer) error {
 		return nil
 	default:
 		fmt.Fprintf(stderr, "dsbridge: unknown command %q\n%s", cmd, usage)
-		return errUsage
+		return cliflag.ErrUsage
 	}
 }

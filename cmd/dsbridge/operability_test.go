@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,33 +25,51 @@ import (
 
 func TestParseDHCPFlags(t *testing.T) {
 	base := []string{"--iface", "tap0", "--vm-mac", "0a:58:0a:10:00:05"}
+	v4 := slices.Concat(base, []string{"--ipv4", "10.16.0.5/16"})
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		args    []string
-		wantErr string // in stderr; "" for success
+		wantErr string // the whole error; "" for success
 	}{
 		{"dual stack", append(base, "--ipv4", "10.16.0.5/16", "--ipv6", "fd00:10:16::5/112",
 			"--gateway6", "fd00:10:16::1", "--gateway6-mac", "0a:58:0a:10:00:01"), ""},
 		{"no iface", []string{"--vm-mac", "0a:58:0a:10:00:05", "--ipv4", "10.16.0.5/16"}, "--iface is required"},
-		{"no mac", []string{"--iface", "tap0", "--ipv4", "10.16.0.5/16"}, "--vm-mac is required"},
-		{"no address", base, "give --ipv4, --ipv6 or both"},
-		{"bad ipv4", append(base, "--ipv4", "fd00::1/64"), `--ipv4 "fd00::1/64" is not an IPv4`},
-		{"bad service", append(base, "--ipv4", "10.16.0.5/16", "--services", "dhcpv4,tftp"), `unknown service "tftp"`},
-		{"bad dns", append(base, "--ipv4", "10.16.0.5/16", "--dns", "10.96.0.10,nope"), `--dns "nope"`},
-		{"missing snapshot", []string{"--iface", "tap0", "--snapshot", "/nonexistent/snap.json"}, "failed to read snapshot"},
+		{"bad iface", []string{"--iface", "a/b", "--vm-mac", "0a:58:0a:10:00:05", "--ipv4", "10.16.0.5/16"},
+			`--iface "a/b" holds a "/", ":", NUL or white space`},
+		{"no mac", []string{"--iface", "tap0", "--ipv4", "10.16.0.5/16"}, "--vm-mac is required without --snapshot"},
+		{"no address", base, "give --ipv4, --ipv6 or both (or --snapshot)"},
+		{"bad ipv4", append(base, "--ipv4", "fd00::1/64"), `--ipv4 "fd00::1/64" is not an IPv4 address/prefix`},
+		{"bad service", slices.Concat(v4, []string{"--services", "dhcpv4,tftp"}), `--services: unknown service "tftp" (want dhcpv4,dhcpv6,ra)`},
+		{"bad dns", slices.Concat(v4, []string{"--dns", "10.96.0.10,nope"}), `--dns "nope" is not an IP address`},
+		{"bad ra mode", slices.Concat(v4, []string{"--ra-mode", "loud"}), `--ra-mode: unknown router advertisement mode "loud" (want gateway, flags-only or off)`},
+		{"index over 99", slices.Concat(v4, []string{"--index", "100"}), "--index 100 is outside 0-99"},
+		{"mtu under 68", slices.Concat(v4, []string{"--mtu", "67"}), "--mtu 67 is outside 68-65535 (RFC 2132 section 5.1)"},
+		{"bad hostname", slices.Concat(v4, []string{"--hostname", "vm_1"}), `--hostname "vm_1" is not a host name (RFC 1123: labels of letters, digits and hyphens)`},
+		{"status socket too long", slices.Concat(v4, []string{"--status-socket", "/tmp/" + strings.Repeat("s", 103)}),
+			`--status-socket "/tmp/` + strings.Repeat("s", 103) + `" is 108 bytes long; a unix socket path has at most 107 (unix(7))`},
+		// The snapshot's error alone: no "--vm-mac is required" after it.
+		{"missing snapshot", []string{"--iface", "tap0", "--snapshot", "/nonexistent/snap.json"},
+			`failed to read snapshot "/nonexistent/snap.json": open /nonexistent/snap.json: no such file or directory`},
+		{"bad snapshot", []string{"--iface", "tap0", "--snapshot", bad},
+			`failed to decode snapshot "` + bad + `": unexpected end of JSON input`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stderr bytes.Buffer
-			_, err := parseDHCPFlags(tt.args, &stderr)
+			var stdout, stderr bytes.Buffer
+			_, err := parseDHCPFlags(tt.args, &stdout, &stderr)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("error %v: %s", err, stderr.String())
 				}
 				return
 			}
-			if err != errUsage || !strings.Contains(stderr.String(), tt.wantErr) {
-				t.Errorf("error %v, stderr %q; want usage error naming %q", err, stderr.String(), tt.wantErr)
+			var bad badInput
+			if !errors.As(err, &bad) || err.Error() != tt.wantErr {
+				t.Errorf("error %v; want a bad input %q", err, tt.wantErr)
 			}
 		})
 	}
@@ -61,7 +81,7 @@ func TestParseDHCPFlags(t *testing.T) {
 func TestDebugSpec(t *testing.T) {
 	var stderr bytes.Buffer
 	c, err := parseDHCPFlags([]string{"--iface", "tap0", "--vm-mac", "0a:58:0a:10:00:05", "--ipv4", "10.16.0.5/16",
-		"--ipv6", "fd00:10:16::5/112", "--gateway6", "fd00:10:16::1", "--services", "dhcpv4,ra"}, &stderr)
+		"--ipv6", "fd00:10:16::5/112", "--gateway6", "fd00:10:16::1", "--services", "dhcpv4,ra"}, &stderr, &stderr)
 	if err != nil {
 		t.Fatal(stderr.String())
 	}
@@ -77,7 +97,7 @@ func TestDebugSpec(t *testing.T) {
 		t.Errorf("plan (-want +got):\n%s", diff)
 	}
 	c, err = parseDHCPFlags([]string{"--iface", "tap0", "--vm-mac", "0a:58:0a:10:00:05", "--ipv6", "fd00:10:16::5/112",
-		"--gateway6", "fd00:10:16::1", "--gateway6-mac", "0a:58:0a:10:00:01"}, &stderr)
+		"--gateway6", "fd00:10:16::1", "--gateway6-mac", "0a:58:0a:10:00:01"}, &stderr, &stderr)
 	if err != nil {
 		t.Fatal(stderr.String())
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/service"
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/cmd/internal/binding"
+	"github.com/dsbridge/dsbridge/cmd/internal/cliflag"
 	"github.com/dsbridge/dsbridge/hooks"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
@@ -32,44 +32,55 @@ type sidecarConfig struct {
 	hooksDir   string
 	stateDir   string
 	resolvConf string
-	raMode     string
+	raMode     ra.Mode
 	timers     binding.Timers
 	logLevel   slog.Level
 }
 
-func parseSidecarFlags(args []string, stderr io.Writer) (sidecarConfig, error) {
-	fs := flag.NewFlagSet("dsbridge sidecar", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	defName := os.Getenv(pluginNameEnv)
-	if defName == "" {
+func parseSidecarFlags(args []string, stdout, stderr io.Writer) (sidecarConfig, error) {
+	fs := newFlagSet("dsbridge sidecar", "[flags]")
+	// Unset means the default name; set but empty is a mistake.
+	defName, fromEnv := os.LookupEnv(pluginNameEnv)
+	if !fromEnv {
 		defName = defaultPluginName
 	}
 	cfg := sidecarConfig{}
+	var raMode string
 	fs.StringVar(&cfg.pluginName, "plugin-name", defName,
 		"network binding plugin name: serve interfaces with this binding.name; names the socket (env "+pluginNameEnv+")")
 	fs.StringVar(&cfg.hooksDir, "hooks-dir", hooks.DefaultHooksDir, "directory of the hook socket")
 	fs.StringVar(&cfg.stateDir, "state-dir", "", "directory for saved network snapshots (default: <hooks-dir>/<plugin-name>, a sub-directory as KubeVirt requires)")
 	fs.StringVar(&cfg.resolvConf, "resolv-conf", netsetup.DefaultResolvConf, "resolv.conf with the DNS servers and search domains to hand out")
-	fs.StringVar(&cfg.raMode, "ra-mode", "gateway", "router advertisements: gateway, flags-only or off")
+	fs.StringVar(&raMode, "ra-mode", "gateway", "router advertisements: gateway, flags-only or off")
 	registerTimers(fs, &cfg.timers)
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return sidecarConfig{}, errUsage
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
+		return sidecarConfig{}, err
+	}
+	nameSource := "--plugin-name"
+	if !flagGiven(fs, "plugin-name") && fromEnv {
+		nameSource = pluginNameEnv
+	}
+	if err := hooks.ValidatePluginName(cfg.pluginName); err != nil {
+		// Nothing else derived from a bad name is worth checking.
+		return sidecarConfig{}, invalid(fmt.Errorf("%s: %w", nameSource, err))
 	}
 	if cfg.stateDir == "" {
 		cfg.stateDir = filepath.Join(cfg.hooksDir, cfg.pluginName)
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "dsbridge sidecar: unexpected arguments %q\n", fs.Args())
-		return sidecarConfig{}, errUsage
-	}
-	return cfg, nil
+	mode, err := ra.ParseMode(raMode)
+	cfg.raMode = mode
+	return cfg, invalid(flagError("--ra-mode", err),
+		checkDir("--hooks-dir", cfg.hooksDir),
+		checkSocketPath("hook socket", hooks.SocketPath(cfg.hooksDir, cfg.pluginName)),
+		checkSocketPath("status socket", filepath.Join(cfg.stateDir, status.SocketName)),
+		checkOptionalFile("--resolv-conf", cfg.resolvConf))
 }
 
 // runSidecar is the image entrypoint: record the pod interfaces, open the
 // hook socket, serve virt-launcher until Shutdown or SIGTERM, exit 0.
-func runSidecar(args []string, stderr io.Writer) error {
-	cfg, err := parseSidecarFlags(args, stderr)
+func runSidecar(args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseSidecarFlags(args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -78,10 +89,6 @@ func runSidecar(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	mode, err := ra.ParseMode(cfg.raMode)
-	if err != nil {
-		return err
-	}
 	// The status socket lives in the plugin's own subdirectory: KubeVirt
 	// takes every socket at the top of the hooks directory for a hook.
 	priv, model, wait, err := startRuntime(ctx, "sidecar", cfg.stateDir, log)
@@ -92,7 +99,7 @@ func runSidecar(args []string, stderr io.Writer) error {
 	defer stop() // runs before wait: the status server ends with ctx
 	mgr := service.NewManager(ctx, log, service.Options{Status: model})
 	defer mgr.Stop()
-	b := &binder{mgr: mgr, priv: priv, stateDir: cfg.stateDir, raMode: mode, timers: cfg.timers, log: log,
+	b := &binder{mgr: mgr, priv: priv, stateDir: cfg.stateDir, raMode: cfg.raMode, timers: cfg.timers, log: log,
 		snap: netsetup.SnapshotOptions{ResolvConf: cfg.resolvConf}}
 	// Before the socket opens: virt-launcher collects Info before KubeVirt
 	// moves the pod interfaces, so this sees them as the CNI left them.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -19,37 +20,95 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/dsbridge/dsbridge/cmd/internal/cliflag"
 	"github.com/dsbridge/dsbridge/e2e/lab"
 	"github.com/dsbridge/dsbridge/hooks/hookstest"
 )
 
 func TestParseSidecarFlags(t *testing.T) {
+	hooksDir := t.TempDir()
 	tests := []struct {
-		name     string
-		env      string
-		args     []string
-		wantName string
-		wantDir  string
+		name      string
+		env       *string // nil: unset
+		args      []string
+		wantName  string
+		wantState string
 	}{
-		{name: "defaults", wantName: "dsbridge", wantDir: "/var/run/kubevirt-hooks"},
-		{name: "env names the plugin", env: "dualstack", wantName: "dualstack", wantDir: "/var/run/kubevirt-hooks"},
-		{name: "flag wins over env", env: "dualstack", args: []string{"--plugin-name", "x", "--hooks-dir", "/tmp/h"},
-			wantName: "x", wantDir: "/tmp/h"},
+		{name: "defaults", wantName: "dsbridge", wantState: filepath.Join(hooksDir, "dsbridge")},
+		{name: "env names the plugin", env: ptr("dualstack"), wantName: "dualstack", wantState: filepath.Join(hooksDir, "dualstack")},
+		{name: "flag wins over env", env: ptr("dualstack"), args: []string{"--plugin-name", "x", "--state-dir", "/tmp/s"},
+			wantName: "x", wantState: "/tmp/s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(pluginNameEnv, tt.env)
-			cfg, err := parseSidecarFlags(tt.args, &bytes.Buffer{})
+			setPluginEnv(t, tt.env)
+			cfg, err := parseSidecarFlags(append([]string{"--hooks-dir", hooksDir}, tt.args...), &bytes.Buffer{}, &bytes.Buffer{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cfg.pluginName != tt.wantName || cfg.hooksDir != tt.wantDir {
-				t.Errorf("got name %q dir %q, want %q %q", cfg.pluginName, cfg.hooksDir, tt.wantName, tt.wantDir)
+			if cfg.pluginName != tt.wantName || cfg.hooksDir != hooksDir || cfg.stateDir != tt.wantState {
+				t.Errorf("got name %q hooks dir %q state dir %q, want %q %q %q", cfg.pluginName, cfg.hooksDir, cfg.stateDir,
+					tt.wantName, hooksDir, tt.wantState)
 			}
 		})
 	}
-	if _, err := parseSidecarFlags([]string{"--bogus"}, &bytes.Buffer{}); err != errUsage {
-		t.Errorf("unknown flag: error = %v, want errUsage", err)
+	if _, err := parseSidecarFlags([]string{"--bogus"}, &bytes.Buffer{}, &bytes.Buffer{}); err != cliflag.ErrUsage {
+		t.Errorf("unknown flag: error = %v, want cliflag.ErrUsage", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// setPluginEnv sets NETWORK_BINDING_PLUGIN_NAME for the test, or unsets it.
+func setPluginEnv(t *testing.T, v *string) {
+	t.Helper()
+	t.Setenv(pluginNameEnv, "") // restored after the test
+	if v == nil {
+		os.Unsetenv(pluginNameEnv)
+		return
+	}
+	t.Setenv(pluginNameEnv, *v)
+}
+
+// TestParseSidecarFlagsRejects: every bad input is named, all at once
+// where there are several (a bad plugin name alone: nothing derived from it
+// is worth checking).
+func TestParseSidecarFlagsRejects(t *testing.T) {
+	hooksDir := t.TempDir()
+	long := t.TempDir() + "/" + strings.Repeat("d", 80)
+	if err := os.Mkdir(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		env     *string
+		args    []string
+		wantErr string
+	}{
+		{"escaping env", ptr("../escape"), nil, `NETWORK_BINDING_PLUGIN_NAME: plugin name "../escape" holds a "/" or NUL: it must be a file name in the hooks directory`},
+		{"path in the flag", nil, []string{"--plugin-name", "a/b"}, `--plugin-name: plugin name "a/b" holds a "/" or NUL: it must be a file name in the hooks directory`},
+		{"empty env", ptr(""), nil, "NETWORK_BINDING_PLUGIN_NAME: plugin name is empty"},
+		{"empty flag", ptr("dsbridge"), []string{"--plugin-name", ""}, "--plugin-name: plugin name is empty"},
+		{"dot-dot", ptr(".."), nil, `NETWORK_BINDING_PLUGIN_NAME: plugin name ".." names a directory, not a file`},
+		{"NUL", nil, []string{"--plugin-name", "a\x00b"}, `--plugin-name: plugin name "a\x00b" holds a "/" or NUL: it must be a file name in the hooks directory`},
+		{"too long for a file name", ptr(strings.Repeat("p", 251)), nil, "NETWORK_BINDING_PLUGIN_NAME: plugin name of 251 bytes is longer than 250"},
+		{"too long for a socket", ptr(strings.Repeat("p", 30)), []string{"--hooks-dir", long},
+			`hook socket "` + long + "/" + strings.Repeat("p", 30) + `.sock" is ` + strconv.Itoa(len(long)+36) + ` bytes long; a unix socket path has at most 107 (unix(7))` + "\n" +
+				`status socket "` + long + "/" + strings.Repeat("p", 30) + `/status.sock" is ` + strconv.Itoa(len(long)+43) + ` bytes long; a unix socket path has at most 107 (unix(7))`},
+		{"no hooks dir", nil, []string{"--hooks-dir", hooksDir + "/none", "--ra-mode", "loud"},
+			`--ra-mode: unknown router advertisement mode "loud" (want gateway, flags-only or off)` + "\n" +
+				`--hooks-dir "` + hooksDir + `/none": stat ` + hooksDir + `/none: no such file or directory`},
+		{"resolv.conf a directory", nil, []string{"--resolv-conf", hooksDir}, `--resolv-conf "` + hooksDir + `" is not a regular file`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setPluginEnv(t, tt.env)
+			_, err := parseSidecarFlags(append([]string{"--hooks-dir", hooksDir}, tt.args...), &bytes.Buffer{}, &bytes.Buffer{})
+			var bad badInput
+			if !errors.As(err, &bad) || err.Error() != tt.wantErr {
+				t.Errorf("error %v\nwant a bad input %q", err, tt.wantErr)
+			}
+		})
 	}
 }
 
@@ -172,26 +231,6 @@ func (p *sidecarProc) dirEntries(t *testing.T) []string {
 	return names
 }
 
-// vmRSS reads the resident set size of pid in KiB.
-func vmRSS(t *testing.T, pid int) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kib, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			if err != nil {
-				t.Fatalf("VmRSS %q: %v", v, err)
-			}
-			return kib
-		}
-	}
-	t.Fatal("no VmRSS in /proc/<pid>/status")
-	return 0
-}
-
 func readFixture(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "hooks", "testdata", name))
@@ -244,7 +283,7 @@ func TestSidecarBinary(t *testing.T) {
 			!strings.Contains(err.Error(), "invalid domain XML") {
 			t.Errorf("bad XML: error = %v, want one naming the invalid domain XML", err)
 		}
-		rss := vmRSS(t, p.cmd.Process.Pid)
+		rss := procStatusKiB(t, p.cmd.Process.Pid, "VmRSS")
 		t.Logf("idle sidecar VmRSS: %d KiB", rss)
 		if rss > 20*1024 { // the budget: < 20 MiB serving one interface
 			t.Errorf("idle sidecar VmRSS = %d KiB, want < 20 MiB", rss)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
+	"github.com/dsbridge/dsbridge/cmd/internal/cliflag"
 	"github.com/dsbridge/dsbridge/hooks"
 	"github.com/dsbridge/dsbridge/netsetup"
 )
@@ -52,17 +52,12 @@ func defaultStatusSockets() []string {
 
 // runStatus prints a running sidecar's (or serve's, or dhcp's) status.
 func runStatus(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dsbridge status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("dsbridge status", "[--socket P] [--json | --metrics]")
 	socket := fs.String("socket", "", "the status socket (default: the sidecar's "+strings.Join(defaultStatusSockets(), ", then ")+")")
 	asJSON := fs.Bool("json", false, "print the /status JSON document as served")
 	metrics := fs.Bool("metrics", false, "print /metrics (Prometheus text format)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "dsbridge status: unexpected arguments %q\n", fs.Args())
-		return errUsage
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
+		return err
 	}
 	path := *socket
 	if path == "" {

@@ -1,10 +1,10 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 
+	"github.com/dsbridge/dsbridge/cmd/internal/cliflag"
 	"github.com/dsbridge/dsbridge/netsetup"
 )
 
@@ -15,16 +15,19 @@ func runTeardown(args []string, stdout, stderr io.Writer) error {
 	var f inspectFlags
 	var tap string
 	var standIn bool
-	fs := flag.NewFlagSet("teardown", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("dsbridge teardown", "[--pod-iface X] [--state-dir D] [--tap T] [--tap-stand-in]")
 	f.register(fs)
 	fs.StringVar(&tap, "tap", "", "the VM's tap (default: KubeVirt's name for the pod interface)")
 	fs.BoolVar(&standIn, "tap-stand-in", false, "the VM port is an existing non-tap link (e.g. a veth): detach it, do not delete it")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		if err == nil {
-			fmt.Fprintln(stderr, "usage: dsbridge teardown [--pod-iface X] [--state-dir D] [--tap T]")
-		}
-		return errUsage
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	errs := []error{checkIfaceName("--pod-iface", f.podIface)}
+	if tap != "" {
+		errs = append(errs, checkIfaceName("--tap", tap))
+	}
+	if err := invalid(errs...); err != nil {
+		return err
 	}
 	path := netsetup.StatePath(f.stateDir, f.podIface)
 	s, err := netsetup.Load(path)
