@@ -40,21 +40,40 @@ func TestTiers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long end-to-end rows")
 	}
-	uid107 := []string{"--reuid", "107", "--regid", "107", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"}
-	for _, row := range []tierRow{
-		{name: "unprivileged", cni: true, uid: 107, setpriv: uid107, leak: lab.LeakFilter,
-			plan: []string{`"tier":"Unprivileged"`, `"plumbing":{"on":true,"transport":"adopt"`,
-				`"dhcpv4":{"on":true,"transport":"udp","reason":"UDP on the bridge; the binding CNI's uplink guard`,
-				`"dhcpv6":{"on":true,"transport":"udp","reason":"UDP on the bridge; the binding CNI's uplink guard`, `"ra":{"on":true,"transport":"tc-bpf"}`}},
-		{name: "legacy CNI plumbing", cni: true, cniPlumbing: true, uid: 107, setpriv: uid107, leak: lab.LeakFilter,
-			plan: []string{`"tier":"Unprivileged"`, `"plumbing":{"on":true,"transport":"adopt"`,
-				`"dhcpv4":{"on":true,"transport":"udp"`, `"dhcpv6":{"on":true,"transport":"udp"`, `"ra":{"on":true,"transport":"tc-bpf"}`}},
-		{name: "root gate", setpriv: []string{"--inh-caps=-all", "--bounding-set=-all,+net_raw,+net_bind_service"}, leak: lab.LeakFilter,
-			plan: []string{`"tier":"Root gate"`, `"plumbing":{"on":true,"transport":"adopt"`,
-				`"dhcpv4":{"on":true,"transport":"packet"}`, `"dhcpv6":{"on":true,"transport":"packet"}`, `"ra":{"on":true,"transport":"packet"}`}},
-	} {
+	for _, row := range []tierRow{unprivilegedTier(), legacyTier(), rootGateTier()} {
 		t.Run(row.name, func(t *testing.T) { runTier(t, row) })
 	}
+}
+
+// uid107 are setpriv's arguments for KubeVirt's default sidecar: uid and
+// gid 107, no groups, an empty capability set, no_new_privs.
+func uid107() []string {
+	return []string{"--reuid", "107", "--regid", "107", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"}
+}
+
+// unprivilegedTier is KubeVirt's default posture: the binding CNI's ADD,
+// managedTap, the sidecar as uid 107 without capabilities.
+func unprivilegedTier() tierRow {
+	return tierRow{name: "unprivileged", cni: true, uid: 107, setpriv: uid107(), leak: lab.LeakFilter,
+		plan: []string{`"tier":"Unprivileged"`, `"plumbing":{"on":true,"transport":"adopt"`,
+			`"dhcpv4":{"on":true,"transport":"udp","reason":"UDP on the bridge; the binding CNI's uplink guard`,
+			`"dhcpv6":{"on":true,"transport":"udp","reason":"UDP on the bridge; the binding CNI's uplink guard`, `"ra":{"on":true,"transport":"tc-bpf"}`}}
+}
+
+// legacyTier is KubeVirt before 1.4: the CNI builds the plumbing.
+func legacyTier() tierRow {
+	return tierRow{name: "legacy CNI plumbing", cni: true, cniPlumbing: true, uid: 107, setpriv: uid107(), leak: lab.LeakFilter,
+		plan: []string{`"tier":"Unprivileged"`, `"plumbing":{"on":true,"transport":"adopt"`,
+			`"dhcpv4":{"on":true,"transport":"udp"`, `"dhcpv6":{"on":true,"transport":"udp"`, `"ra":{"on":true,"transport":"tc-bpf"}`}}
+}
+
+// rootGateTier is KubeVirt's Root feature gate: root with the runtime's
+// default capabilities (NET_RAW, NET_BIND_SERVICE), managedTap, no CNI:
+// the packet tier.
+func rootGateTier() tierRow {
+	return tierRow{name: "root gate", setpriv: []string{"--inh-caps=-all", "--bounding-set=-all,+net_raw,+net_bind_service"}, leak: lab.LeakFilter,
+		plan: []string{`"tier":"Root gate"`, `"plumbing":{"on":true,"transport":"adopt"`,
+			`"dhcpv4":{"on":true,"transport":"packet"}`, `"dhcpv6":{"on":true,"transport":"packet"}`, `"ra":{"on":true,"transport":"packet"}`}}
 }
 
 // tierRow is one deployment tier: whether the binding CNI runs (and builds
@@ -66,20 +85,70 @@ type tierRow struct {
 	uid              int // the sidecar's uid, which owns the hooks directory
 	setpriv, plan    []string
 	leak             string
+	args             []string // extra sidecar flags (e.g. --lease-time)
 }
 
 func runTier(t *testing.T, row tierRow) {
 	l := lab.NewLab(t, lab.KubeOVN)
 	leak := lab.StartCapture(t, l.Node, l.NodeIf, row.leak)
+	tr := startTier(t, l, row)
+	l.Dhcpcd(t)
+	waitAddrs(t, l, []string{"10.16.0.5/16", "fd00:10:16::5/128"}, 30*time.Second)
+	waitDefault(t, l, "-4", "10.16.0.1", 5*time.Second)
+	waitDefault(t, l, "-6", l.GatewayLLA(), 5*time.Second)
+	pingAll(t, l, 3, gatewayPings(l.Spec)...)
+
+	if err := tr.launcher.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	select {
+	case err := <-tr.exited:
+		if err != nil {
+			t.Errorf("sidecar exit: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("sidecar still runs 2 s after Shutdown")
+	}
+	if row.cni {
+		// DEL takes back what ADD did, the kernel responder included.
+		if f := responderFilters(t, l); !strings.Contains(f, "dsbridge_ra") {
+			t.Errorf("before CNI DEL no responder at egress of the uplink:\n%s", f)
+		}
+		tr.cni.run(t, l, "DEL")
+		if f := responderFilters(t, l); strings.Contains(f, "dsbridge_ra") {
+			t.Errorf("after CNI DEL the responder is still attached:\n%s", f)
+		}
+	}
+	if pkts := leak.Stop(t); len(pkts) > 0 {
+		t.Errorf("the uplink capture (%s) holds:\n%s", row.leak, strings.Join(pkts, "\n"))
+	}
+}
+
+// tierRun is a sidecar serving l's pod in a tier, after OnDefineDomain.
+type tierRun struct {
+	launcher *hookstest.Launcher
+	side     *lab.Buffer // the sidecar's output
+	exited   chan error  // the sidecar's exit, once
+	cni      cniRun      // the binding CNI's ADD, when the tier has one
+}
+
+// startTier sets l's pod up as row's tier runs it and starts the sidecar
+// with row's privileges: the binding CNI's ADD (and plumbing) when the tier
+// has it, the sidecar (which records the pod before its socket opens),
+// virt-handler's managedTap layout, then OnDefineDomain; it checks the plan
+// the sidecar logs and that inspect reports the same. The sidecar is
+// killed by PID at cleanup.
+func startTier(t *testing.T, l *lab.Lab, row tierRow) *tierRun {
+	t.Helper()
 	if row.cniPlumbing {
 		// The CNI creates the real tap0; the guest's veth joins the bridge
 		// beside it, standing in for the VM on that tap.
 		l.Pod.Run(t, "ip", "link", "set", l.Tap, "down")
 		l.Pod.Run(t, "ip", "link", "set", l.Tap, "name", "vm0")
 	}
-	var cni cniRun
+	tr := &tierRun{side: &lab.Buffer{}, exited: make(chan error, 1)}
 	if row.cni {
-		cni = cniAdd(t, l, row.cniPlumbing)
+		tr.cni = cniAdd(t, l, row.cniPlumbing)
 	}
 	if row.cniPlumbing {
 		l.Pod.Run(t, "ip", "link", "set", "vm0", "master", "k6t-"+l.Spec.PodIface, "up")
@@ -99,73 +168,40 @@ func runTier(t *testing.T, row tierRow) {
 	}
 	resolv := filepath.Join(dir, "resolv.conf")
 	copyFile(t, l.ResolvConf, resolv)
-	side := &lab.Buffer{}
 	args := append(append([]string{"netns", "exec", l.Pod.Name, "setpriv"}, row.setpriv...),
 		dsbridgeBin, "sidecar", "--hooks-dir", dir, "--resolv-conf", resolv, "--log-level", "debug")
-	cmd := exec.Command("ip", args...)
-	cmd.Stdout, cmd.Stderr = side, side
+	cmd := exec.Command("ip", append(args, row.args...)...)
+	cmd.Stdout, cmd.Stderr = tr.side, tr.side
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { tr.exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		if t.Failed() {
-			t.Logf("sidecar output:\n%s", side.String())
+			t.Logf("sidecar output:\n%s", tr.side.String())
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	launcher, err := hookstest.Connect(ctx, filepath.Join(dir, "dsbridge.sock"))
-	if err != nil {
+	if tr.launcher, err = hookstest.Connect(ctx, filepath.Join(dir, "dsbridge.sock")); err != nil {
 		t.Fatal(err)
 	}
 	if !row.cniPlumbing {
 		managedtap.Build(t, l)
 	}
 	domain, vmi := readFixture(t, "domain.xml"), readFixture(t, "vmi-pod.json")
-	if _, err := launcher.OnDefineDomain(ctx, domain, vmi); err != nil {
+	if _, err := tr.launcher.OnDefineDomain(ctx, domain, vmi); err != nil {
 		t.Fatalf("OnDefineDomain: %v", err)
 	}
-	plan := side.String()
+	plan := tr.side.String()
 	for _, want := range row.plan {
 		if !strings.Contains(plan, want) {
 			t.Errorf("sidecar plan lacks %s", want)
 		}
 	}
 	samePlan(t, l, row.setpriv, filepath.Join(dir, "dsbridge"), resolv)
-
-	l.Dhcpcd(t)
-	waitAddrs(t, l, []string{"10.16.0.5/16", "fd00:10:16::5/128"}, 30*time.Second)
-	waitDefault(t, l, "-4", "10.16.0.1", 5*time.Second)
-	waitDefault(t, l, "-6", l.GatewayLLA(), 5*time.Second)
-	pingAll(t, l, 3, gatewayPings(l.Spec)...)
-
-	if err := launcher.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("sidecar exit: %v", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Error("sidecar still runs 2 s after Shutdown")
-	}
-	if row.cni {
-		// DEL takes back what ADD did, the kernel responder included.
-		if f := responderFilters(t, l); !strings.Contains(f, "dsbridge_ra") {
-			t.Errorf("before CNI DEL no responder at egress of the uplink:\n%s", f)
-		}
-		cni.run(t, l, "DEL")
-		if f := responderFilters(t, l); strings.Contains(f, "dsbridge_ra") {
-			t.Errorf("after CNI DEL the responder is still attached:\n%s", f)
-		}
-	}
-	if pkts := leak.Stop(t); len(pkts) > 0 {
-		t.Errorf("the uplink capture (%s) holds:\n%s", row.leak, strings.Join(pkts, "\n"))
-	}
+	return tr
 }
 
 // samePlan checks that `dsbridge inspect`, run with the sidecar's own

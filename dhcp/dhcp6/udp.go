@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/dhcp/serve"
@@ -19,6 +20,8 @@ import (
 // All_DHCP_Relay_Agents_and_Servers on the bridge (RFC 8415 §7.1).
 type udpTransport struct {
 	pc      *ipv6.PacketConn
+	raw     syscall.RawConn // the socket itself, for recvmsg
+	oob     []byte          // reused for every request's control message
 	ifIndex int
 	guarded bool                // the uplink guard proves what arrives came from the VM's port
 	cm      ipv6.ControlMessage // reused for every reply: out of the bridge
@@ -43,6 +46,14 @@ var _ serve.Transport = (*udpTransport)(nil)
 // answered whatever its DUID (without the guard, only a request that names
 // the VM's MAC is: vmFilter).
 func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*serve.Server, error) {
+	t, err := newUDPTransport(ifname, guarded)
+	if err != nil {
+		return nil, err
+	}
+	return newServer(h, t, log), nil
+}
+
+func newUDPTransport(ifname string, guarded bool) (*udpTransport, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("failed to find DHCPv6 link %q: %w", ifname, err)
@@ -51,9 +62,14 @@ func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*s
 	if err != nil {
 		return nil, err
 	}
-	t := &udpTransport{pc: pc, ifIndex: ifi.Index, guarded: guarded}
+	raw, err := pc.PacketConn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("failed to reach the DHCPv6 socket on %q: %w", ifname, err)
+	}
+	t := &udpTransport{pc: pc, raw: raw, oob: ipv6.NewControlMessage(ipv6.FlagInterface | ipv6.FlagDst), ifIndex: ifi.Index, guarded: guarded}
 	t.cm.IfIndex = ifi.Index
-	return newServer(h, t, log), nil
+	return t, nil
 }
 
 // listenUDP binds [::]:547 and joins ff02::1:2 on ifi. It binds to no
@@ -86,27 +102,56 @@ func listenUDP(ifi *net.Interface) (*ipv6.PacketConn, error) {
 }
 
 func (u *udpTransport) Receive(buf []byte) (serve.Packet, error) {
-	n, cm, src, err := u.pc.ReadFrom(buf)
+	n, src, cm, err := u.recv(buf)
 	if err != nil {
 		return serve.Packet{}, err
 	}
-	p := serve.Packet{Data: buf[:n], FromVM: u.guarded}
-	if ua, ok := src.(*net.UDPAddr); ok {
-		a := ua.AddrPort()
-		p.Src = netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
-	}
-	if cm != nil {
-		if d, ok := netip.AddrFromSlice(cm.Dst); ok {
-			p.Dst = d
-		}
+	p := serve.Packet{Data: buf[:n], FromVM: u.guarded, Src: src}
+	if d, ok := netip.AddrFromSlice(cm.Dst); ok {
+		p.Dst = d
 	}
 	switch {
-	case cm == nil || cm.IfIndex != u.ifIndex:
+	case cm.IfIndex != u.ifIndex:
 		p.Drop, p.Detail = serve.NotForServer, "arrived on another interface"
 	case udpVerdict(p.Src) != "":
 		p.Drop, p.Detail = udpVerdict(p.Src), "not from a link-local address and the client port: the reply would go where the request chose"
 	}
 	return p, nil
+}
+
+// recv reads one datagram with recvmsg(2) on the socket itself, leaving
+// the source's scope an index: golang.org/x/net/ipv6's ReadFrom names it
+// through a cache of the interface list (ipv6ZoneCache in
+// golang.org/x/net/internal/socket/sys_posix.go) that it refetches, a
+// netlink dump of every link, when the cache is a minute old or lacks the
+// index; that made the first Solicit after the bridge appeared, or after
+// a quiet minute, wait several milliseconds before its Advertise. The
+// arrival interface comes from IPV6_PKTINFO.
+func (u *udpTransport) recv(buf []byte) (int, netip.AddrPort, ipv6.ControlMessage, error) {
+	var (
+		n, oobn int
+		from    unix.Sockaddr
+		rerr    error
+		cm      ipv6.ControlMessage
+	)
+	err := u.raw.Read(func(fd uintptr) bool {
+		n, oobn, _, from, rerr = unix.Recvmsg(int(fd), buf, u.oob, 0)
+		return !errors.Is(rerr, unix.EAGAIN)
+	})
+	if err == nil {
+		err = rerr // the deadline or the closed socket ends Read with its own error
+	}
+	if err != nil {
+		return 0, netip.AddrPort{}, cm, err
+	}
+	var src netip.AddrPort
+	if sa, ok := from.(*unix.SockaddrInet6); ok {
+		src = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	}
+	if err := cm.Parse(u.oob[:oobn]); err != nil {
+		return 0, netip.AddrPort{}, cm, fmt.Errorf("failed to parse the control message of a DHCPv6 request: %w", err)
+	}
+	return n, src, cm, nil
 }
 
 // udpVerdict is why a request from src is not answered over UDP, or "":
