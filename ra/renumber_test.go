@@ -177,3 +177,54 @@ func TestRenumberStaleGuest(t *testing.T) {
 		t.Errorf("stale events (-want +got):\n%s", diff)
 	}
 }
+
+// TestRenumberGuestStale: evidence from another service (GuestStale) that
+// the guest uses an address from another pod makes the next link-local
+// neighbour it solicits, other than our gateway, its old router: withdrawn
+// as after a stale source address of its own. An old IPv6 address also has
+// its prefix deprecated at once. Without evidence, nothing.
+func TestRenumberGuestStale(t *testing.T) {
+	deprecation := heard{EthSrc: kubeOVNGatewayMAC, EthDst: vmMAC, Src: kubeOVNGatewayLLA, RouterLifetime: DefaultRouterLifetime,
+		Zeroed: []string{"fd00:10:17::/112", "fd00:10:17::/64"}}
+	withdrawal := heard{EthSrc: oldRouterMAC, EthDst: vmMAC, Src: oldRouterLLA, RouterLifetime: 0}
+	for _, row := range []struct {
+		name         string
+		hint         netip.Addr
+		onHint, onNS []heard
+	}{
+		{name: "none"},
+		{name: "DHCPv4 or ARP from the old IPv4 address", hint: netip.MustParseAddr("10.17.0.9"), onNS: []heard{withdrawal}},
+		{name: "DHCPv6 Renew for the old IPv6 address", hint: oldAddr, onHint: []heard{deprecation}, onNS: []heard{withdrawal}},
+		{name: "an address of this pod", hint: netip.MustParseAddr("fd00:10:16::5")},
+	} {
+		t.Run(row.name, func(t *testing.T) {
+			tap, guest := frame.Pipe()
+			a, err := NewAdvertiser(kubeOVN112(), tap, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- a.Run(ctx) }()
+			defer func() { cancel(); <-done; guest.Close() }()
+			// The guest speaks from the pod's address: the usual RA only.
+			if err := guest.WriteFrame(echoFrame(netip.MustParseAddr("fd00:10:16::5"))); err != nil {
+				t.Fatal(err)
+			}
+			listenRAs(t, guest, 300*time.Millisecond)
+			if row.hint.IsValid() {
+				a.GuestStale(row.hint)
+			}
+			eq := cmpopts.EquateComparable(netip.Addr{})
+			if diff := cmp.Diff(row.onHint, listenRAs(t, guest, 300*time.Millisecond), eq, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("after the evidence the guest heard (-want +got):\n%s", diff)
+			}
+			if err := guest.WriteFrame(nsFrame(t, oldRouterLLA, oldRouterLLA, oldRouterMAC)); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(row.onNS, listenRAs(t, guest, 300*time.Millisecond), eq, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("after its NS for the old router the guest heard (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
