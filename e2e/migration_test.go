@@ -46,7 +46,7 @@ func testMigration(t *testing.T, down time.Duration) {
 	ra := rdisc6(t, l)
 
 	// The target pod appears; its dsbridge plumbs it and waits.
-	m.StartTarget(t)
+	m.StartTarget(t, l.Spec)
 	leakDst := lab.StartCapture(t, l.Node, m.TargetUplink, lab.LeakFilter)
 	tap := lab.StartCapture(t, m.Target, l.Tap, "")
 	dst := serve(t, m.TargetLab(), "", "--identity", vmiIdentity)
