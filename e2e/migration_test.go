@@ -167,6 +167,7 @@ func TestMigrationKeepsAddresses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("each row waits for the clients' renewals at the target (up to 35 s)")
 	}
+	t.Parallel()
 	for _, s := range renumberStacks {
 		for _, flap := range []time.Duration{flapKubeVirt, 0} {
 			t.Run(fmt.Sprintf("%s/flap-%v", s.name, flap), func(t *testing.T) {

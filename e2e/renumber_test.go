@@ -50,9 +50,14 @@ type renumberStack struct {
 	// without); issue is the issue's bound for it.
 	bound func(flap bool) time.Duration
 	issue time.Duration
-	// keeps says what of the source's IPv6 routes the stack keeps after
-	// it converged, until their lifetimes end (the README says why).
-	keeps func(flap bool) (router, prefix bool)
+	// routes6 says which IPv6 routes the stack ends with once it
+	// converged: the target's router and prefix, and what it keeps of the
+	// source's until their lifetimes end (the README says why).
+	routes6 func(flap bool) sixRoutes
+	// stuck: with these timers the stack cannot move within bound
+	// (busybox under the default 999-day lease renews after 499 days):
+	// the run checks it is still on the source's IPv4 address then.
+	stuck bool
 	// dropsOnCarrierLoss: the client deconfigures everything when the
 	// link goes down and configures it again when it comes back, also
 	// with unchanged addresses (dhcpcd: src/dhcpcd.c
@@ -60,7 +65,14 @@ type renumberStack struct {
 	dropsOnCarrierLoss bool
 }
 
-func keepsNothing(bool) (bool, bool) { return false, false }
+// sixRoutes are the IPv6 routes a guest ends with after a migration to
+// other addresses: default routes via the target's and the source's
+// routers, the target's and the source's on-link prefixes.
+type sixRoutes struct{ newRouter, newPrefix, oldRouter, oldPrefix bool }
+
+// onlyNew is a guest that took the target's router and prefix and dropped
+// the source's.
+func onlyNew(bool) sixRoutes { return sixRoutes{newRouter: true, newPrefix: true} }
 
 var renumberStacks = []renumberStack{
 	{
@@ -74,7 +86,7 @@ var renumberStacks = []renumberStack{
 		// ISC dhclient's dhcpack()) it renews, is NAKed (IPv4, then
 		// DISCOVER) or given the new address (IPv6 Renew).
 		bound: func(bool) time.Duration { return testRenew + 5*time.Second },
-		issue: issueBoundDhclient, keeps: keepsNothing,
+		issue: issueBoundDhclient, routes6: onlyNew,
 	},
 	{
 		name: "dhcpcd", dhcp4: true, dhcp6: true,
@@ -96,7 +108,9 @@ var renumberStacks = []renumberStack{
 		// (RFC 4862 §5.5.3 e, which it applies to on-link prefixes too:
 		// dhcpcd's src/ipv6nd.c), so without the flap the old on-link
 		// prefix stays until its lifetime ends.
-		keeps:              func(flap bool) (bool, bool) { return false, !flap },
+		routes6: func(flap bool) sixRoutes {
+			return sixRoutes{newRouter: true, newPrefix: true, oldPrefix: !flap}
+		},
 		dropsOnCarrierLoss: true,
 	},
 	{
@@ -109,7 +123,7 @@ var renumberStacks = []renumberStack{
 		// busybox udhcpc and udhcpc6 ignore the link and T1: they renew
 		// at half the lease (networking/udhcp/dhcpc.c, d6_dhcpc.c).
 		bound: func(bool) time.Duration { return testLeaseBusybox/2 + 5*time.Second },
-		issue: issueBoundOthers, keeps: keepsNothing,
+		issue: issueBoundOthers, routes6: onlyNew,
 	},
 	{
 		name: "kernel-ra",
@@ -123,7 +137,7 @@ var renumberStacks = []renumberStack{
 		// No address from the old prefix, no DHCP: nothing tells the
 		// target the guest came from elsewhere, so the old router and
 		// prefix stay until their lifetimes end.
-		keeps: func(bool) (bool, bool) { return true, true },
+		routes6: func(bool) sixRoutes { return sixRoutes{true, true, true, true} },
 	},
 }
 
@@ -148,8 +162,8 @@ func busyboxUdhcpc6(t *testing.T) string {
 // want is what a guest of stack s shows when it holds l's addresses: the
 // pod's IPv4 address with its prefix and default route, the pod's IPv6
 // address (/128 from DHCPv6), default route via the gateway's link-local
-// address and the pod's on-link prefix; from, when not nil, is the lab
-// it came from, whose router and prefix it keeps as s.keeps says.
+// address and the pod's on-link prefix; from, when not nil, is the lab it
+// came from, and the IPv6 routes of both are those s.routes6 says.
 func (s renumberStack) want(l, from *lab.Lab, flap bool) guestNet {
 	sp := l.Spec
 	var w guestNet
@@ -160,18 +174,23 @@ func (s renumberStack) want(l, from *lab.Lab, flap bool) guestNet {
 	if s.dhcp6 {
 		w.Addrs6 = []string{netip.PrefixFrom(p.Addr(), 128).String()}
 	}
-	w.Via6, w.OnLink6 = []string{l.GatewayLLA()}, []string{p.Masked().String()}
+	r := sixRoutes{newRouter: true, newPrefix: true}
 	if from != nil {
-		router, prefix := s.keeps(flap)
-		if router {
-			w.Via6 = append(w.Via6, from.GatewayLLA())
-		}
-		if prefix {
-			w.OnLink6 = append(w.OnLink6, netip.MustParsePrefix(from.Spec.IPv6).Masked().String())
-		}
-		slices.Sort(w.Via6)
-		slices.Sort(w.OnLink6)
+		r = s.routes6(flap)
 	}
+	add := func(list *[]string, on bool, v string) {
+		if on {
+			*list = append(*list, v)
+		}
+	}
+	add(&w.Via6, r.newRouter, l.GatewayLLA())
+	add(&w.OnLink6, r.newPrefix, p.Masked().String())
+	if from != nil {
+		add(&w.Via6, r.oldRouter, from.GatewayLLA())
+		add(&w.OnLink6, r.oldPrefix, netip.MustParsePrefix(from.Spec.IPv6).Masked().String())
+	}
+	slices.Sort(w.Via6)
+	slices.Sort(w.OnLink6)
 	return w
 }
 
@@ -263,7 +282,7 @@ func startTraffic(t *testing.T, l *lab.Lab) func() {
 // server identities (--identity) and the VM's own MAC, ends on the
 // target's addresses and default routes in the families its clients
 // handle, with the old ones gone but for what its stack keeps by design
-// (renumberStack.keeps), within the bound of the mechanism that moves it
+// (renumberStack.routes6), within the bound of the mechanism that moves it
 // (renumberStack.bound), with KubeVirt's 100 ms link flap and without any.
 // The guest pings an address beyond each gateway every second throughout,
 // as a VM in use does; the rows measure three migrations each and take the
@@ -273,13 +292,14 @@ func TestMigrationRenumber(t *testing.T) {
 	if testing.Short() {
 		t.Skip("migrations to other addresses take 20 s to 2 min per row")
 	}
+	t.Parallel()
 	for _, s := range renumberStacks {
 		for _, flap := range []time.Duration{flapKubeVirt, 0} {
 			t.Run(fmt.Sprintf("%s/flap-%v", s.name, flap), func(t *testing.T) {
 				t.Parallel()
 				var runs []convergence
 				for i := range 3 {
-					c := renumberRun(t, s, flap, packetTier)
+					c := renumberRun(t, s, flap, packetTier, lab.Renumbered)
 					t.Logf("run %d: IPv4 %v, IPv6 %v, both %v:\n%s", i, c.v4, c.v6, c.all, strings.Join(c.timeline, "\n"))
 					runs = append(runs, c)
 				}
@@ -329,10 +349,10 @@ func packetTier(t *testing.T, l *lab.Lab, vmMAC string, timers []string) *server
 	return serve(t, l, "", append([]string{"--identity", vmiIdentity, "--vm-mac", vmMAC}, timers...)...)
 }
 
-// renumberRun migrates a guest of stack s from a Kube-OVN pod to a
-// lab.Renumbered one, with dsbridge started by start in both, and returns
-// when it converged.
-func renumberRun(t *testing.T, s renumberStack, flap time.Duration, start tier) convergence {
+// renumberRun migrates a guest of stack s from a Kube-OVN pod to a target
+// pod (lab.Renumbered, or a variant), with dsbridge started by start in
+// both, and returns when it converged.
+func renumberRun(t *testing.T, s renumberStack, flap time.Duration, start tier, target lab.PodSpec) convergence {
 	t.Helper()
 	m := lab.NewMigration(t, lab.KubeOVN)
 	l := m.Lab
@@ -341,7 +361,7 @@ func renumberRun(t *testing.T, s renumberStack, flap time.Duration, start tier) 
 	s.start(t, l)
 	waitNet(t, w, s, s.want(l, nil, false), 30*time.Second)
 	stopTraffic := startTraffic(t, l)
-	m.StartTarget(t, lab.Renumbered)
+	m.StartTarget(t, target)
 	tl := m.TargetLab()
 	dst := start(t, tl, l.Spec.MAC, s.timers)
 	t0 := time.Now()
@@ -351,6 +371,14 @@ func renumberRun(t *testing.T, s renumberStack, flap time.Duration, start tier) 
 	}
 	src.stop()
 	want := s.want(tl, l, flap > 0)
+	if s.stuck {
+		c := watchConverge(t, w, s, want, t0, s.bound(flap > 0))
+		if c.all != 0 || !slices.Contains(mustRead(t, w).Addrs4, l.Spec.IPv4) {
+			t.Errorf("a %s guest moved within %v (after %v), or lost its old address; want it stuck on the source's:\n%s",
+				s.name, s.bound(flap > 0), c.all, strings.Join(c.timeline, "\n"))
+		}
+		return c
+	}
 	c := watchConverge(t, w, s, want, t0, s.bound(flap > 0)+10*time.Second)
 	if c.all == 0 {
 		t.Errorf("guest never converged (-want +got at the end):\n%s\n%s", cmp.Diff(want, s.view(mustRead(t, w)), cmpopts.EquateEmpty()),
@@ -361,7 +389,7 @@ func renumberRun(t *testing.T, s renumberStack, flap time.Duration, start tier) 
 	if n := mustRead(t, w); !cmp.Equal(s.view(n), want, cmpopts.EquateEmpty()) {
 		t.Errorf("guest left the target's view after converging (-want +got):\n%s", cmp.Diff(want, s.view(n), cmpopts.EquateEmpty()))
 	}
-	pingBeyond(t, tl, s)
+	pingBeyond(t, tl, s, s.routes6(flap > 0))
 	checkRenumberLog(t, s, dst.out.String())
 	checkObserved(t, s, fetchStatus(t, filepath.Join(dst.stateDir, "status.sock")), l.Spec, tl.Spec)
 	return c
@@ -402,17 +430,40 @@ func mustRead(t *testing.T, w *netWatch) guestNet {
 
 // pingBeyond pings, from the guest, the target's gateways and the off-link
 // targets beyond them that stack s can reach, and checks the target's node
-// answered every echo itself.
-func pingBeyond(t *testing.T, tl *lab.Lab, s renumberStack) {
+// answered every echo itself. Without a route via the target's IPv6
+// router only the gateway's addresses are pinged in IPv6. A guest that
+// keeps a default route via the old router beside the new one sends part
+// of its IPv6 traffic to the old, unreachable one (Linux round-robins
+// between routers it cannot confirm, RFC 4191 §3.5, until the old one's
+// lifetime ends): it pings beyond the gateway 20 times and at least one
+// must be answered; how many is logged.
+func pingBeyond(t *testing.T, tl *lab.Lab, s renumberStack, r sixRoutes) {
 	t.Helper()
 	sp := tl.Spec
+	both := s.dhcp6 && r.newRouter && r.oldRouter
+	if both {
+		out, _ := tl.Guest.Exec("ping", "-n", "-c", "20", "-i", "0.5", "-W", "1", lab.OffLink6) // exit 1 when any is lost
+		var sent, got int
+		for line := range strings.Lines(out) {
+			if strings.Contains(line, "packets transmitted") {
+				fmt.Sscanf(line, "%d packets transmitted, %d received", &sent, &got)
+			}
+		}
+		t.Logf("IPv6 beyond the gateway with both routers listed: %d of %d answered", got, sent)
+		if got == 0 {
+			t.Errorf("no IPv6 echo beyond the gateway answered with both routers listed:\n%s", out)
+		}
+	}
 	var ps []ping
 	if s.dhcp4 {
 		ps = append(ps, ping{dst: sp.Gateway4}, ping{dst: lab.OffLink4})
 	}
-	if s.dhcp6 {
+	switch {
+	case s.dhcp6 && r.newRouter && !both:
 		ps = append(ps, ping{dst: sp.Gateway6}, ping{dst: lab.OffLink6})
-	} else {
+	case s.dhcp6:
+		ps = append(ps, ping{dst: sp.Gateway6})
+	default:
 		ps = append(ps, ping{dst: tl.GatewayLLA() + "%" + tl.GuestIf})
 	}
 	before := echoReplies(t, tl.Node)
@@ -478,4 +529,53 @@ func fetchStatus(t *testing.T, socket string) statusDoc {
 		t.Fatalf("status lists %d interfaces, want 1", len(doc.Interfaces))
 	}
 	return doc
+}
+
+// TestMigrationRenumberDefaults is TestMigrationRenumber with dsbridge's
+// default timers (T1 1 min, T2 2 min, 999-day lease, RA router lifetime
+// 30 min and prefix lifetime 1 h), one migration per row: the README's
+// bounds with the defaults. busybox renews at half the 999-day lease, so
+// its rows check it is still on the source's address after 3 minutes. It
+// takes about 4 minutes; run it with DSBRIDGE_MIGRATION_DEFAULTS=1.
+func TestMigrationRenumberDefaults(t *testing.T) {
+	if os.Getenv("DSBRIDGE_MIGRATION_DEFAULTS") != "1" {
+		t.Skip("set DSBRIDGE_MIGRATION_DEFAULTS=1 to migrate with the default timers (about 4 minutes)")
+	}
+	for _, s := range renumberStacks {
+		d := withDefaultTimers(s)
+		for _, flap := range []time.Duration{flapKubeVirt, 0} {
+			t.Run(fmt.Sprintf("%s/flap-%v", s.name, flap), func(t *testing.T) {
+				t.Parallel()
+				c := renumberRun(t, d, flap, packetTier, lab.Renumbered)
+				t.Logf("IPv4 %v, IPv6 %v, both %v:\n%s", c.v4, c.v6, c.all, strings.Join(c.timeline, "\n"))
+				if !d.stuck {
+					checkMedian(t, d, flap, "packet-defaults", []convergence{c})
+				}
+			})
+		}
+	}
+}
+
+// withDefaultTimers is s with dsbridge's default timers and the bounds
+// its mechanism gives under them: T1 is 1 minute (dhclient renews within
+// [0.75, 1] T1; dhcpcd hears the NAK when it rebinds at T2 = 2 minutes),
+// busybox renews at half the 999-day lease.
+func withDefaultTimers(s renumberStack) renumberStack {
+	d := s
+	d.timers = nil
+	const t1 = time.Minute
+	switch s.name {
+	case "dhclient":
+		d.bound = func(bool) time.Duration { return t1 + 5*time.Second }
+	case "dhcpcd":
+		d.bound = func(flap bool) time.Duration {
+			if flap {
+				return issueBoundOthers
+			}
+			return 2*t1 + 8*time.Second
+		}
+	case "udhcpc":
+		d.bound, d.stuck = func(bool) time.Duration { return 3 * time.Minute }, true
+	}
+	return d
 }
