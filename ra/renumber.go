@@ -44,7 +44,14 @@ func (a *Advertiser) telling(ev frameEvent) bool {
 	if a.cfg.Mode != ModeGateway {
 		return false
 	}
-	return a.stale(ev.src) || (ev.nsTarget.IsLinkLocalUnicast() && ev.nsTarget != a.src)
+	return a.stale(ev.src) || a.oldRouter(ev.nsTarget)
+}
+
+// oldRouter reports whether a solicited neighbour may be the guest's old
+// router: a link-local address that is neither our gateway's nor the
+// DHCPv6 server's.
+func (a *Advertiser) oldRouter(target netip.Addr) bool {
+	return target.IsLinkLocalUnicast() && target != a.src && target != a.cfg.DHCPServer
 }
 
 // stale reports a global address of the guest's outside the pod's prefix.
@@ -61,7 +68,7 @@ func (a *Advertiser) renumber(now time.Time, ev frameEvent) {
 		a.staleUntil = now.Add(staleMemory)
 		a.deprecate(now, ev.src)
 	}
-	if now.Before(a.staleUntil) && ev.nsTarget.IsLinkLocalUnicast() && ev.nsTarget != a.src && ev.src != unspecifiedIP6 {
+	if now.Before(a.staleUntil) && a.oldRouter(ev.nsTarget) && ev.src != unspecifiedIP6 {
 		a.withdraw(now, ev.nsTarget, ev.nsMAC)
 	}
 }

@@ -228,3 +228,40 @@ func TestRenumberGuestStale(t *testing.T) {
 		})
 	}
 }
+
+// TestRenumberSparesDHCPServer: a stale guest that solicits the DHCPv6
+// server's link-local address (busybox udhcpc6 unicasts its Renew there)
+// is not told to drop it as a router; its old router still is withdrawn.
+func TestRenumberSparesDHCPServer(t *testing.T) {
+	server := netip.MustParseAddr("fe80::24e9:b2ff:fed4:ba8")
+	serverMAC := frame.MustParseMAC("26:e9:b2:d4:0b:a8")
+	tap, guest := frame.Pipe()
+	cfg := kubeOVN112()
+	cfg.DHCPServer = server
+	a, err := NewAdvertiser(cfg, tap, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done; guest.Close() }()
+	eq := cmpopts.EquateComparable(netip.Addr{})
+	if err := guest.WriteFrame(echoFrame(oldAddr)); err != nil { // stale: deprecation, and the first RA
+		t.Fatal(err)
+	}
+	listenRAs(t, guest, 300*time.Millisecond)
+	if err := guest.WriteFrame(nsFrame(t, server, server, serverMAC)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]heard(nil), listenRAs(t, guest, 300*time.Millisecond), eq, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("after its NS for the DHCPv6 server the guest heard (-want +got):\n%s", diff)
+	}
+	if err := guest.WriteFrame(nsFrame(t, oldRouterLLA, oldRouterLLA, oldRouterMAC)); err != nil {
+		t.Fatal(err)
+	}
+	want := []heard{{EthSrc: oldRouterMAC, EthDst: vmMAC, Src: oldRouterLLA, RouterLifetime: 0}}
+	if diff := cmp.Diff(want, listenRAs(t, guest, 300*time.Millisecond), eq, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("after its NS for the old router the guest heard (-want +got):\n%s", diff)
+	}
+}
