@@ -87,16 +87,19 @@ exit 0
 
 // udhcpc6Script keeps exactly the leased address: busybox ships no
 // udhcpc6 script, so this one does what udhcpc's does for IPv4 (deconfig
-// drops the global addresses, bound and renew set the lease's).
+// drops the global addresses, bound and renew set the lease's and drop any
+// other). udhcpc6 writes $ipv6 fully expanded (fd00:0010:...), so the
+// address is compared as ip(8) prints it.
 const udhcpc6Script = `#!/bin/sh
 env > "$DSB_DIR/$1.tmp" && mv "$DSB_DIR/$1.tmp" "$DSB_DIR/$1.env"
 case "$1" in
 deconfig) ip -6 addr flush dev "$interface" scope global; ip link set "$interface" up ;;
 bound|renew)
+	ip -6 addr replace "$ipv6/128" dev "$interface" nodad
+	leased=$(ip -6 -o addr show dev "$interface" to "$ipv6/128" | awk '{print $4}')
 	for a in $(ip -6 -o addr show dev "$interface" scope global | awk '{print $4}'); do
-		[ "${a%/*}" = "$ipv6" ] || ip -6 addr del "$a" dev "$interface"
-	done
-	ip -6 addr replace "$ipv6/128" dev "$interface" nodad ;;
+		[ "$a" = "$leased" ] || ip -6 addr del "$a" dev "$interface"
+	done ;;
 esac
 exit 0
 `
