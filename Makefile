@@ -107,7 +107,7 @@ lint:
 
 # test runs every test: unit, fuzz seeds, network-namespace integration and
 # the end-to-end lab (root needed for the last two).
-test: deps check-generate lint
+test: deps busybox-udhcpc6 check-generate lint
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) test-deploy
 	$(MAKE) test-kubevirt
@@ -132,6 +132,18 @@ deps-kubevirt: deps
 # ~/.cache/dsbridge/kubevirt-guest (DSBRIDGE_GUEST_CACHE overrides it).
 test-kubevirt: deps-kubevirt
 	cd e2e/kubevirt && CGO_ENABLED=1 go vet ./... && CGO_ENABLED=1 go test $(KUBEVIRT_TEST_FLAGS) ./...
+
+# busybox-udhcpc6 builds busybox from Debian's own source package with
+# udhcpc6 enabled (Debian's busybox binaries have none) into
+# .cache/busybox/busybox (.ci/busybox.sh; a second run rebuilds nothing):
+# the e2e migration rows run its udhcpc6 (DSBRIDGE_BUSYBOX overrides the
+# path). The source comes from the machine's Debian mirrors through a
+# private apt state with deb-src entries, so the host's apt stays as it is.
+BUSYBOX_DEB_PACKAGES := dpkg-dev gcc make libc6-dev bzip2 xz-utils patch
+.PHONY: busybox-udhcpc6
+busybox-udhcpc6: deps
+	@dpkg -s $(BUSYBOX_DEB_PACKAGES) >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BUSYBOX_DEB_PACKAGES); }
+	.ci/busybox.sh $(CURDIR)/.cache/busybox
 
 test-short: go-toolchain
 	go test -short -count=1 ./...

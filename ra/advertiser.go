@@ -45,6 +45,8 @@ type Advertiser struct {
 	stats  counters
 	warned atomic.Bool // an upstream difference was logged
 
+	// hints carries GuestStale's evidence to Run's loop.
+	hints chan netip.Addr
 	// Renumbering a stale guest (renumber.go); Run's loop goroutine only.
 	staleUntil            time.Time
 	deprecated, withdrawn map[netip.Addr]time.Time
@@ -77,7 +79,7 @@ func NewAdvertiser(cfg Config, conn frame.Conn, log *slog.Logger) (*Advertiser, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Advertiser{cfg: cfg, conn: conn, log: log, now: time.Now, rnd: rand.Int64N,
+	a := &Advertiser{cfg: cfg, conn: conn, log: log, now: time.Now, rnd: rand.Int64N, hints: make(chan netip.Addr, maxHints),
 		deprecated: map[netip.Addr]time.Time{}, withdrawn: map[netip.Addr]time.Time{}}
 	if cfg.Mode == ModeOff {
 		return a, nil
@@ -202,6 +204,8 @@ func (a *Advertiser) loop(ctx context.Context, events <-chan frameEvent) error {
 			return nil
 		case ev := <-events:
 			a.handle(&s, ev)
+		case addr := <-a.hints:
+			a.heard(a.now(), addr)
 		case <-timer.C:
 		}
 		buf = a.sendDue(&s, buf)

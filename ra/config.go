@@ -75,6 +75,10 @@ type Config struct {
 	PrefixLifetime time.Duration
 	// VMMAC is the VM's MAC: only frames it sent are served.
 	VMMAC frame.MAC
+	// DHCPServer is the DHCPv6 server's link-local address, a neighbour
+	// the guest solicits (a client that unicasts its Renew) that is never
+	// its old router; the zero Addr when there is none.
+	DHCPServer netip.Addr
 }
 
 // ErrNoTransport is returned by NewAdvertiser when an advertising mode has

@@ -28,6 +28,9 @@ const (
 	retellAfter = 10 * time.Second
 	// maxTold bounds the prefixes and routers remembered.
 	maxTold = 16
+	// maxHints bounds the evidence from other services waiting for the
+	// loop; more is dropped (the guest repeats itself).
+	maxHints = 4
 	// legacyPrefixLen is also deprecated: the old pod's prefix length is
 	// not known here, and /64 is the common one (a guest ignores a PIO of
 	// lifetime 0 for a prefix it does not have).
@@ -41,7 +44,14 @@ func (a *Advertiser) telling(ev frameEvent) bool {
 	if a.cfg.Mode != ModeGateway {
 		return false
 	}
-	return a.stale(ev.src) || (ev.nsTarget.IsLinkLocalUnicast() && ev.nsTarget != a.src)
+	return a.stale(ev.src) || a.oldRouter(ev.nsTarget)
+}
+
+// oldRouter reports whether a solicited neighbour may be the guest's old
+// router: a link-local address that is neither our gateway's nor the
+// DHCPv6 server's.
+func (a *Advertiser) oldRouter(target netip.Addr) bool {
+	return target.IsLinkLocalUnicast() && target != a.src && target != a.cfg.DHCPServer
 }
 
 // stale reports a global address of the guest's outside the pod's prefix.
@@ -58,8 +68,36 @@ func (a *Advertiser) renumber(now time.Time, ev frameEvent) {
 		a.staleUntil = now.Add(staleMemory)
 		a.deprecate(now, ev.src)
 	}
-	if now.Before(a.staleUntil) && ev.nsTarget.IsLinkLocalUnicast() && ev.nsTarget != a.src && ev.src != unspecifiedIP6 {
+	if now.Before(a.staleUntil) && a.oldRouter(ev.nsTarget) && ev.src != unspecifiedIP6 {
 		a.withdraw(now, ev.nsTarget, ev.nsMAC)
+	}
+}
+
+// GuestStale is evidence from another service that the guest still uses
+// addr, an address this pod does not serve: a DHCPv4 request or ARP from
+// its old IPv4 address, a DHCPv6 Renew, Rebind or Confirm for its old IPv6
+// one (an IPv6 address in the pod's prefix is no evidence and is
+// ignored). The guest came from another pod, so a link-local neighbour it
+// solicits next that is not our gateway is taken for its old router, as
+// after a stale source address of its own ICMPv6; an old IPv6 address also
+// has its prefix deprecated. A guest whose DHCPv6 client renumbered before
+// it sent anything from the old address (dhcpcd renewing at T1) has no
+// other way to tell. It never blocks and is safe for concurrent use.
+func (a *Advertiser) GuestStale(addr netip.Addr) {
+	select {
+	case a.hints <- addr:
+	default:
+	}
+}
+
+// heard acts on GuestStale's evidence on Run's loop.
+func (a *Advertiser) heard(now time.Time, addr netip.Addr) {
+	if a.cfg.Mode != ModeGateway || !addr.IsValid() || (addr.Is6() && !a.stale(addr)) {
+		return
+	}
+	a.staleUntil = now.Add(staleMemory)
+	if addr.Is6() {
+		a.deprecate(now, addr)
 	}
 }
 

@@ -177,3 +177,91 @@ func TestRenumberStaleGuest(t *testing.T) {
 		t.Errorf("stale events (-want +got):\n%s", diff)
 	}
 }
+
+// TestRenumberGuestStale: evidence from another service (GuestStale) that
+// the guest uses an address from another pod makes the next link-local
+// neighbour it solicits, other than our gateway, its old router: withdrawn
+// as after a stale source address of its own. An old IPv6 address also has
+// its prefix deprecated at once. Without evidence, nothing.
+func TestRenumberGuestStale(t *testing.T) {
+	deprecation := heard{EthSrc: kubeOVNGatewayMAC, EthDst: vmMAC, Src: kubeOVNGatewayLLA, RouterLifetime: DefaultRouterLifetime,
+		Zeroed: []string{"fd00:10:17::/112", "fd00:10:17::/64"}}
+	withdrawal := heard{EthSrc: oldRouterMAC, EthDst: vmMAC, Src: oldRouterLLA, RouterLifetime: 0}
+	for _, row := range []struct {
+		name         string
+		hint         netip.Addr
+		onHint, onNS []heard
+	}{
+		{name: "none"},
+		{name: "DHCPv4 or ARP from the old IPv4 address", hint: netip.MustParseAddr("10.17.0.9"), onNS: []heard{withdrawal}},
+		{name: "DHCPv6 Renew for the old IPv6 address", hint: oldAddr, onHint: []heard{deprecation}, onNS: []heard{withdrawal}},
+		{name: "an address of this pod", hint: netip.MustParseAddr("fd00:10:16::5")},
+	} {
+		t.Run(row.name, func(t *testing.T) {
+			tap, guest := frame.Pipe()
+			a, err := NewAdvertiser(kubeOVN112(), tap, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- a.Run(ctx) }()
+			defer func() { cancel(); <-done; guest.Close() }()
+			// The guest speaks from the pod's address: the usual RA only.
+			if err := guest.WriteFrame(echoFrame(netip.MustParseAddr("fd00:10:16::5"))); err != nil {
+				t.Fatal(err)
+			}
+			listenRAs(t, guest, 300*time.Millisecond)
+			if row.hint.IsValid() {
+				a.GuestStale(row.hint)
+			}
+			eq := cmpopts.EquateComparable(netip.Addr{})
+			if diff := cmp.Diff(row.onHint, listenRAs(t, guest, 300*time.Millisecond), eq, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("after the evidence the guest heard (-want +got):\n%s", diff)
+			}
+			if err := guest.WriteFrame(nsFrame(t, oldRouterLLA, oldRouterLLA, oldRouterMAC)); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(row.onNS, listenRAs(t, guest, 300*time.Millisecond), eq, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("after its NS for the old router the guest heard (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRenumberSparesDHCPServer: a stale guest that solicits the DHCPv6
+// server's link-local address (busybox udhcpc6 unicasts its Renew there)
+// is not told to drop it as a router; its old router still is withdrawn.
+func TestRenumberSparesDHCPServer(t *testing.T) {
+	server := netip.MustParseAddr("fe80::24e9:b2ff:fed4:ba8")
+	serverMAC := frame.MustParseMAC("26:e9:b2:d4:0b:a8")
+	tap, guest := frame.Pipe()
+	cfg := kubeOVN112()
+	cfg.DHCPServer = server
+	a, err := NewAdvertiser(cfg, tap, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done; guest.Close() }()
+	eq := cmpopts.EquateComparable(netip.Addr{})
+	if err := guest.WriteFrame(echoFrame(oldAddr)); err != nil { // stale: deprecation, and the first RA
+		t.Fatal(err)
+	}
+	listenRAs(t, guest, 300*time.Millisecond)
+	if err := guest.WriteFrame(nsFrame(t, server, server, serverMAC)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]heard(nil), listenRAs(t, guest, 300*time.Millisecond), eq, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("after its NS for the DHCPv6 server the guest heard (-want +got):\n%s", diff)
+	}
+	if err := guest.WriteFrame(nsFrame(t, oldRouterLLA, oldRouterLLA, oldRouterMAC)); err != nil {
+		t.Fatal(err)
+	}
+	want := []heard{{EthSrc: oldRouterMAC, EthDst: vmMAC, Src: oldRouterLLA, RouterLifetime: 0}}
+	if diff := cmp.Diff(want, listenRAs(t, guest, 300*time.Millisecond), eq, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("after its NS for the old router the guest heard (-want +got):\n%s", diff)
+	}
+}

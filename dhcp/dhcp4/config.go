@@ -15,10 +15,12 @@ import (
 // even if nobody answers its renewals any more (a dead sidecar is never
 // restarted). The renewal time (T1) is short instead: a live guest asks
 // again every minute, so after a live migration to a pod with other
-// addresses, a client that ignores the link flap (ISC dhclient, busybox
-// udhcpc) is told within a minute (a NAK for its old address, RFC 2131
-// section 4.3.2) and takes the new one. The rebinding time (T2) follows,
-// for a renewal that found no server. Renewals never leave the pod.
+// addresses, a client that ignores the link flap but honours T1 (ISC
+// dhclient) is told within a minute (a NAK for its old address, RFC 2131
+// section 4.3.2) and takes the new one. busybox udhcpc ignores T1 and
+// renews at half the lease (its networking/udhcp/dhcpc.c): only a shorter
+// lease moves it. The rebinding time (T2) follows, for a renewal that
+// found no server. Renewals never leave the pod.
 const (
 	DefaultLeaseTime  = 999 * 24 * time.Hour
 	DefaultRenewTime  = time.Minute

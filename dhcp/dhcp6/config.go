@@ -17,7 +17,9 @@ import (
 // answers its renewals any more. T1 and T2 are short instead, so a live guest
 // talks to the server every minute and learns of a changed address (after a
 // migration that changed it) within T1: the old one is returned with
-// lifetimes 0 (RFC 8415 §18.3.4). Renewals never leave the pod.
+// lifetimes 0 (RFC 8415 §18.3.4). busybox udhcpc6 ignores T1 and renews at
+// half the valid lifetime (its networking/udhcp/d6_dhcpc.c). Renewals never
+// leave the pod.
 const (
 	DefaultPreferredLifetime = 999 * 24 * time.Hour
 	DefaultValidLifetime     = 999 * 24 * time.Hour

@@ -15,13 +15,20 @@ import (
 // environment in $DSB_DIR/<reason>.env (DSB_DIR is written into each
 // script), so nothing on the host (resolv.conf,
 // hostname) ever changes. Each record is written aside and renamed into
-// place, so Env never reads a file the script is still writing.
+// place, so Env never reads a file the script is still writing. They drop
+// an address the client lost or replaced as the distributions' scripts do
+// (Debian's /sbin/dhclient-script flushes the old IPv4 address, which takes
+// its routes along, and deletes an expired IPv6 one; busybox's
+// examples/udhcp/simple.script flushes IPv4 on deconfig).
 
 const dhclientScript = `#!/bin/sh
 env > "$DSB_DIR/$reason.tmp" && mv "$DSB_DIR/$reason.tmp" "$DSB_DIR/$reason.env"
 case "$reason" in
 PREINIT) ip link set "$interface" up ;;
 BOUND|RENEW|REBIND|REBOOT)
+	if [ -n "$old_ip_address" ] && [ "$old_ip_address" != "$new_ip_address" ]; then
+		ip -4 addr flush dev "$interface"
+	fi
 	[ -n "$new_interface_mtu" ] && ip link set "$interface" mtu "$new_interface_mtu"
 	ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
 	if [ -n "$new_rfc3442_classless_static_routes" ]; then
@@ -38,9 +45,15 @@ BOUND|RENEW|REBIND|REBOOT)
 	elif [ -n "$new_routers" ]; then
 		ip route replace default via "${new_routers%% *}" dev "$interface"
 	fi ;;
+EXPIRE|FAIL|RELEASE|STOP)
+	[ -n "$old_ip_address" ] && ip -4 addr flush dev "$interface" ;;
 PREINIT6) ip link set "$interface" up ;;
 BOUND6|RENEW6|REBIND6|REBOOT6)
 	ip -6 addr replace "$new_ip6_address/$new_ip6_prefixlen" dev "$interface" nodad ;;
+DEPREF6)
+	ip -6 addr change "$cur_ip6_address/$cur_ip6_prefixlen" dev "$interface" preferred_lft 0 ;;
+EXPIRE6|RELEASE6|STOP6)
+	[ -n "$old_ip6_address" ] && ip -6 addr del "$old_ip6_address/$old_ip6_prefixlen" dev "$interface" ;;
 esac
 exit 0
 `
@@ -54,7 +67,7 @@ request subnet-mask, broadcast-address, time-offset, routers, domain-name, domai
 const udhcpcScript = `#!/bin/sh
 env > "$DSB_DIR/$1.tmp" && mv "$DSB_DIR/$1.tmp" "$DSB_DIR/$1.env"
 case "$1" in
-deconfig) ip link set "$interface" up ;;
+deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
 bound|renew)
 	[ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
 	ip addr replace "$ip/$mask" dev "$interface"
@@ -68,6 +81,25 @@ bound|renew)
 	elif [ -n "$router" ]; then
 		ip route replace default via "${router%% *}" dev "$interface"
 	fi ;;
+esac
+exit 0
+`
+
+// udhcpc6Script keeps exactly the leased address: busybox ships no
+// udhcpc6 script, so this one does what udhcpc's does for IPv4 (deconfig
+// drops the global addresses, bound and renew set the lease's and drop any
+// other). udhcpc6 writes $ipv6 fully expanded (fd00:0010:...), so the
+// address is compared as ip(8) prints it.
+const udhcpc6Script = `#!/bin/sh
+env > "$DSB_DIR/$1.tmp" && mv "$DSB_DIR/$1.tmp" "$DSB_DIR/$1.env"
+case "$1" in
+deconfig) ip -6 addr flush dev "$interface" scope global; ip link set "$interface" up ;;
+bound|renew)
+	ip -6 addr replace "$ipv6/128" dev "$interface" nodad
+	leased=$(ip -6 -o addr show dev "$interface" to "$ipv6/128" | awk '{print $4}')
+	for a in $(ip -6 -o addr show dev "$interface" scope global | awk '{print $4}'); do
+		[ "$a" = "$leased" ] || ip -6 addr del "$a" dev "$interface"
+	done ;;
 esac
 exit 0
 `
@@ -140,6 +172,16 @@ func (l *Lab) Udhcpc(t T) *Client {
 	l.Guest.Run(t, "ip", "link", "set", l.GuestIf, "up")
 	return l.start(t, "udhcpc", dir, "busybox", "udhcpc", "-f", "-i", l.GuestIf, "-s", filepath.Join(dir, "script"),
 		"-O", "mtu", "-O", "staticroutes", "-O", "search", "-O", "hostname", "-O", "domain")
+}
+
+// Udhcpc6 starts busybox udhcpc6 in the foreground from the busybox
+// binary bin (Debian's busybox has none: see BusyboxUdhcpc6).
+func (l *Lab) Udhcpc6(t T, bin string) *Client {
+	t.Helper()
+	dir := l.clientDir(t, "udhcpc6", udhcpc6Script)
+	l.Guest.Run(t, "ip", "link", "set", l.GuestIf, "up")
+	return l.start(t, "udhcpc6", dir, bin, "udhcpc6", "-f", "-i", l.GuestIf, "-s", filepath.Join(dir, "script"),
+		"-O", "dns", "-O", "search")
 }
 
 // Dhcpcd starts dhcpcd in the foreground with private run and database

@@ -16,23 +16,45 @@ const (
 	hypTarget    = "dst0" // the hypervisor's end of the target pod's tap
 )
 
+// Renumbered is the target pod of a migration where the CNI gives the
+// target other addresses (Cilium, Flannel, Multus with plain IPAM, Calico
+// without address persistence, KubeVirt's LiveNADRefUpdate): another IPv4
+// subnet and IPv6 prefix, other gateways behind another MAC (so another
+// link-local router address, fe80::858:aff:fe11:1), and a pod MAC of its
+// own. The VM keeps its MAC; DNS and search domains are the cluster's.
+var Renumbered = withName(KubeOVN, "renumbered", func(s *PodSpec) {
+	s.MAC = "0a:58:0a:11:00:09"
+	s.IPv4, s.Gateway4 = "10.17.0.9/16", "10.17.0.1"
+	s.IPv6, s.Gateway6 = "fd00:10:17::9/112", "fd00:10:17::1"
+	s.NodeMAC = "0a:58:0a:11:00:01"
+})
+
 // Migration is a Lab set up for a live migration (KubeVirt's link-refresh:
 // pkg/virt-launcher/virtwrap/live-migration-target.go). The
 // node's gateway addresses sit on a bridge, so a second pod with the same
 // addresses and MAC, the migration target (as Kube-OVN gives a migrated
-// VM), can join the same node. The guest's NIC reaches a pod's tap through
-// Hyp, a namespace playing the hypervisor: it wires the NIC to the source
-// pod's tap, and at the switch-over to the target's, with a bridge (no
-// addresses, no STP, no multicast snooping); frames from the tap the guest
-// is not wired to are dropped. The guest's interface, its addresses and its
-// routes survive the move, as a VM's do.
+// VM), can join the same node. A target with other addresses and another
+// gateway (Renumbered) sits on a node of its own, TargetNode, with its own
+// gateway and the same off-link targets (OffLink4, OffLink6): the source's
+// gateway is out of the guest's reach there, as on another node of a
+// cluster that does not keep addresses. The guest's NIC reaches a pod's
+// tap through Hyp, a namespace playing the hypervisor: it wires the NIC to
+// the source pod's tap, and at the switch-over to the target's, with a
+// bridge (no addresses, no STP, no multicast snooping); frames from the tap
+// the guest is not wired to are dropped. The guest's interface, its MAC,
+// its addresses and its routes survive the move, as a VM's do.
 type Migration struct {
 	*Lab
 	Hyp *NS
-	// Target is the target pod, once StartTarget made it; its tap is
-	// Lab.Tap and its uplink on the node is TargetUplink.
+	// Target is the target pod, once StartTarget made it, with TargetSpec;
+	// its tap is Lab.Tap and its uplink on the node is TargetUplink.
 	Target       *NS
+	TargetSpec   PodSpec
 	TargetUplink string
+	// TargetNode is the target's node when its gateway is another
+	// (TargetSpec.NodeMAC differs from the source's); nil when the target
+	// joins the source's node bridge.
+	TargetNode *NS
 }
 
 // NewMigration builds the standard lab for spec (a variant whose gateways
@@ -100,27 +122,54 @@ func (m *Migration) wire(t T, link string, join bool) {
 	}
 }
 
-// StartTarget creates the target pod as the CNI leaves it on the target
-// node: the same interface, MAC, addresses, routes and MTU as the source
-// pod, its uplink a second port of the node bridge, and a tap (a veth from
-// the hypervisor) that is not yet wired to the guest.
-func (m *Migration) StartTarget(t T) {
+// StartTarget creates the target pod, with spec's interface, MAC,
+// addresses, routes and MTU, as the CNI leaves it on the target node, and a
+// tap (a veth from the hypervisor) that is not yet wired to the guest. A
+// spec with the source's gateway MAC must have the source's addresses
+// (Kube-OVN keeps them): its uplink is a second port of the node bridge.
+// Another gateway MAC puts the target on a node of its own (TargetNode),
+// whose gateway has spec's gateway addresses and MAC.
+func (m *Migration) StartTarget(t T, spec PodSpec) {
 	t.Helper()
-	s := m.Spec
-	m.Target = NewNS(t)
-	Veth(t, m.Node, targetUplink, m.Target, s.PodIface)
-	m.Node.Run(t, "sysctl", "-qw", "net.ipv6.conf."+targetUplink+".disable_ipv6=1")
-	m.Node.Run(t, "ip", "link", "set", targetUplink, "mtu", fmt.Sprint(s.MTU), "master", nodeBridge)
-	configurePod(t, m.Target, s)
+	m.Target, m.TargetSpec = NewNS(t), spec
+	if spec.NodeMAC == m.Spec.NodeMAC {
+		if spec.IPv4 != m.Spec.IPv4 || spec.IPv6 != m.Spec.IPv6 || spec.Gateway4 != m.Spec.Gateway4 || spec.Gateway6 != m.Spec.Gateway6 {
+			t.Fatalf("migration lab: target %s keeps the source's gateway MAC but not its addresses", spec.Name)
+		}
+		Veth(t, m.Node, targetUplink, m.Target, spec.PodIface)
+		m.Node.Run(t, "sysctl", "-qw", "net.ipv6.conf."+targetUplink+".disable_ipv6=1")
+		m.Node.Run(t, "ip", "link", "set", targetUplink, "mtu", fmt.Sprint(spec.MTU), "master", nodeBridge)
+	} else {
+		m.otherNode(t, spec)
+	}
+	configurePod(t, m.Target, spec)
 	Veth(t, m.Hyp, hypTarget, m.Target, m.Tap)
-	m.Target.Run(t, "ip", "link", "set", m.Tap, "mtu", fmt.Sprint(s.MTU))
+	m.Target.Run(t, "ip", "link", "set", m.Tap, "mtu", fmt.Sprint(spec.MTU))
 }
 
-// TargetLab is the lab as the target pod sees it: the same guest, node and
-// names, with Pod being the target pod.
+// otherNode builds the target's node as NewLab builds the source's: its
+// gateway (spec's addresses and MAC) on its end of the target pod's
+// uplink, forwarding on, the off-link targets on its loopback.
+func (m *Migration) otherNode(t T, spec PodSpec) {
+	t.Helper()
+	if linkLocal4(spec.Gateway4) || strings.HasPrefix(spec.Gateway6, "fe80:") {
+		t.Fatalf("migration lab: target %s has link-local gateways; only on-node gateway addresses are supported", spec.Name)
+	}
+	node := &Lab{Spec: spec, Node: NewNS(t), Pod: m.Target, NodeIf: targetUplink}
+	node.node(t)
+	m.TargetNode = node.Node
+}
+
+// TargetLab is the lab as the target pod sees it: the same guest and
+// names, with Pod being the target pod; for a target on a node of its own,
+// Node, NodeIf and Spec are that node's, its uplink and the target's spec
+// (whose MAC is the target pod's, not the VM's: the VM keeps Lab.Spec.MAC).
 func (m *Migration) TargetLab() *Lab {
 	l := *m.Lab
 	l.Pod = m.Target
+	if m.TargetNode != nil {
+		l.Node, l.NodeIf, l.Spec = m.TargetNode, m.TargetUplink, m.TargetSpec
+	}
 	return &l
 }
 

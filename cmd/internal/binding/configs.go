@@ -75,6 +75,7 @@ func ConfigsFor(s Spec) (Configs, error) {
 		c.RA = RAConfig(snap, s.VMMAC, s.RAMode)
 		if c.RA != nil {
 			c.RA.RouterLifetime, c.RA.PrefixLifetime = s.Timers.RouterLifetime, s.Timers.PrefixLifetime
+			c.RA.DHCPServer = c.DHCPv6.ServerLinkLocal
 		}
 	}
 	return c, nil

@@ -184,8 +184,17 @@ func (m *Manager) prepare(s binding.Spec, cfgs binding.Configs) (map[string]runn
 		}
 	}()
 	log := m.log.With("interface", s.Name)
+	// The advertiser, once made, hears what the DHCP servers learn of a
+	// guest from another pod (ra.Advertiser.GuestStale); it is set before
+	// any service runs.
+	var adv *advertiser
 	record := func(proto string, lease *status.Lease) func(serve.Event) {
-		return func(ev serve.Event) { m.record(s.Name, statusEvent(proto, ev, lease)) }
+		return func(ev serve.Event) {
+			m.record(s.Name, statusEvent(proto, ev, lease))
+			if adv != nil && ev.Stale.IsValid() && proto != status.ProtoRA {
+				adv.GuestStale(ev.Stale)
+			}
+		}
 	}
 	if sp, on := on(s.Plan, netsetup.ServiceDHCPv4); on && cfgs.DHCPv4 != nil {
 		srv, err := m.dhcpv4(s, *cfgs.DHCPv4, sp, log.With("service", "dhcpv4"))
@@ -204,12 +213,12 @@ func (m *Manager) prepare(s binding.Spec, cfgs binding.Configs) (map[string]runn
 		runners[netsetup.ServiceDHCPv6] = srv
 	}
 	if sp, on := on(s.Plan, netsetup.ServiceRA); on && sp.Transport == netsetup.TransportPacket && cfgs.RA != nil && s.RAMode != ra.ModeOff {
-		adv, err := m.advertiser(s, *cfgs.RA, log.With("service", "ra"))
+		a, err := m.advertiser(s, *cfgs.RA, log.With("service", "ra"))
 		if err != nil {
 			return nil, fmt.Errorf("router advertisements: %w", err)
 		}
-		adv.Observer = record(status.ProtoRA, nil)
-		runners[netsetup.ServiceRA] = adv
+		a.Observer = record(status.ProtoRA, nil)
+		runners[netsetup.ServiceRA], adv = a, a
 	}
 	ok = true
 	return runners, nil

@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/mdlayher/ndp"
 
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status/statustest"
@@ -287,5 +289,97 @@ func TestOneServerPerPort(t *testing.T) {
 	}
 	if got := hub.exchange(t, frame.KindDHCPv4, discover, 200*time.Millisecond); got != 0 {
 		t.Errorf("%d OFFERs after the interface left, want none", got)
+	}
+}
+
+// TestStaleEvidenceReachesAdvertiser: once the DHCPv4 server NAKed the
+// guest's INIT-REBOOT for an address of another pod, the router
+// advertisements take the next link-local neighbour the guest solicits
+// (not our gateway) for its old router and withdraw it (router lifetime 0
+// from that address, to the VM); without that evidence, nothing is
+// withdrawn.
+func TestStaleEvidenceReachesAdvertiser(t *testing.T) {
+	oldMAC := frame.MAC{0x0a, 0x58, 0x0a, 0x11, 0x00, 0x01}
+	oldLLA := frame.LinkLocalFromMAC(oldMAC)
+	for _, row := range []struct {
+		name      string
+		requested netip.Addr // INIT-REBOOT first, when valid
+		want      []string
+	}{
+		{name: "guest of this pod"},
+		{name: "guest from another pod", requested: netip.MustParseAddr("10.17.0.9"), want: []string{oldLLA.String() + " lifetime 0s"}},
+	} {
+		t.Run(row.name, func(t *testing.T) {
+			h := &tapHub{guest: map[frame.Kind][]*frame.PipeConn{}}
+			m := NewManager(context.Background(), slog.New(slog.DiscardHandler), Options{Listen: h.listen})
+			defer m.Stop()
+			if err := m.Start(testSpec()); err != nil {
+				t.Fatal(err)
+			}
+			if row.requested.IsValid() {
+				if n := h.exchange(t, frame.KindDHCPv4, initReboot(t, row.requested), 300*time.Millisecond); n != 1 {
+					t.Fatalf("INIT-REBOOT for %v: %d replies, want 1 (a NAK)", row.requested, n)
+				}
+			}
+			icmp := h.guest[frame.KindICMPv6][0] // the tap's; [1] is the uplink watch
+			if err := icmp.WriteFrame(nudProbe(t, oldLLA, oldMAC)); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(row.want, withdrawals(t, icmp, time.Second)); diff != "" {
+				t.Errorf("withdrawals the guest heard (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// initReboot is a DHCPREQUEST in INIT-REBOOT state (no server identifier,
+// requested address, ciaddr 0) from the VM.
+func initReboot(t *testing.T, requested netip.Addr) []byte {
+	t.Helper()
+	m, err := dhcpv4.New(dhcpv4.WithHwAddr(vmMAC.HardwareAddr()), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithTransactionID(dhcpv4.TransactionID{0, 0, 0, 9}), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(requested.AsSlice())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: frame.Broadcast, Src: vmMAC},
+		Src: netip.IPv4Unspecified(), Dst: netip.AddrFrom4([4]byte{255, 255, 255, 255}),
+		SrcPort: 68, DstPort: 67, TTL: 64, Payload: m.ToBytes()})
+}
+
+// nudProbe is the guest's unicast neighbour solicitation for target at mac,
+// from its link-local address.
+func nudProbe(t *testing.T, target netip.Addr, mac frame.MAC) []byte {
+	t.Helper()
+	b, err := ndp.MarshalMessage(&ndp.NeighborSolicitation{TargetAddress: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frame.AppendICMP6(nil, frame.ICMP6{Eth: frame.Ethernet{Dst: mac, Src: vmMAC},
+		Src: frame.LinkLocalFromMAC(vmMAC), Dst: target, HopLimit: 255, Payload: b})
+}
+
+// withdrawals reads what the guest hears within d and returns the RAs with
+// router lifetime 0, as "source lifetime 0s".
+func withdrawals(t *testing.T, c *frame.PipeConn, d time.Duration) []string {
+	t.Helper()
+	var out []string
+	buf := make([]byte, 1<<16)
+	c.SetReadDeadline(time.Now().Add(d))
+	for {
+		n, err := c.ReadFrame(buf)
+		if err != nil {
+			return out
+		}
+		p, err := frame.ParseICMP6(buf[:n])
+		if err != nil || len(p.Payload) == 0 || p.Payload[0] != frame.ICMPv6RouterAdvertisement {
+			continue
+		}
+		msg, err := ndp.ParseMessage(p.Payload)
+		if err != nil {
+			t.Fatalf("RA does not parse: %v", err)
+		}
+		if ra := msg.(*ndp.RouterAdvertisement); ra.RouterLifetime == 0 && p.Eth.Dst == vmMAC {
+			out = append(out, fmt.Sprintf("%s lifetime %v", p.Src, ra.RouterLifetime))
+		}
 	}
 }

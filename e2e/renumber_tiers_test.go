@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
+	"github.com/dsbridge/dsbridge/e2e/lab/managedtap"
+	"github.com/dsbridge/dsbridge/hooks/hookstest"
+)
+
+// TestMigrationRenumberUnprivileged is TestMigrationRenumber's dhclient and
+// dhcpcd rows in the unprivileged tier: in each pod the binding CNI's ADD
+// (uplink guard and kernel RS->RA responder, configured from that pod's
+// addresses), the sidecar as uid 107 without capabilities, managedTap's
+// plumbing, then OnDefineDomain with the VM's MAC in the VMI status. There
+// the sidecar has no packet socket: the target answers only the RSs the
+// guest sends (no periodic RA, no deprecation, no withdrawal), so a guest
+// that does not solicit keeps the old router and prefix, and learns the
+// new router only if it solicits (unprivilegedStack).
+//
+// The target pod has the VM's MAC here: the binding CNI takes the pod's
+// MAC at ADD for the VM's (cmd/dsbridge-cni attachUplink), so with a
+// target pod MAC of its own the kernel programs know another MAC than the
+// VM's and answer none of its RSs (nor its ARP for the DHCPv4 server
+// identifier): such a guest gets no IPv6 router there at all (README,
+// "Migration").
+func TestMigrationRenumberUnprivileged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("migrations to other addresses take 20 s to 1 min per row")
+	}
+	t.Parallel()
+	for _, s := range renumberStacks[:2] {
+		for _, flap := range []time.Duration{flapKubeVirt, 0} {
+			t.Run(fmt.Sprintf("%s/flap-%v", s.name, flap), func(t *testing.T) {
+				t.Parallel()
+				u := unprivilegedStack(s)
+				target := lab.Renumbered
+				target.MAC = lab.KubeOVN.MAC
+				var runs []convergence
+				for i := range 3 {
+					c := renumberRun(t, u, flap, unprivilegedServer, target)
+					t.Logf("run %d: IPv4 %v, IPv6 %v, both %v:\n%s", i, c.v4, c.v6, c.all, strings.Join(c.timeline, "\n"))
+					runs = append(runs, c)
+				}
+				checkMedian(t, u, flap, "unprivileged", runs)
+			})
+		}
+	}
+}
+
+// unprivilegedStack is s as the unprivileged tier moves it, measured: the
+// target's responder answers the guest's RS and nothing else. dhcpcd
+// drops everything on the flap and solicits: it ends on the target's
+// router and prefix alone. Without the flap it hears the target's RA (the
+// guest kernel solicited about 3 s after the switch-over in every run
+// here) and adds the new prefix, but keeps its one default route via the
+// old router, now unreachable, and the old prefix: IPv6 beyond the gateway
+// is lost until the old router's lifetime ends. The guest kernel (dhclient
+// leaves RAs to it) solicits the same way, flap or not, and lists the new
+// router beside the old one until the old one's lifetime ends: part of its
+// IPv6 traffic still goes to the old, unreachable router (pingBeyond
+// logs how much).
+func unprivilegedStack(s renumberStack) renumberStack {
+	u := s
+	if s.dropsOnCarrierLoss {
+		u.routes6 = func(flap bool) sixRoutes {
+			if flap {
+				return sixRoutes{newRouter: true, newPrefix: true}
+			}
+			return sixRoutes{newPrefix: true, oldRouter: true, oldPrefix: true}
+		}
+		return u
+	}
+	u.routes6 = func(bool) sixRoutes { return sixRoutes{true, true, true, true} }
+	return u
+}
+
+// sidecarUID107 are setpriv's arguments for KubeVirt's default sidecar:
+// uid and gid 107, no capabilities, no_new_privs.
+var sidecarUID107 = []string{"--reuid", "107", "--regid", "107", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"}
+
+// unprivilegedServer runs the unprivileged tier in l's pod as TestTiers
+// does: the binding CNI's ADD on the pristine pod, the sidecar as uid 107
+// without capabilities (timers added to its flags), managedTap's plumbing,
+// then OnDefineDomain with a VMI whose status names vmMAC (the VM keeps its
+// MAC in another pod). It returns once the sidecar serves.
+func unprivilegedServer(t *testing.T, l *lab.Lab, vmMAC string, timers []string) *server {
+	t.Helper()
+	cniAdd(t, l, false)
+	dir, err := os.MkdirTemp("", "dsb-hooks-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chown(dir, 107, 107); err != nil {
+		t.Fatal(err)
+	}
+	resolv := filepath.Join(dir, "resolv.conf")
+	copyFile(t, l.ResolvConf, resolv)
+	args := append(append([]string{"netns", "exec", l.Pod.Name, "setpriv"}, sidecarUID107...),
+		append([]string{dsbridgeBin, "sidecar", "--hooks-dir", dir, "--resolv-conf", resolv, "--log-level", "debug"}, timers...)...)
+	s := &server{out: &lab.Buffer{}, stateDir: filepath.Join(dir, "dsbridge")}
+	s.cmd = exec.Command("ip", args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		s.kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("sidecar output:\n%s", s.out.String())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	launcher, err := hookstest.Connect(ctx, filepath.Join(dir, "dsbridge.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	managedtap.Build(t, l)
+	if _, err := launcher.OnDefineDomain(ctx, readFixture(t, "domain.xml"), vmiWithMAC(t, vmMAC)); err != nil {
+		t.Fatalf("OnDefineDomain: %v", err)
+	}
+	lab.WaitFor(t, 10*time.Second, "the sidecar to serve", func() bool { return strings.Contains(s.out.String(), `"msg":"serving interface`) })
+	return s
+}
+
+// vmiWithMAC is the pod-network VMI fixture with the VM's MAC in its
+// interface status, as KubeVirt reports it once the VM ran.
+func vmiWithMAC(t *testing.T, mac string) []byte {
+	t.Helper()
+	var vmi map[string]any
+	if err := json.Unmarshal(readFixture(t, "vmi-pod.json"), &vmi); err != nil {
+		t.Fatal(err)
+	}
+	ifaces := vmi["status"].(map[string]any)["interfaces"].([]any)
+	ifaces[0].(map[string]any)["mac"] = mac
+	b, err := json.Marshal(vmi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
