@@ -98,6 +98,7 @@ type Server struct {
 	t      Transport
 	handle HandleFunc
 	log    *slog.Logger
+	debug  bool // log at debug level: per-packet lines (their attributes cost allocations even when discarded)
 	in     []byte
 	panics loudlog.Every
 	close  sync.Once
@@ -112,7 +113,8 @@ func New(name string, t Transport, handle HandleFunc, limit Limit, log *slog.Log
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{Limit: limit, Now: time.Now, name: name, t: t, handle: handle, log: log,
-		in: make([]byte, bufSize), panics: loudlog.Every{Interval: loudlog.Interval}}
+		debug: log.Enabled(context.Background(), slog.LevelDebug),
+		in:    make([]byte, bufSize), panics: loudlog.Every{Interval: loudlog.Interval}}
 }
 
 // Close releases the transport; Run does it itself when it returns.
@@ -198,13 +200,15 @@ func (s *Server) recoverAnswer(p Packet, lim *bucket, now time.Time) (ev Event) 
 func (s *Server) answer(p Packet, lim *bucket, now time.Time) Event {
 	switch {
 	case p.Drop != "":
-		s.log.Debug("dropped a packet", "server", s.name, "src", p.Src, "reason", p.Drop, "detail", p.Detail)
+		if s.debug {
+			s.log.Debug("dropped a packet", "server", s.name, "src", p.Src, "reason", p.Drop, "detail", p.Detail)
+		}
 		return Drop(p.Drop, p.Detail)
 	case !lim.take(now):
 		return Drop(RateLimited, "")
 	}
 	r, ev := s.handle(p)
-	if ev.Outcome == Dropped {
+	if ev.Outcome == Dropped && s.debug {
 		s.log.Debug("dropped a request", "server", s.name, "src", p.Src, "request", ev.Request, "reason", ev.Reason, "detail", ev.Detail)
 	}
 	if r.empty() {
@@ -216,7 +220,9 @@ func (s *Server) answer(p Packet, lim *bucket, now time.Time) Event {
 		return ev
 	}
 	s.sendFailing = false
-	s.log.Debug("replied", "server", s.name, "request", ev.Request, "reply", ev.Reply, "to", r.To)
+	if s.debug {
+		s.log.Debug("replied", "server", s.name, "request", ev.Request, "reply", ev.Reply, "to", r.To)
+	}
 	return ev
 }
 
