@@ -6,9 +6,11 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/packet"
+	"golang.org/x/sys/unix"
 )
 
 // Conn moves whole Ethernet frames to and from one link: the VM's tap, or a
@@ -54,10 +56,19 @@ type Filter struct {
 }
 
 // PacketConn is an AF_PACKET socket bound to one link with a kernel socket
-// filter. It needs CAP_NET_RAW.
+// filter. It needs CAP_NET_RAW. Reading and writing a frame allocate
+// nothing: one goroutine reads, one writes.
 type PacketConn struct {
 	c    *packet.Conn
 	name string
+	raw  syscall.RawConn
+
+	// The frame being read or written, and the result, for readFd and
+	// writeFd: functions built once, so that no call allocates a closure.
+	rbuf, wbuf      []byte
+	rn              int
+	rerr, werr      error
+	readFd, writeFd func(fd uintptr) bool
 }
 
 var _ Conn = (*PacketConn)(nil)
@@ -81,13 +92,42 @@ func Listen(ifname string, f Filter) (*PacketConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to open packet socket on %q: %w", ifname, err)
 	}
-	return &PacketConn{c: c, name: ifname}, nil
+	raw, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("failed to open packet socket on %q: %w", ifname, err)
+	}
+	p := &PacketConn{c: c, name: ifname, raw: raw}
+	p.readFd, p.writeFd = p.read, p.write
+	return p, nil
+}
+
+// read reads one frame into rbuf; false: not yet (the runtime waits for the
+// socket to be readable, or the deadline).
+func (p *PacketConn) read(fd uintptr) bool {
+	p.rn, p.rerr = unix.Read(int(fd), p.rbuf)
+	return p.rerr != unix.EAGAIN
+}
+
+// write sends wbuf: a packet socket bound to a link sends a frame written
+// without an address out of that link (packet(7)).
+func (p *PacketConn) write(fd uintptr) bool {
+	_, p.werr = unix.Write(int(fd), p.wbuf)
+	return p.werr != unix.EAGAIN
 }
 
 // ReadFrame implements Conn.
 func (p *PacketConn) ReadFrame(b []byte) (int, error) {
-	n, _, err := p.c.ReadFrom(b)
-	return n, err
+	p.rbuf = b
+	err := p.raw.Read(p.readFd)
+	p.rbuf = nil
+	if err == nil {
+		err = p.rerr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("failed to read from %q: %w", p.name, err)
+	}
+	return p.rn, nil
 }
 
 // WriteFrame implements Conn. The frame carries its own Ethernet header.
@@ -95,9 +135,16 @@ func (p *PacketConn) WriteFrame(b []byte) error {
 	if len(b) < EthernetLen {
 		return fmt.Errorf("frame of %d bytes is shorter than an Ethernet header", len(b))
 	}
-	dst := packet.Addr{HardwareAddr: net.HardwareAddr(b[0:6])}
-	_, err := p.c.WriteTo(b, &dst)
-	return err
+	p.wbuf = b
+	err := p.raw.Write(p.writeFd)
+	p.wbuf = nil
+	if err == nil {
+		err = p.werr
+	}
+	if err != nil {
+		return fmt.Errorf("failed to write to %q: %w", p.name, err)
+	}
+	return nil
 }
 
 // SetReadDeadline implements Conn.
