@@ -30,10 +30,11 @@ type Advertiser struct {
 	// the schedule) and every RA sent (Reply "RA") or failed to send.
 	Observer func(serve.Event)
 
-	cfg  Config
-	conn frame.Conn
-	log  *slog.Logger
-	ra   *ndp.RouterAdvertisement
+	cfg   Config
+	conn  frame.Conn
+	log   *slog.Logger
+	debug bool // log per packet: the attributes of a discarded line still cost allocations
+	ra    *ndp.RouterAdvertisement
 
 	src       netip.Addr // IPv6 source of every RA
 	body      []byte     // the ICMPv6 message, checksum left to the frame
@@ -77,7 +78,7 @@ func NewAdvertiser(cfg Config, conn frame.Conn, log *slog.Logger) (*Advertiser, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Advertiser{cfg: cfg, conn: conn, log: log, now: time.Now, rnd: rand.Int64N,
+	a := &Advertiser{cfg: cfg, conn: conn, log: log, debug: log.Enabled(context.Background(), slog.LevelDebug), now: time.Now, rnd: rand.Int64N,
 		deprecated: map[netip.Addr]time.Time{}, withdrawn: map[netip.Addr]time.Time{}}
 	if cfg.Mode == ModeOff {
 		return a, nil
@@ -221,7 +222,9 @@ func (a *Advertiser) handle(s *schedule, ev frameEvent) {
 	a.renumber(now, ev)
 	if ev.rs {
 		a.stats.solicitations.Add(1)
-		a.log.Debug("router solicitation", "from", ev.from.IP)
+		if a.debug {
+			a.log.Debug("router solicitation", "from", ev.from.IP)
+		}
 		s.solicited(now, ev.from)
 		from := ev.from.IP
 		if !from.IsValid() {
@@ -252,7 +255,9 @@ func (a *Advertiser) sendDue(s *schedule, buf []byte) []byte {
 		}
 		a.sendFailing = false
 		n.Add(1)
-		a.log.Debug("sent router advertisement", "to", dst)
+		if a.debug {
+			a.log.Debug("sent router advertisement", "to", dst)
+		}
 		a.observe(serve.Event{Reply: "RA", Outcome: serve.Replied, Peer: dst})
 	}
 }
