@@ -185,7 +185,8 @@ func (m *Manager) prepare(s binding.Spec, cfgs binding.Configs) (map[string]runn
 	}()
 	log := m.log.With("interface", s.Name)
 	record := func(proto string, lease *status.Lease) func(serve.Event) {
-		return func(ev serve.Event) { m.record(s.Name, statusEvent(proto, ev, lease)) }
+		states := newLeases(lease)
+		return func(ev serve.Event) { m.record(s.Name, statusEvent(proto, ev, states)) }
 	}
 	if sp, on := on(s.Plan, netsetup.ServiceDHCPv4); on && cfgs.DHCPv4 != nil {
 		srv, err := m.dhcpv4(s, *cfgs.DHCPv4, sp, log.With("service", "dhcpv4"))
@@ -320,6 +321,6 @@ func (m *Manager) record(name string, ev status.Event) {
 			"address", r.Served, "after", r.Took.Round(time.Millisecond).String())
 	}
 	if m.opts.Observe != nil {
-		m.opts.Observe(name, ev)
+		m.opts.Observe(name, ev.Formatted())
 	}
 }
