@@ -12,16 +12,18 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/internal/pktinfo"
 	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
 // udpTransport serves on a UDP socket bound to [::]:547 that joined
 // All_DHCP_Relay_Agents_and_Servers on the bridge (RFC 8415 §7.1).
 type udpTransport struct {
-	pc      *ipv6.PacketConn
+	conn    *net.UDPConn
 	ifIndex int
-	guarded bool                // the uplink guard proves what arrives came from the VM's port
-	cm      ipv6.ControlMessage // reused for every reply: out of the bridge
+	guarded bool // the uplink guard proves what arrives came from the VM's port
+	in      *pktinfo.Reader
+	out     []byte // sends every reply out of the bridge (IPV6_PKTINFO)
 }
 
 var _ serve.Transport = (*udpTransport)(nil)
@@ -47,18 +49,22 @@ func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*s
 	if err != nil {
 		return nil, fmt.Errorf("failed to find DHCPv6 link %q: %w", ifname, err)
 	}
-	pc, err := listenUDP(ifi)
+	conn, err := listenUDP(ifi)
 	if err != nil {
 		return nil, err
 	}
-	t := &udpTransport{pc: pc, ifIndex: ifi.Index, guarded: guarded}
-	t.cm.IfIndex = ifi.Index
+	in, err := pktinfo.NewReader(conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("failed to open the DHCPv6 socket: %w", err)
+	}
+	t := &udpTransport{conn: conn, ifIndex: ifi.Index, guarded: guarded, in: in, out: pktinfo.Out6(ifi.Index)}
 	return newServer(h, t, log), nil
 }
 
 // listenUDP binds [::]:547 and joins ff02::1:2 on ifi. It binds to no
 // device (SO_BINDTODEVICE needs CAP_NET_RAW); the ingress interface filters.
-func listenUDP(ifi *net.Interface) (*ipv6.PacketConn, error) {
+func listenUDP(ifi *net.Interface) (*net.UDPConn, error) {
 	// No SO_REUSEADDR: a second server on the port (KubeVirt's own, a
 	// dnsmasq) must be an error, not a silent race for the requests.
 	c, err := net.ListenPacket("udp6", fmt.Sprintf("[::]:%d", frame.PortDHCPv6Server))
@@ -82,26 +88,17 @@ func listenUDP(ifi *net.Interface) (*ipv6.PacketConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("failed to request IPV6_PKTINFO on DHCPv6 socket: %w", err)
 	}
-	return pc, nil
+	return c.(*net.UDPConn), nil // a "udp6" listener is one
 }
 
 func (u *udpTransport) Receive(buf []byte) (serve.Packet, error) {
-	n, cm, src, err := u.pc.ReadFrom(buf)
+	n, src, ifindex, dst, err := u.in.Read(buf)
 	if err != nil {
 		return serve.Packet{}, err
 	}
-	p := serve.Packet{Data: buf[:n], FromVM: u.guarded}
-	if ua, ok := src.(*net.UDPAddr); ok {
-		a := ua.AddrPort()
-		p.Src = netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
-	}
-	if cm != nil {
-		if d, ok := netip.AddrFromSlice(cm.Dst); ok {
-			p.Dst = d
-		}
-	}
+	p := serve.Packet{Data: buf[:n], FromVM: u.guarded, Src: src, Dst: dst}
 	switch {
-	case cm == nil || cm.IfIndex != u.ifIndex:
+	case ifindex != u.ifIndex:
 		p.Drop, p.Detail = serve.NotForServer, "arrived on another interface"
 	case udpVerdict(p.Src) != "":
 		p.Drop, p.Detail = udpVerdict(p.Src), "not from a link-local address and the client port: the reply would go where the request chose"
@@ -122,10 +119,10 @@ func udpVerdict(src netip.AddrPort) serve.Reason {
 // Send replies through the bridge the request came in on, to the client's
 // link-local address (zoned by the control message's interface).
 func (u *udpTransport) Send(_ serve.Packet, r serve.Reply) error {
-	_, err := u.pc.WriteTo(r.Data, &u.cm, net.UDPAddrFromAddrPort(r.To))
+	_, _, err := u.conn.WriteMsgUDPAddrPort(r.Data, u.out, r.To)
 	return err
 }
 
-func (u *udpTransport) SetReadDeadline(t time.Time) error { return u.pc.SetReadDeadline(t) }
+func (u *udpTransport) SetReadDeadline(t time.Time) error { return u.conn.SetReadDeadline(t) }
 
-func (u *udpTransport) Close() error { return u.pc.Close() }
+func (u *udpTransport) Close() error { return u.conn.Close() }
