@@ -53,6 +53,9 @@ type Options struct {
 	// Observe, when set, is called with every event after Status recorded
 	// it, on the service's goroutine.
 	Observe func(ifname string, ev status.Event)
+	// NoRateLimit turns the DHCP servers' rate limits off (load tests only:
+	// perfdhcp is one client sending far more than a guest ever does).
+	NoRateLimit bool
 }
 
 // NewManager returns a manager whose services stop when ctx ends or Stop
@@ -194,6 +197,7 @@ func (m *Manager) prepare(s binding.Spec, cfgs binding.Configs) (map[string]runn
 			return nil, fmt.Errorf("dhcpv4: %w", err)
 		}
 		srv.Observer = record(status.ProtoDHCPv4, lease4(cfgs.DHCPv4))
+		m.unlimit(srv)
 		runners[netsetup.ServiceDHCPv4] = srv
 	}
 	if sp, on := on(s.Plan, netsetup.ServiceDHCPv6); on && cfgs.DHCPv6 != nil {
@@ -202,6 +206,7 @@ func (m *Manager) prepare(s binding.Spec, cfgs binding.Configs) (map[string]runn
 			return nil, fmt.Errorf("dhcpv6: %w", err)
 		}
 		srv.Observer = record(status.ProtoDHCPv6, lease6(cfgs.DHCPv6))
+		m.unlimit(srv)
 		runners[netsetup.ServiceDHCPv6] = srv
 	}
 	if sp, on := on(s.Plan, netsetup.ServiceRA); on && sp.Transport == netsetup.TransportPacket && cfgs.RA != nil && s.RAMode != ra.ModeOff {
@@ -214,6 +219,13 @@ func (m *Manager) prepare(s binding.Spec, cfgs binding.Configs) (map[string]runn
 	}
 	ok = true
 	return runners, nil
+}
+
+// unlimit turns srv's rate limit off when the options say so.
+func (m *Manager) unlimit(srv *serve.Server) {
+	if m.opts.NoRateLimit {
+		srv.Limit = serve.Limit{}
+	}
 }
 
 func (m *Manager) dhcpv4(s binding.Spec, cfg dhcp4.Config, sp netsetup.ServicePlan, log *slog.Logger) (*serve.Server, error) {
