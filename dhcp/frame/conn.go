@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
@@ -103,17 +104,28 @@ func Listen(ifname string, f Filter) (*PacketConn, error) {
 }
 
 // read reads one frame into rbuf; false: not yet (the runtime waits for the
-// socket to be readable, or the deadline).
+// socket to be readable, or the deadline). The descriptor never blocks, so
+// the call is raw: a system call entered the runtime's way wakes its
+// monitor thread whenever the process was idle, a thread switch per packet
+// for a server that waits for each one.
 func (p *PacketConn) read(fd uintptr) bool {
-	p.rn, p.rerr = unix.Read(int(fd), p.rbuf)
-	return p.rerr != unix.EAGAIN
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p.rbuf))), uintptr(len(p.rbuf)))
+	p.rn, p.rerr = int(n), nil
+	if errno != 0 {
+		p.rn, p.rerr = 0, errno
+	}
+	return errno != unix.EAGAIN
 }
 
 // write sends wbuf: a packet socket bound to a link sends a frame written
-// without an address out of that link (packet(7)).
+// without an address out of that link (packet(7)). Raw, as read.
 func (p *PacketConn) write(fd uintptr) bool {
-	_, p.werr = unix.Write(int(fd), p.wbuf)
-	return p.werr != unix.EAGAIN
+	_, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p.wbuf))), uintptr(len(p.wbuf)))
+	p.werr = nil
+	if errno != 0 {
+		p.werr = errno
+	}
+	return errno != unix.EAGAIN
 }
 
 // ReadFrame implements Conn.
