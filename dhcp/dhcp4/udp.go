@@ -25,7 +25,7 @@ type udpTransport struct {
 	ifindex int
 	guarded bool // the uplink guard proves what arrives came from the VM's port
 	in      *pktinfo.Reader
-	out     []byte // sends every reply out of ifindex, from the server identifier (IP_PKTINFO)
+	out     *pktinfo.Writer // every reply out of ifindex, from the server identifier when local (IP_PKTINFO)
 }
 
 var _ serve.Transport = (*udpTransport)(nil)
@@ -66,14 +66,20 @@ func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*s
 		conn.Close()
 		return nil, fmt.Errorf("failed to open the DHCPv4 socket: %w", err)
 	}
-	t := &udpTransport{conn: conn, ifindex: ifi.Index, guarded: guarded, in: in, out: pktinfo.Out4(ifi.Index, netip.Addr{})}
+	src := netip.Addr{}
 	if isLocal(h.sid) {
-		t.out = pktinfo.Out4(ifi.Index, h.sid)
+		src = h.sid
 	} else if log != nil {
 		log.Warn("the DHCPv4 server identifier is not a local address of the pod: replies carry the address the kernel picks, "+
 			"which may be the VM's own; attach the dsbridge binding CNI, which makes 169.254.75.0/24 local",
 			"serverID", h.sid)
 	}
+	out, err := pktinfo.NewWriter(conn, unix.AF_INET, pktinfo.Out4(ifi.Index, src))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("failed to open the DHCPv4 socket: %w", err)
+	}
+	t := &udpTransport{conn: conn, ifindex: ifi.Index, guarded: guarded, in: in, out: out}
 	return serve.New(serverName, t, h.serveWith(udpRoute), DefaultLimit, log), nil
 }
 
@@ -132,10 +138,7 @@ func (t *udpTransport) Receive(buf []byte) (serve.Packet, error) {
 	return p, nil
 }
 
-func (t *udpTransport) Send(_ serve.Packet, r serve.Reply) error {
-	_, _, err := t.conn.WriteMsgUDPAddrPort(r.Data, t.out, r.To)
-	return err
-}
+func (t *udpTransport) Send(_ serve.Packet, r serve.Reply) error { return t.out.Write(r.Data, r.To) }
 
 func (t *udpTransport) SetReadDeadline(d time.Time) error { return t.conn.SetReadDeadline(d) }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/dhcp/internal/pktinfo"
@@ -23,7 +24,7 @@ type udpTransport struct {
 	ifIndex int
 	guarded bool // the uplink guard proves what arrives came from the VM's port
 	in      *pktinfo.Reader
-	out     []byte // sends every reply out of the bridge (IPV6_PKTINFO)
+	out     *pktinfo.Writer // every reply out of the bridge (IPV6_PKTINFO)
 }
 
 var _ serve.Transport = (*udpTransport)(nil)
@@ -58,7 +59,12 @@ func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*s
 		conn.Close()
 		return nil, fmt.Errorf("failed to open the DHCPv6 socket: %w", err)
 	}
-	t := &udpTransport{conn: conn, ifIndex: ifi.Index, guarded: guarded, in: in, out: pktinfo.Out6(ifi.Index)}
+	out, err := pktinfo.NewWriter(conn, unix.AF_INET6, pktinfo.Out6(ifi.Index))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("failed to open the DHCPv6 socket: %w", err)
+	}
+	t := &udpTransport{conn: conn, ifIndex: ifi.Index, guarded: guarded, in: in, out: out}
 	return newServer(h, t, log), nil
 }
 
@@ -118,10 +124,7 @@ func udpVerdict(src netip.AddrPort) serve.Reason {
 
 // Send replies through the bridge the request came in on, to the client's
 // link-local address (zoned by the control message's interface).
-func (u *udpTransport) Send(_ serve.Packet, r serve.Reply) error {
-	_, _, err := u.conn.WriteMsgUDPAddrPort(r.Data, u.out, r.To)
-	return err
-}
+func (u *udpTransport) Send(_ serve.Packet, r serve.Reply) error { return u.out.Write(r.Data, r.To) }
 
 func (u *udpTransport) SetReadDeadline(t time.Time) error { return u.conn.SetReadDeadline(t) }
 

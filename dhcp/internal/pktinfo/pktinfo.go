@@ -78,6 +78,85 @@ func header(level, typ int32, n int) []byte {
 	return b
 }
 
+// Writer sends datagrams from a UDP socket with one control message,
+// without allocating: sendmsg(2) from buffers it owns. One goroutine
+// writes.
+type Writer struct {
+	raw     syscall.RawConn
+	family  uint16
+	msg     unix.Msghdr
+	iov     unix.Iovec
+	to      unix.RawSockaddrInet6 // room for either family's address
+	oob     []byte
+	err     error
+	writeFn func(fd uintptr) bool
+}
+
+// NewWriter sends from c (of family AF_INET or AF_INET6) with the control
+// message oob (Out4, Out6) on every datagram.
+func NewWriter(c *net.UDPConn, family uint16, oob []byte) (*Writer, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the UDP socket's descriptor: %w", err)
+	}
+	w := &Writer{raw: raw, family: family, oob: oob}
+	w.writeFn = w.sendmsg
+	return w, nil
+}
+
+// sendmsg sends the datagram iov describes; false: not yet (the socket's
+// buffer is full: the runtime waits).
+func (w *Writer) sendmsg(fd uintptr) bool {
+	namelen := uint32(unix.SizeofSockaddrInet6)
+	if w.family == unix.AF_INET {
+		namelen = unix.SizeofSockaddrInet4
+	}
+	w.msg = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&w.to)), Namelen: namelen, Iov: &w.iov, Control: &w.oob[0]}
+	w.msg.Iovlen = 1
+	w.msg.SetControllen(len(w.oob))
+	// Raw, as Reader's recvmsg: the descriptor never blocks.
+	_, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&w.msg)), 0)
+	w.err = nil
+	if errno != 0 {
+		w.err = errno
+	}
+	return errno != unix.EAGAIN
+}
+
+// Write sends b to to (an address of the socket's family, no zone: the
+// control message names the interface).
+func (w *Writer) Write(b []byte, to netip.AddrPort) error {
+	if len(b) == 0 {
+		return errors.New("empty datagram")
+	}
+	w.to = unix.RawSockaddrInet6{}
+	port := htons(to.Port())
+	switch {
+	case w.family == unix.AF_INET && to.Addr().Is4():
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&w.to))
+		sa.Family, sa.Port, sa.Addr = unix.AF_INET, port, to.Addr().As4()
+	case w.family == unix.AF_INET6 && to.Addr().Is6():
+		w.to.Family, w.to.Port, w.to.Addr = unix.AF_INET6, port, to.Addr().As16()
+	default:
+		return fmt.Errorf("cannot send to %v from a socket of family %d", to, w.family)
+	}
+	w.iov.Base = &b[0]
+	w.iov.SetLen(len(b))
+	err := w.raw.Write(w.writeFn)
+	w.iov.Base = nil
+	if err == nil {
+		err = w.err
+	}
+	return err
+}
+
+// htons is a port in network byte order, as a sockaddr holds it.
+func htons(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return *(*uint16)(unsafe.Pointer(&b))
+}
+
 // Reader reads datagrams from a UDP socket with their source, ingress
 // interface and destination, without allocating: recvmsg(2) into buffers
 // it owns, and no interface name looked up for a link-local source (the
@@ -113,7 +192,10 @@ func (r *Reader) recvmsg(fd uintptr) bool {
 		Control: &r.oob[0]}
 	r.msg.Iovlen = 1
 	r.msg.SetControllen(len(r.oob))
-	n, _, errno := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.msg)), 0)
+	// Raw: the descriptor never blocks (the network poller waits), and a
+	// system call entered the runtime's way wakes its monitor thread
+	// whenever the process was idle.
+	n, _, errno := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.msg)), 0)
 	r.n, r.err = int(n), nil
 	if errno != 0 {
 		r.n, r.err = 0, errno

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 // loopback opens a server socket with packet information on and a client
@@ -50,8 +51,8 @@ func loopback(t *testing.T, network string) (srv, cli *net.UDPConn, lo *net.Inte
 }
 
 // TestReader: a datagram on loopback is read with its source, ingress
-// interface and destination, without allocating; a reply sent with Out4 or
-// Out6 leaves through the interface it names.
+// interface and destination, and a reply written with Out4 or Out6 leaves
+// through the interface it names, neither allocating.
 func TestReader(t *testing.T) {
 	for _, network := range []string{"udp4", "udp6"} {
 		t.Run(network, func(t *testing.T) {
@@ -79,15 +80,19 @@ func TestReader(t *testing.T) {
 			if n := testing.AllocsPerRun(100, read); n != 0 {
 				t.Errorf("%v allocations per datagram read, want 0", n)
 			}
-			out := Out4(lo.Index, netip.Addr{})
+			family, out := uint16(unix.AF_INET), Out4(lo.Index, netip.Addr{})
 			if network == "udp6" {
-				out = Out6(lo.Index)
+				family, out = unix.AF_INET6, Out6(lo.Index)
+			}
+			w, err := NewWriter(srv, family, out)
+			if err != nil {
+				t.Fatal(err)
 			}
 			to := cli.LocalAddr().(*net.UDPAddr).AddrPort()
 			reply := []byte("reply")
 			cli.SetReadDeadline(time.Now().Add(5 * time.Second))
 			write := func() {
-				if _, _, err := srv.WriteMsgUDPAddrPort(reply, out, to); err != nil {
+				if err := w.Write(reply, to); err != nil {
 					t.Fatalf("send out of %s: %v", lo.Name, err)
 				}
 				if n, err := cli.Read(buf); err != nil || string(buf[:n]) != "reply" {
