@@ -281,3 +281,38 @@ func BenchmarkPacketConn(b *testing.B) {
 		}
 	}
 }
+
+// TestReadBatches: frames queued faster than read come back one by one,
+// all of them, in order, across several batches.
+func TestReadBatches(t *testing.T) {
+	srv, guest, gmac := pair(t)
+	rx := listenIn(t, srv, frame.Filter{SrcMAC: gmac, Kind: frame.KindDHCPv4})
+	var tx *frame.PacketConn
+	if err := guest.Do(func() (err error) {
+		tx, err = frame.Listen("eth0", frame.Filter{SrcMAC: frame.MAC{2, 0, 0, 0, 0, 0x99}, Kind: frame.KindDHCPv4})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	const n = 50 // more than three batches
+	for i := range n {
+		f := frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: frame.Broadcast, Src: gmac}, Src: netip.IPv4Unspecified(),
+			Dst: netip.MustParseAddr("255.255.255.255"), SrcPort: 68, DstPort: 67, Payload: []byte{byte(i)}})
+		if err := tx.WriteFrame(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 2048)
+	rx.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for i := range n {
+		m, err := rx.ReadFrame(buf)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		p, err := frame.ParseUDP4(buf[:m])
+		if err != nil || len(p.Payload) != 1 || p.Payload[0] != byte(i) {
+			t.Fatalf("frame %d: payload %v (%v), want [%d]", i, p.Payload, err, i)
+		}
+	}
+}
