@@ -78,6 +78,15 @@ type HandleFunc func(Packet) (Reply, Event)
 // UDP datagram the kernel hands over.
 const bufSize = 1 << 16
 
+// Defaults of Server.Nap and NapAfter: a nap well under a client's
+// patience and the 10 ms a guest's next request may wait after a flood,
+// far above the time a packet takes; and about the frames a packet
+// socket's buffer queues (frame.Listen).
+const (
+	DefaultNap      = 5 * time.Millisecond
+	DefaultNapAfter = 32
+)
+
 // readBackoff is the pause after a read error that may be transient (the
 // link going down during a migration) before the next read.
 const readBackoff = 100 * time.Millisecond
@@ -93,6 +102,16 @@ type Server struct {
 	Limit Limit
 	// Now is the clock; tests replace it before Run.
 	Now func() time.Time
+	// Nap is how long the loop stops reading once NapAfter packets in a
+	// row were over the rate limit: a flood's packets queue meanwhile, to
+	// be read in batches, or are dropped by the kernel when the socket's
+	// buffer is full, where reading each as it comes would wake the server
+	// for every one (the limit would drop them all the same; the bucket
+	// refills during the nap). NapAfter is about what a socket's buffer
+	// queues, so that a flood's leftovers are gone after one nap. Nap zero:
+	// no nap.
+	Nap      time.Duration
+	NapAfter int
 
 	name   string
 	t      Transport
@@ -112,7 +131,7 @@ func New(name string, t Transport, handle HandleFunc, limit Limit, log *slog.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{Limit: limit, Now: time.Now, name: name, t: t, handle: handle, log: log,
+	return &Server{Limit: limit, Now: time.Now, Nap: DefaultNap, NapAfter: DefaultNapAfter, name: name, t: t, handle: handle, log: log,
 		debug: log.Enabled(context.Background(), slog.LevelDebug),
 		in:    make([]byte, bufSize), panics: loudlog.Every{Interval: loudlog.Interval}}
 }
@@ -140,6 +159,10 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	defer stop()
 	lim := newBucket(s.Limit)
+	nap := time.NewTimer(time.Hour)
+	nap.Stop()
+	defer nap.Stop()
+	limited := 0 // packets over the limit in a row
 	for {
 		p, err := s.t.Receive(s.in)
 		if err != nil {
@@ -152,7 +175,19 @@ func (s *Server) Run(ctx context.Context) error {
 			continue
 		}
 		s.readFailing = false
-		s.serve(p, lim)
+		if s.serve(p, lim) != RateLimited {
+			limited = 0
+			continue
+		}
+		if limited++; s.Nap > 0 && limited >= s.NapAfter {
+			limited = 0
+			nap.Reset(s.Nap)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-nap.C:
+			}
+		}
 	}
 }
 
@@ -175,13 +210,15 @@ func (s *Server) readFailed(ctx context.Context, err error) error {
 
 // serve handles one packet, sends the reply and reports the Event. A
 // panic anywhere in between (handler, encoding, transport) drops the packet.
-func (s *Server) serve(p Packet, lim *bucket) {
+// It returns why the packet was dropped, if it was.
+func (s *Server) serve(p Packet, lim *bucket) Reason {
 	start := s.Now()
 	ev := s.recoverAnswer(p, lim, start)
 	if s.Observer != nil {
 		ev.Latency = s.Now().Sub(start)
 		s.Observer(ev)
 	}
+	return ev.Reason
 }
 
 // recoverAnswer is answer, turning a panic into a dropped packet.

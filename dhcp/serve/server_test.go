@@ -88,12 +88,17 @@ func echo(p Packet) (Reply, Event) {
 	return Reply{Data: p.Data, To: p.Src}, Event{Request: "PING", Reply: "PONG", Outcome: Replied, Peer: p.Src.Addr()}
 }
 
-// start runs a server over a fake transport until the test ends.
-func start(t *testing.T, handle HandleFunc, limit Limit, clock *fakeClock) (*fakeTransport, <-chan Event) {
+// start runs a server over a fake transport until the test ends. It
+// naps not at all after a rate-limited packet unless nap says so.
+func start(t *testing.T, handle HandleFunc, limit Limit, clock *fakeClock, nap ...time.Duration) (*fakeTransport, <-chan Event) {
 	t.Helper()
 	ft := newFakeTransport()
 	events := make(chan Event, 64)
 	s := New("test", ft, handle, limit, nil)
+	s.Nap, s.NapAfter = 0, 1
+	if len(nap) > 0 {
+		s.Nap = nap[0]
+	}
 	s.Observer = func(ev Event) { events <- ev }
 	if clock != nil {
 		s.Now = clock.Now
@@ -166,6 +171,31 @@ func TestServerRateLimit(t *testing.T) {
 	clock.advance(time.Hour)
 	if r, _ := outcomes(10); r != 5 {
 		t.Errorf("after an hour: replied %d, want the burst of 5", r)
+	}
+}
+
+// TestServerNaps: after NapAfter packets over the rate limit in a row (1
+// here) the server reads nothing for Nap (a flood queues meanwhile), and
+// after one within it reads at once.
+func TestServerNaps(t *testing.T) {
+	t.Parallel()
+	const nap = 100 * time.Millisecond
+	ft, events := start(t, echo, Limit{Rate: 1, Burst: 1}, nil, nap)
+	send := func() (Event, time.Duration) {
+		start := time.Now()
+		ft.in <- Packet{Data: []byte("x"), Src: peer} // blocks until the server reads
+		return <-events, time.Since(start)
+	}
+	if ev, _ := send(); ev.Outcome != Replied {
+		t.Fatalf("first packet: %+v, want a reply", ev)
+	}
+	if ev, took := send(); ev.Reason != RateLimited || took >= nap {
+		t.Fatalf("second packet: %+v read after %v, want rate-limited at once", ev, took)
+	}
+	// The nap starts as the event is observed: most of it is left when
+	// the test sends; without one the read would take microseconds.
+	if _, took := send(); took < nap/2 {
+		t.Errorf("the packet after a rate-limited one was read after %v, want the %v nap first", took, nap)
 	}
 }
 
