@@ -9,11 +9,13 @@ import (
 	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
-// DefaultLimit bounds what the server handles. A guest's DHCPv6 client
-// sends a few messages a minute; the limit only stops a runaway guest from
-// spinning the server, and stays above perfdhcp's 500 exchanges (1,000
-// packets) per second.
-var DefaultLimit = serve.Limit{Rate: 2000, Burst: 200}
+// DefaultLimit bounds the replies a guest flooding requests gets. A guest's
+// DHCPv6 client sends a few messages a minute (RFC 8415 §15: seconds
+// between retransmissions), so it never delays one; a token every 5 ms
+// answers the guest's next request within 10 ms after a flood. What a
+// flood costs the server is bounded by its nap (serve.Server.Nap); load
+// tests turn the limit off (dsbridge serve --rate-limit=false).
+var DefaultLimit = serve.Limit{Rate: 200, Burst: 20}
 
 // serverName names the server in logs.
 const serverName = "DHCPv6"
