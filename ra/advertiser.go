@@ -64,10 +64,11 @@ type Stats struct {
 	Multicast     uint64 // RAs sent to all nodes
 	Unicast       uint64 // RAs sent to a soliciting host
 	WriteErrors   uint64 // RAs the transport failed to send
+	RateLimited   uint64 // valid RSs over RSLimit, not passed on
 }
 
 type counters struct {
-	solicitations, multicast, unicast, writeErrors atomic.Uint64
+	solicitations, multicast, unicast, writeErrors, rateLimited atomic.Uint64
 }
 
 // NewAdvertiser validates cfg and prepares the advertisement. conn must be a
@@ -136,6 +137,7 @@ func (a *Advertiser) Stats() Stats {
 		Multicast:     a.stats.multicast.Load(),
 		Unicast:       a.stats.unicast.Load(),
 		WriteErrors:   a.stats.writeErrors.Load(),
+		RateLimited:   a.stats.rateLimited.Load(),
 	}
 }
 
@@ -155,7 +157,23 @@ func (a *Advertiser) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// read passes the guest's first frame and every valid RS to events.
+// RSLimit bounds the Router Solicitations passed on to the schedule: a
+// host sends at most MAX_RTR_SOLICITATIONS (3) at start, RTR_SOLICITATION_
+// INTERVAL (4 s) apart (RFC 4861 §6.3.7, §10), and RSs while a reply is
+// pending are answered by it (§6.2.6), so more change nothing. Once
+// rsNapAfter in a row were over it, the reader naps for rsNap: a flooding
+// guest's frames queue meanwhile and are read in batches, or are dropped
+// by the kernel (serve.Server.Nap does the same).
+var RSLimit = serve.Limit{Rate: 10, Burst: 10}
+
+const (
+	rsNap      = serve.DefaultNap
+	rsNapAfter = serve.DefaultNapAfter
+)
+
+// read passes the guest's first frame and every valid RS within RSLimit
+// to events; the RSs over it are counted, and passed on as one event
+// before each nap.
 func (a *Advertiser) read(ctx context.Context, events chan<- frameEvent) error {
 	stop := context.AfterFunc(ctx, func() {
 		_ = a.conn.SetReadDeadline(time.Unix(1, 0)) // a failure leaves the read blocked: the transport is already broken
@@ -163,6 +181,19 @@ func (a *Advertiser) read(ctx context.Context, events chan<- frameEvent) error {
 	defer stop()
 	buf := make([]byte, 1<<16)
 	told := false
+	rs := serve.NewBucket(RSLimit)
+	nap := time.NewTimer(time.Hour)
+	nap.Stop()
+	defer nap.Stop()
+	limited := 0
+	pass := func(ev frameEvent) bool {
+		select {
+		case events <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for {
 		n, err := a.conn.ReadFrame(buf)
 		if err != nil {
@@ -178,13 +209,28 @@ func (a *Advertiser) read(ctx context.Context, events chan<- frameEvent) error {
 		if err != nil && !errors.Is(err, errNotRS) {
 			a.log.Debug("ignoring frame from the VM", "error", err)
 		}
+		if ev.rs && !rs.Take(a.now()) {
+			if limited++; limited < rsNapAfter {
+				continue
+			}
+			if !pass(frameEvent{limitedRS: limited}) {
+				return nil
+			}
+			limited = 0
+			nap.Reset(rsNap)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-nap.C:
+			}
+			continue
+		}
 		if !ev.rs && (told || !ev.spoke) && !a.telling(ev) {
 			continue
 		}
 		told = true
-		select {
-		case events <- ev:
-		case <-ctx.Done():
+		ev.limitedRS, limited = limited, 0
+		if !pass(ev) {
 			return nil
 		}
 	}
@@ -215,6 +261,14 @@ func (a *Advertiser) loop(ctx context.Context, events <-chan frameEvent) error {
 }
 
 func (a *Advertiser) handle(s *schedule, ev frameEvent) {
+	if ev.limitedRS > 0 {
+		a.stats.rateLimited.Add(uint64(ev.limitedRS))
+		a.observe(serve.Event{Request: "RS", Outcome: serve.Dropped, Reason: serve.RateLimited, Count: ev.limitedRS,
+			Detail: "router solicitations over the rate limit"})
+	}
+	if !ev.spoke {
+		return // only a count of RSs over the limit
+	}
 	now := a.now()
 	if s.guestSpoke(now) {
 		a.log.Info("guest spoke, sending router advertisements")

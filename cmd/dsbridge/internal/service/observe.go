@@ -40,7 +40,8 @@ func statusEvent(proto string, ev serve.Event, lease leases) status.Event {
 	// on its own schedule (a reply to no request).
 	received := ev.Request != "" || ev.Reply == ""
 	out := status.Event{Protocol: proto, Received: received, Request: ev.Request, Reply: ev.Reply,
-		Reason: string(ev.Reason), Detail: ev.Detail, PeerAddr: ev.Peer, Stale: addrString(ev.Stale), Latency: ev.Latency}
+		Reason: string(ev.Reason), Detail: ev.Detail, PeerAddr: ev.Peer, Stale: addrString(ev.Stale), Latency: ev.Latency,
+		Count: ev.Count}
 	switch ev.Outcome {
 	case serve.Replied:
 		out.Outcome = status.OutcomeReplied

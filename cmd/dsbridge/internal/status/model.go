@@ -60,6 +60,8 @@ type Event struct {
 	Stale     string // an address the guest still uses and this pod does not serve
 	Latency   time.Duration
 	Lease     *Lease // the guest's new lease state, or nil; read only
+	// Count is how many packets alike the event stands for; 0 means one.
+	Count int
 }
 
 // Formatted is e with XID and Peer written out from XIDNum and PeerAddr.
@@ -332,6 +334,7 @@ func newProto() *proto {
 }
 
 func (p *proto) record(now time.Time, ev Event) {
+	n := uint64(max(ev.Count, 1))
 	msg := recorded{Message: Message{Time: now, XID: ev.XID, Peer: ev.Peer, Outcome: ev.Outcome, Reason: ev.Reason, Detail: ev.Detail},
 		xid: ev.XIDNum, xidDigits: ev.XIDDigits, peer: ev.PeerAddr}
 	if ev.Received {
@@ -339,7 +342,7 @@ func (p *proto) record(now time.Time, ev Event) {
 		if typ == "" {
 			typ = "unparsed"
 		}
-		p.received[counterKey{typ, ev.Outcome}]++
+		p.received[counterKey{typ, ev.Outcome}] += n
 		req := msg
 		req.Type, req.Reply = typ, ev.Reply
 		if ev.Latency > 0 {
@@ -349,7 +352,7 @@ func (p *proto) record(now time.Time, ev Event) {
 		p.lastRequest = req
 	}
 	if ev.Outcome == OutcomeDropped {
-		p.drops[ev.Reason]++
+		p.drops[ev.Reason] += n
 		d := msg
 		d.Type = ev.Request
 		if !ev.Received {
