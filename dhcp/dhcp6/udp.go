@@ -54,6 +54,12 @@ func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*s
 	if err != nil {
 		return nil, err
 	}
+	// A small receive buffer, as the packet transport's (frame.Listen): a
+	// few dozen requests queue while the server naps through a flood.
+	if err := conn.SetReadBuffer(pktinfo.ReceiveBuffer); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("failed to size the DHCPv6 socket's receive buffer: %w", err)
+	}
 	in, err := pktinfo.NewReader(conn)
 	if err != nil {
 		conn.Close()
