@@ -150,6 +150,11 @@ func (a *Advertiser) Run(ctx context.Context) error {
 		return nil
 	}
 	a.log.Info("router advertisements waiting for the guest", "mode", a.cfg.Mode.String(), "source", a.src, "prefix", a.cfg.Prefix)
+	if b, ok := a.conn.(serve.ReadBufferSetter); ok {
+		if err := b.SetReadBuffer(serve.NapReadBuffer); err != nil { // the reader naps through an RS flood
+			a.log.Warn("failed to shrink the receive buffer: a flood costs more", "error", err)
+		}
+	}
 	events := make(chan frameEvent, 8)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.read(gctx, events) })

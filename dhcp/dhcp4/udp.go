@@ -61,12 +61,6 @@ func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*s
 		conn.Close()
 		return nil, fmt.Errorf("failed to enable IP_PKTINFO on the DHCPv4 socket: %w", err)
 	}
-	// A small receive buffer, as the packet transport's (frame.Listen): a
-	// few dozen requests queue while the server naps through a flood.
-	if err := conn.SetReadBuffer(pktinfo.ReceiveBuffer); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("failed to size the DHCPv4 socket's receive buffer: %w", err)
-	}
 	in, err := pktinfo.NewReader(conn)
 	if err != nil {
 		conn.Close()
@@ -147,5 +141,8 @@ func (t *udpTransport) Receive(buf []byte) (serve.Packet, error) {
 func (t *udpTransport) Send(_ serve.Packet, r serve.Reply) error { return t.out.Write(r.Data, r.To) }
 
 func (t *udpTransport) SetReadDeadline(d time.Time) error { return t.conn.SetReadDeadline(d) }
+
+// SetReadBuffer implements serve.ReadBufferSetter.
+func (t *udpTransport) SetReadBuffer(bytes int) error { return t.conn.SetReadBuffer(bytes) }
 
 func (t *udpTransport) Close() error { return t.conn.Close() }

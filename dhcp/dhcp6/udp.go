@@ -54,12 +54,6 @@ func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*s
 	if err != nil {
 		return nil, err
 	}
-	// A small receive buffer, as the packet transport's (frame.Listen): a
-	// few dozen requests queue while the server naps through a flood.
-	if err := conn.SetReadBuffer(pktinfo.ReceiveBuffer); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("failed to size the DHCPv6 socket's receive buffer: %w", err)
-	}
 	in, err := pktinfo.NewReader(conn)
 	if err != nil {
 		conn.Close()
@@ -133,5 +127,8 @@ func udpVerdict(src netip.AddrPort) serve.Reason {
 func (u *udpTransport) Send(_ serve.Packet, r serve.Reply) error { return u.out.Write(r.Data, r.To) }
 
 func (u *udpTransport) SetReadDeadline(t time.Time) error { return u.conn.SetReadDeadline(t) }
+
+// SetReadBuffer implements serve.ReadBufferSetter.
+func (u *udpTransport) SetReadBuffer(bytes int) error { return u.conn.SetReadBuffer(bytes) }
 
 func (u *udpTransport) Close() error { return u.conn.Close() }

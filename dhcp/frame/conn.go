@@ -85,11 +85,6 @@ type PacketConn struct {
 // batchSize is the most frames one read takes from the socket.
 const batchSize = 16
 
-// rcvBuf is the socket's receive buffer (the kernel doubles it, socket(7)):
-// a few dozen small frames queue while a server naps through a flood
-// (serve.DefaultNapAfter), the rest are dropped by the kernel.
-const rcvBuf = 16 << 10
-
 // slotHeadroom is what a received frame may carry beyond the link's MTU:
 // its Ethernet header and one VLAN tag. A slot holds at least a frame of
 // minSlotMTU, Ethernet's.
@@ -131,11 +126,6 @@ func Listen(ifname string, f Filter) (*PacketConn, error) {
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("failed to open packet socket on %q: %w", ifname, err)
-	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf) }); err != nil || serr != nil {
-		c.Close()
-		return nil, fmt.Errorf("failed to size the receive buffer of the packet socket on %q: %w", ifname, errors.Join(err, serr))
 	}
 	p := &PacketConn{c: c, name: ifname, raw: raw}
 	size := max(ifi.MTU, minSlotMTU) + slotHeadroom
@@ -209,6 +199,19 @@ func (p *PacketConn) WriteFrame(b []byte) error {
 	}
 	if err != nil {
 		return fmt.Errorf("failed to write to %q: %w", p.name, err)
+	}
+	return nil
+}
+
+// SetReadBuffer sets the socket's receive buffer to bytes (SO_RCVBUF; the
+// kernel doubles it, socket(7)).
+func (p *PacketConn) SetReadBuffer(bytes int) error {
+	var serr error
+	if err := p.raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, bytes) }); err != nil {
+		return fmt.Errorf("failed to size the receive buffer on %q: %w", p.name, err)
+	}
+	if serr != nil {
+		return fmt.Errorf("failed to size the receive buffer on %q: %w", p.name, serr)
 	}
 	return nil
 }

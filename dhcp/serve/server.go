@@ -69,6 +69,19 @@ type Transport interface {
 	Close() error
 }
 
+// ReadBufferSetter is a Transport, or a frame.Conn, whose receive buffer can
+// be resized (SO_RCVBUF).
+type ReadBufferSetter interface {
+	SetReadBuffer(bytes int) error
+}
+
+// NapReadBuffer is the receive buffer of a rate-limited loop that naps
+// (Server, and the RA advertiser's reader): the kernel doubles it (socket(7))
+// to a few dozen small frames, so one nap's leftovers are read before the
+// next (DefaultNapAfter) and a flood's excess is dropped by the kernel. A
+// loop without a limit keeps the kernel's default, for bursts.
+const NapReadBuffer = 16 << 10
+
 // HandleFunc answers one packet: the reply (empty for none) and the Event
 // to report. It is the protocol's pure logic; Server adds the latency and
 // turns a failed send or a panic into a drop.
@@ -159,6 +172,11 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	defer stop()
 	lim := newBucket(s.Limit)
+	if b, ok := s.t.(ReadBufferSetter); ok && s.Limit.Rate > 0 && s.Nap > 0 {
+		if err := b.SetReadBuffer(NapReadBuffer); err != nil {
+			s.log.Warn("failed to shrink the receive buffer: a flood costs more", "server", s.name, "error", err)
+		}
+	}
 	nap := time.NewTimer(time.Hour)
 	nap.Stop()
 	defer nap.Stop()

@@ -284,3 +284,40 @@ func TestServerClose(t *testing.T) {
 		t.Errorf("transport closed %d times, want once", ft.closed)
 	}
 }
+
+// sizedTransport is a fakeTransport whose receive buffer can be resized.
+type sizedTransport struct {
+	*fakeTransport
+	sized chan int
+}
+
+func (s sizedTransport) SetReadBuffer(bytes int) error { s.sized <- bytes; return nil }
+
+// TestServerShrinksReadBuffer: a rate-limited server that naps shrinks its
+// transport's receive buffer to NapReadBuffer; one without a limit keeps
+// the kernel's default.
+func TestServerShrinksReadBuffer(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		limit Limit
+		want  []int
+	}{{Limit{Rate: 200, Burst: 20}, []int{NapReadBuffer}}, {Limit{}, nil}} {
+		st := sizedTransport{newFakeTransport(), make(chan int, 1)}
+		s := New("test", st, echo, tt.limit, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		st.in <- Packet{Data: []byte("x"), Src: peer} // Run is past its start
+		cancel()
+		<-done
+		var got []int
+		select {
+		case n := <-st.sized:
+			got = append(got, n)
+		default:
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("limit %+v: receive buffer set to (-want +got):\n%s", tt.limit, diff)
+		}
+	}
+}

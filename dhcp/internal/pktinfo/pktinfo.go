@@ -17,10 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ReceiveBuffer is the DHCP servers' UDP receive buffer (SO_RCVBUF; the
-// kernel doubles it, socket(7)).
-const ReceiveBuffer = 16 << 10
-
 // Sizes of the control messages a socket receives with IP_PKTINFO or
 // IPV6_RECVPKTINFO on: room for one of either.
 var (
