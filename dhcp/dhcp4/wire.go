@@ -232,11 +232,6 @@ type reply struct {
 // set adds option code with value v.
 func (r *reply) set(code uint8, v []byte) { r.opts = append(r.opts, kv{code, v}) }
 
-// has reports whether option code is set.
-func (r *reply) has(code uint8) bool {
-	return slices.ContainsFunc(r.opts, func(o kv) bool { return o.code == code })
-}
-
 // appendReply appends the reply to req as a BOOTREPLY (RFC 2131 section
 // 4.3.1, table 3) from the VM's chaddr: xid, flags and giaddr copied, the
 // options in code order (as insomniacslk/dhcp writes them), each longer

@@ -113,18 +113,6 @@ func first(b []byte, code uint16) ([]byte, bool) {
 	return nil, false
 }
 
-// count returns how many options code b holds.
-func count(b []byte, code uint16) int {
-	n := 0
-	o := options{b}
-	for c, _, ok := o.next(); ok; c, _, ok = o.next() {
-		if c == code {
-			n++
-		}
-	}
-	return n
-}
-
 // message is a client message read in place (RFC 8415 §8).
 type message struct {
 	typ  byte
