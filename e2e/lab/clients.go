@@ -72,6 +72,16 @@ esac
 exit 0
 `
 
+// udhcpc6Script is busybox udhcpc6's script: $1 is the event, $ipv6 the
+// leased address (busybox networking/udhcp/d6_dhcpc.c).
+const udhcpc6Script = `#!/bin/sh
+env > "$DSB_DIR/$1.tmp" && mv "$DSB_DIR/$1.tmp" "$DSB_DIR/$1.env"
+case "$1" in
+bound|renew) [ -n "$ipv6" ] && ip -6 addr replace "$ipv6/128" dev "$interface" nodad ;;
+esac
+exit 0
+`
+
 // dhcpcd configures addresses and routes itself; its script only records.
 const dhcpcdScript = `#!/bin/sh
 env > "$DSB_DIR/$reason.tmp" && mv "$DSB_DIR/$reason.tmp" "$DSB_DIR/$reason.env"
@@ -140,6 +150,17 @@ func (l *Lab) Udhcpc(t T) *Client {
 	l.Guest.Run(t, "ip", "link", "set", l.GuestIf, "up")
 	return l.start(t, "udhcpc", dir, "busybox", "udhcpc", "-f", "-i", l.GuestIf, "-s", filepath.Join(dir, "script"),
 		"-O", "mtu", "-O", "staticroutes", "-O", "search", "-O", "hostname", "-O", "domain")
+}
+
+// Udhcpc6 starts busybox's udhcpc6 in the foreground from the busybox
+// binary given: Debian's busybox lacks udhcpc6, so it is one built with it
+// (the e2e/kubevirt guest's, for instance). Its IPv6 default route comes
+// from the kernel's RA processing.
+func (l *Lab) Udhcpc6(t T, busybox string) *Client {
+	t.Helper()
+	dir := l.clientDir(t, "udhcpc6", udhcpc6Script)
+	l.Guest.Run(t, "ip", "link", "set", l.GuestIf, "up")
+	return l.start(t, "udhcpc6", dir, busybox, "udhcpc6", "-f", "-i", l.GuestIf, "-s", filepath.Join(dir, "script"))
 }
 
 // Dhcpcd starts dhcpcd in the foreground with private run and database
