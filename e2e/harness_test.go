@@ -30,7 +30,9 @@ func TestMain(m *testing.M) {
 	}
 	dsbridgeBin, cniBin = filepath.Join(dir, "dsbridge"), filepath.Join(dir, "dsbridge-cni")
 	for bin, pkg := range map[string]string{dsbridgeBin: "./cmd/dsbridge", cniBin: "./cmd/dsbridge-cni"} {
-		build := exec.Command("go", "build", "-o", bin, "github.com/dsbridge/dsbridge/"+pkg[2:])
+		// Built as released (cmd/internal/image BuildFlags, stripped), so
+		// that memory and size measured here are the image's.
+		build := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", bin, "github.com/dsbridge/dsbridge/"+pkg[2:])
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)

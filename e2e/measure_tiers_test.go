@@ -67,7 +67,7 @@ func TestMeasureTiers(t *testing.T) {
 		for _, tier := range tiers {
 			ts := got[key{g.label(), tier.name}]
 			lines = append(lines, summary(g.label(), strings.ReplaceAll(tier.name, " ", "-"), timings(ts)), phaseSummary(g.label(), tier.name, ts))
-			both = append(both, median(bothOf(ts)))
+			both = append(both, medianDur(bothOf(ts)).Milliseconds())
 		}
 		if len(both) == 2 && both[1] > 0 {
 			lines = append(lines, fmt.Sprintf("MEASURE tier-ratio guest=%s unprivileged_over_root_gate=%.3f (medians %d ms / %d ms)",
@@ -140,7 +140,7 @@ func phaseSummary(guest, tier string, ts []tierTiming) string {
 			return "-"
 		}
 		slices.Sort(d)
-		return strconv.FormatInt(median(d), 10)
+		return strconv.FormatInt(medianDur(d).Milliseconds(), 10)
 	}
 	// With Rapid Commit (dhcpcd) the Solicit is answered with a Reply.
 	reply := "reply6"
@@ -239,3 +239,32 @@ func phases(pkts []string, t0 time.Time, vmMAC string) map[string]time.Duration 
 	}
 	return out
 }
+
+// timing is one run: when each family was configured, from the link up.
+type timing struct{ v4, v6, both time.Duration }
+
+// summary is one parsable line for a client and server.
+func summary(client, server string, ts []timing) string {
+	pick := func(f func(timing) time.Duration) []time.Duration {
+		var out []time.Duration
+		for _, t := range ts {
+			out = append(out, f(t))
+		}
+		slices.Sort(out)
+		return out
+	}
+	both := pick(func(t timing) time.Duration { return t.both })
+	if len(both) == 0 {
+		return fmt.Sprintf("MEASURE configure client=%s server=%s runs=0", client, server)
+	}
+	v6 := "-" // an IPv4-only client
+	if ts[0].v6 > 0 {
+		v6 = strconv.FormatInt(medianDur(pick(func(t timing) time.Duration { return t.v6 })).Milliseconds(), 10)
+	}
+	return fmt.Sprintf("MEASURE configure client=%s server=%s runs=%d median_ms=%d min_ms=%d max_ms=%d median_v4_ms=%d median_v6_ms=%s all_ms=%s",
+		client, server, len(both), medianDur(both).Milliseconds(), both[0].Milliseconds(), both[len(both)-1].Milliseconds(),
+		medianDur(pick(func(t timing) time.Duration { return t.v4 })).Milliseconds(), v6, msList(both))
+}
+
+// median is medianDur in whole milliseconds.
+func median(d []time.Duration) int64 { return medianDur(d).Milliseconds() }

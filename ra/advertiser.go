@@ -30,10 +30,11 @@ type Advertiser struct {
 	// the schedule) and every RA sent (Reply "RA") or failed to send.
 	Observer func(serve.Event)
 
-	cfg  Config
-	conn frame.Conn
-	log  *slog.Logger
-	ra   *ndp.RouterAdvertisement
+	cfg   Config
+	conn  frame.Conn
+	log   *slog.Logger
+	debug bool // log per packet: the attributes of a discarded line still cost allocations
+	ra    *ndp.RouterAdvertisement
 
 	src       netip.Addr // IPv6 source of every RA
 	body      []byte     // the ICMPv6 message, checksum left to the frame
@@ -65,10 +66,11 @@ type Stats struct {
 	Multicast     uint64 // RAs sent to all nodes
 	Unicast       uint64 // RAs sent to a soliciting host
 	WriteErrors   uint64 // RAs the transport failed to send
+	RateLimited   uint64 // valid RSs over RSLimit, not passed on
 }
 
 type counters struct {
-	solicitations, multicast, unicast, writeErrors atomic.Uint64
+	solicitations, multicast, unicast, writeErrors, rateLimited atomic.Uint64
 }
 
 // NewAdvertiser validates cfg and prepares the advertisement. conn must be a
@@ -79,7 +81,7 @@ func NewAdvertiser(cfg Config, conn frame.Conn, log *slog.Logger) (*Advertiser, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Advertiser{cfg: cfg, conn: conn, log: log, now: time.Now, rnd: rand.Int64N, hints: make(chan netip.Addr, maxHints),
+	a := &Advertiser{cfg: cfg, conn: conn, log: log, debug: log.Enabled(context.Background(), slog.LevelDebug), now: time.Now, rnd: rand.Int64N, hints: make(chan netip.Addr, maxHints),
 		deprecated: map[netip.Addr]time.Time{}, withdrawn: map[netip.Addr]time.Time{}}
 	if cfg.Mode == ModeOff {
 		return a, nil
@@ -137,6 +139,7 @@ func (a *Advertiser) Stats() Stats {
 		Multicast:     a.stats.multicast.Load(),
 		Unicast:       a.stats.unicast.Load(),
 		WriteErrors:   a.stats.writeErrors.Load(),
+		RateLimited:   a.stats.rateLimited.Load(),
 	}
 }
 
@@ -149,6 +152,11 @@ func (a *Advertiser) Run(ctx context.Context) error {
 		return nil
 	}
 	a.log.Info("router advertisements waiting for the guest", "mode", a.cfg.Mode.String(), "source", a.src, "prefix", a.cfg.Prefix)
+	if b, ok := a.conn.(serve.ReadBufferSetter); ok {
+		if err := b.SetReadBuffer(serve.NapReadBuffer); err != nil { // the reader naps through an RS flood
+			a.log.Warn("failed to shrink the receive buffer: a flood costs more", "error", err)
+		}
+	}
 	events := make(chan frameEvent, 8)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.read(gctx, events) })
@@ -156,7 +164,23 @@ func (a *Advertiser) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// read passes the guest's first frame and every valid RS to events.
+// RSLimit bounds the Router Solicitations passed on to the schedule: a
+// host sends at most MAX_RTR_SOLICITATIONS (3) at start, RTR_SOLICITATION_
+// INTERVAL (4 s) apart (RFC 4861 §6.3.7, §10), and RSs while a reply is
+// pending are answered by it (§6.2.6), so more change nothing. Once
+// rsNapAfter in a row were over it, the reader naps for rsNap: a flooding
+// guest's frames queue meanwhile and are read in batches, or are dropped
+// by the kernel (serve.Server.Nap does the same).
+var RSLimit = serve.Limit{Rate: 10, Burst: 10}
+
+const (
+	rsNap      = serve.DefaultNap
+	rsNapAfter = serve.DefaultNapAfter
+)
+
+// read passes the guest's first frame and every valid RS within RSLimit
+// to events; the RSs over it are counted, and passed on as one event
+// before each nap.
 func (a *Advertiser) read(ctx context.Context, events chan<- frameEvent) error {
 	stop := context.AfterFunc(ctx, func() {
 		_ = a.conn.SetReadDeadline(time.Unix(1, 0)) // a failure leaves the read blocked: the transport is already broken
@@ -164,6 +188,19 @@ func (a *Advertiser) read(ctx context.Context, events chan<- frameEvent) error {
 	defer stop()
 	buf := make([]byte, 1<<16)
 	told := false
+	rs := serve.NewBucket(RSLimit)
+	nap := time.NewTimer(time.Hour)
+	nap.Stop()
+	defer nap.Stop()
+	limited := 0
+	pass := func(ev frameEvent) bool {
+		select {
+		case events <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for {
 		n, err := a.conn.ReadFrame(buf)
 		if err != nil {
@@ -179,13 +216,28 @@ func (a *Advertiser) read(ctx context.Context, events chan<- frameEvent) error {
 		if err != nil && !errors.Is(err, errNotRS) {
 			a.log.Debug("ignoring frame from the VM", "error", err)
 		}
+		if ev.rs && !rs.Take(a.now()) {
+			if limited++; limited < rsNapAfter {
+				continue
+			}
+			if !pass(frameEvent{limitedRS: limited}) {
+				return nil
+			}
+			limited = 0
+			nap.Reset(rsNap)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-nap.C:
+			}
+			continue
+		}
 		if !ev.rs && (told || !ev.spoke) && !a.telling(ev) {
 			continue
 		}
 		told = true
-		select {
-		case events <- ev:
-		case <-ctx.Done():
+		ev.limitedRS, limited = limited, 0
+		if !pass(ev) {
 			return nil
 		}
 	}
@@ -218,6 +270,14 @@ func (a *Advertiser) loop(ctx context.Context, events <-chan frameEvent) error {
 }
 
 func (a *Advertiser) handle(s *schedule, ev frameEvent) {
+	if ev.limitedRS > 0 {
+		a.stats.rateLimited.Add(uint64(ev.limitedRS))
+		a.observe(serve.Event{Request: "RS", Outcome: serve.Dropped, Reason: serve.RateLimited, Count: ev.limitedRS,
+			Detail: "router solicitations over the rate limit"})
+	}
+	if !ev.spoke {
+		return // only a count of RSs over the limit
+	}
 	now := a.now()
 	if s.guestSpoke(now) {
 		a.log.Info("guest spoke, sending router advertisements")
@@ -225,7 +285,9 @@ func (a *Advertiser) handle(s *schedule, ev frameEvent) {
 	a.renumber(now, ev)
 	if ev.rs {
 		a.stats.solicitations.Add(1)
-		a.log.Debug("router solicitation", "from", ev.from.IP)
+		if a.debug {
+			a.log.Debug("router solicitation", "from", ev.from.IP)
+		}
 		s.solicited(now, ev.from)
 		from := ev.from.IP
 		if !from.IsValid() {
@@ -256,7 +318,9 @@ func (a *Advertiser) sendDue(s *schedule, buf []byte) []byte {
 		}
 		a.sendFailing = false
 		n.Add(1)
-		a.log.Debug("sent router advertisement", "to", dst)
+		if a.debug {
+			a.log.Debug("sent router advertisement", "to", dst)
+		}
 		a.observe(serve.Event{Reply: "RA", Outcome: serve.Replied, Peer: dst})
 	}
 }

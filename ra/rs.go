@@ -36,6 +36,9 @@ type frameEvent struct {
 	src      netip.Addr
 	nsTarget netip.Addr
 	nsMAC    frame.MAC
+	// limitedRS counts the valid RSs the reader did not pass on since its
+	// last event (over RSLimit).
+	limitedRS int
 }
 
 // classify reads one frame received from the VM. Any IPv6 frame the VM sent

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
 	"github.com/dsbridge/dsbridge/cmd/internal/cliflag"
 )
@@ -32,17 +31,14 @@ commands:
   version    print version, commit and build date
 `
 
-// defaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT
-// is unset. The sidecar's container limit is 64 MB (KubeVirt
-// renderresources.go sidecarResources) and dsbridge budgets < 20 MiB RSS under load, of which about 13 MiB is the binary's own
-// code: without a limit the garbage collector's headroom under a flooding
-// guest (heap doubling between collections) reaches that budget.
-const defaultMemoryLimit = 6 << 20
-
+// dsbridge sets no Go memory limit (GOMEMLIMIT still sets one): the
+// servers answer and drop packets without allocating, so a flooding guest
+// does not grow the heap (12.6 MiB peak RSS under a 5,000/s DISCOVER flood,
+// in a 64 MB container, KubeVirt renderresources.go sidecarResources),
+// while a limit below the runtime's own footprint made every allocation
+// burst collect (a 6 MiB one ran 3,909 collections in 10 s of a 1,000/s
+// Solicit flood when handling allocated).
 func main() {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(defaultMemoryLimit)
-	}
 	// File capabilities are granted as permitted only (an effective bit
 	// would make exec fail wherever the pod's bounding set lacks them):
 	// raise what was granted before anything else runs.

@@ -28,6 +28,7 @@ type serveConfig struct {
 	stateDir, identity   string
 	raMode               ra.Mode
 	teardownOnExit       bool
+	rateLimit            bool
 	timers               binding.Timers
 	logLevel             slog.Level
 }
@@ -45,6 +46,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (serveConfig, erro
 	fs.StringVar(&c.identity, "identity", "", "seed of the server identities (DHCPv6 DUID, service MAC); default: from the pod's MAC")
 	fs.StringVar(&raMode, "ra-mode", "gateway", "router advertisements: gateway, flags-only or off")
 	fs.BoolVar(&c.teardownOnExit, "teardown-on-exit", false, "restore the pod interface to its snapshot on exit")
+	fs.BoolVar(&c.rateLimit, "rate-limit", true, "limit the DHCP requests answered per second (=false only for load tests such as perfdhcp)")
 	registerTimers(fs, &c.timers)
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
@@ -100,7 +102,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		model.Error("", "prepare", err)
 		return err
 	}
-	m := service.NewManager(ctx, log, service.Options{Status: model})
+	m := service.NewManager(ctx, log, service.Options{Status: model, NoRateLimit: !c.rateLimit})
 	if err := m.Start(spec); err != nil {
 		m.Stop()
 		return err

@@ -2,6 +2,7 @@ package dhcp4
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,7 +14,6 @@ import (
 	"github.com/dsbridge/dsbridge/dhcp/internal/loudlog"
 	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/iana"
 )
 
 // flagBroadcast is the BROADCAST bit of the flags field (RFC 2131 section 2, figure 2).
@@ -59,13 +59,11 @@ type option struct {
 // immutable after NewHandler and safe for concurrent use.
 type Handler struct {
 	log        *slog.Logger
-	vmMAC      frame.MAC
-	chaddr     net.HardwareAddr // vmMAC in replies' chaddr field
+	vmMAC      frame.MAC // the only client answered, and replies' chaddr
 	serviceMAC frame.MAC
 	sid        netip.Addr
 	sidOpt     []byte // option 54 value
 	addr       netip.Addr
-	yiaddr     net.IP
 	options    []option // in priority order: dropped from the end when a reply runs out of room
 	coreSize   int      // wire size of the core options
 	declines   *loudlog.Every
@@ -82,16 +80,13 @@ func NewHandler(cfg Config, log *slog.Logger) (*Handler, error) {
 		return nil, fmt.Errorf("invalid DHCPv4 config: %w", err)
 	}
 	sid := cfg.ServerID.As4()
-	addr := cfg.Address.Addr().As4()
 	h := &Handler{
 		log:        log,
 		vmMAC:      cfg.VMMAC,
-		chaddr:     cfg.VMMAC.HardwareAddr(),
 		serviceMAC: cfg.ServiceMAC,
 		sid:        cfg.ServerID,
 		sidOpt:     sid[:],
 		addr:       cfg.Address.Addr(),
-		yiaddr:     net.IP(addr[:]),
 		declines:   &loudlog.Every{Interval: loudlog.Interval},
 	}
 	opts, err := buildOptions(&cfg, log)
@@ -181,117 +176,144 @@ func wireLen(v []byte) int {
 	return len(v) + 2*((len(v)+maxOptionLen-1)/maxOptionLen)
 }
 
-// Handle answers one request. It never blocks and never panics on any
-// request FromBytes accepts.
+// Handle answers one decoded request: the reply (nil for none) and where it
+// goes. It is the wire path (a Session's Answer) for a caller holding an
+// insomniacslk/dhcp message: req is encoded, answered and the reply
+// decoded. It never panics on any request FromBytes accepts.
 func (h *Handler) Handle(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Dest) {
-	if reason, detail := h.check(req); reason != "" {
-		return nil, Dest{Drop: reason, Detail: detail}
+	if req == nil || req.Options == nil {
+		return nil, Dest{Drop: serve.Malformed, Detail: "no options"}
 	}
-	switch mt := req.MessageType(); mt {
-	case dhcpv4.MessageTypeDiscover:
-		return h.reply(req, dhcpv4.MessageTypeOffer)
-	case dhcpv4.MessageTypeRequest:
-		return h.request(req)
-	case dhcpv4.MessageTypeDecline:
-		return nil, h.decline(req)
-	case dhcpv4.MessageTypeRelease:
-		h.log.Debug("DHCPv4 RELEASE", "client", req.ClientIPAddr)
-		return nil, Dest{}
-	case dhcpv4.MessageTypeInform:
-		r, d := h.reply(req, dhcpv4.MessageTypeAck)
-		if ci := addr4(req.ClientIPAddr); !ci.IsUnspecified() && ci != h.addr {
+	s := h.NewSession()
+	out, d, err := s.Answer(req.ToBytes())
+	if err != nil {
+		return nil, Dest{Drop: serve.Malformed, Detail: err.Error()}
+	}
+	if out == nil {
+		return nil, d
+	}
+	r, err := dhcpv4.FromBytes(out)
+	if err != nil {
+		panic("dhcp4: a reply that does not parse: " + err.Error()) // programmer invariant: appendReply writes valid messages
+	}
+	return r, d
+}
+
+// Session answers requests on the wire, one at a time, reusing one parsed
+// request and one reply buffer: answering allocates nothing. One goroutine
+// uses a Session (a server's loop); the Handler behind it is shared.
+type Session struct {
+	h   *Handler
+	req message
+	r   reply
+	out []byte
+}
+
+// NewSession returns a Session answering with h.
+func (h *Handler) NewSession() *Session {
+	return &Session{h: h, r: reply{opts: make([]kv, 0, len(h.options)+5)}, out: make([]byte, 0, maxReplySize)}
+}
+
+// Answer parses one request and answers it: the reply's bytes (nil for
+// none; valid until the next Answer) and where it goes. err is set, and
+// nothing else, when b is not a DHCP message.
+func (s *Session) Answer(b []byte) ([]byte, Dest, error) {
+	if err := s.req.parse(b); err != nil {
+		return nil, Dest{}, err
+	}
+	ok, d := s.h.answer(&s.req, &s.r)
+	if !ok {
+		return nil, d, nil
+	}
+	s.out = appendReply(s.out[:0], &s.req, &s.r, s.h.vmMAC)
+	return s.out, d, nil
+}
+
+// answer builds the reply to req into r, reporting whether there is one,
+// and where it goes.
+func (h *Handler) answer(req *message, r *reply) (bool, Dest) {
+	if reason, detail := h.check(req); reason != "" {
+		return false, Dest{Drop: reason, Detail: detail}
+	}
+	switch mt := req.messageType(); mt {
+	case typeDiscover:
+		return true, h.reply(req, r, typeOffer)
+	case typeRequest:
+		return h.request(req, r)
+	case typeDecline:
+		return false, h.decline(req)
+	case typeRelease:
+		h.log.Debug("DHCPv4 RELEASE", "client", req.ciaddr())
+		return false, Dest{}
+	case typeInform:
+		d := h.reply(req, r, typeAck)
+		if ci := req.ciaddr(); !ci.IsUnspecified() && ci != h.addr {
 			d.Stale = ci
 		}
-		return r, d
+		return true, d
 	default:
-		return nil, Dest{Drop: serve.NotRequest, Detail: "message type " + mt.String() + " is not a client's request"}
+		return false, Dest{Drop: serve.NotRequest, Detail: "message type " + typeName(mt) + " is not a client's request"}
 	}
 }
 
 // check returns why req must be dropped, or "".
-func (h *Handler) check(req *dhcpv4.DHCPv4) (serve.Reason, string) {
-	switch {
-	case req == nil || req.Options == nil:
-		return serve.Malformed, "no options"
-	case req.OpCode != dhcpv4.OpcodeBootRequest:
+func (h *Handler) check(req *message) (serve.Reason, string) {
+	switch chaddr := req.chaddr(); {
+	case req.op() != opBootRequest:
 		return serve.NotRequest, "not a BOOTREQUEST"
-	case req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != len(h.vmMAC):
+	case req.htype() != htypeEthernet || len(chaddr) != len(h.vmMAC):
 		return serve.Malformed, "not an Ethernet client"
-	case !bytes.Equal(req.ClientHWAddr, h.vmMAC[:]):
-		return serve.NotVM, "chaddr " + req.ClientHWAddr.String() + " is not the VM's"
-	case !is4(req.ClientIPAddr) || !is4(req.GatewayIPAddr):
-		return serve.Malformed, "ciaddr or giaddr is not an IPv4 address"
+	case [6]byte(chaddr) != h.vmMAC:
+		return serve.NotVM, "chaddr " + net.HardwareAddr(chaddr).String() + " is not the VM's"
 	}
 	return "", ""
 }
 
-// is4 reports whether ip is an IPv4 address or nil (0.0.0.0 on the wire).
-func is4(ip net.IP) bool { return ip == nil || ip.To4() != nil }
-
-// addr4 converts a header address field that passed is4.
-func addr4(ip net.IP) netip.Addr {
-	if v4 := ip.To4(); v4 != nil {
-		return netip.AddrFrom4([4]byte(v4))
-	}
-	return netip.IPv4Unspecified()
-}
-
-// addrOption returns the IPv4 address in option code, ok=false when absent,
-// valid=false when present but not 4 bytes.
-func addrOption(req *dhcpv4.DHCPv4, code uint8) (a netip.Addr, ok, valid bool) {
-	v, ok := req.Options[code]
-	if !ok {
-		return netip.Addr{}, false, true
-	}
-	if len(v) != 4 {
-		return netip.Addr{}, true, false
-	}
-	return netip.AddrFrom4([4]byte(v)), true, true
-}
-
 // request answers a DHCPREQUEST in each client state of RFC 2131 section 4.3.2.
-func (h *Handler) request(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Dest) {
-	sid, hasSID, okSID := addrOption(req, optServerID)
-	requested, hasReq, okReq := addrOption(req, optRequestedIP)
-	ciaddr := addr4(req.ClientIPAddr)
+func (h *Handler) request(req *message, r *reply) (bool, Dest) {
+	sid, hasSID, okSID := req.addrOption(optServerID)
+	requested, hasReq, okReq := req.addrOption(optRequestedIP)
+	ciaddr := req.ciaddr()
 	switch {
 	case !okSID || !okReq:
-		return nil, Dest{Drop: serve.Malformed, Detail: "option 50 or 54 is not an IPv4 address"}
+		return false, Dest{Drop: serve.Malformed, Detail: "option 50 or 54 is not an IPv4 address"}
 	case hasSID && sid != h.sid:
 		// SELECTING: the client chose another server's offer.
-		return nil, Dest{Drop: serve.OtherServer, Detail: "server identifier " + sid.String()}
+		return false, Dest{Drop: serve.OtherServer, Detail: "server identifier " + sid.String()}
 	case !hasReq && ciaddr.IsUnspecified():
-		return nil, Dest{Drop: serve.Malformed, Detail: "a REQUEST with neither option 50 nor ciaddr"}
+		return false, Dest{Drop: serve.Malformed, Detail: "a REQUEST with neither option 50 nor ciaddr"}
 	}
 	// SELECTING and INIT-REBOOT name the address in option 50, RENEWING and
 	// REBINDING in ciaddr; both must be the pod's when present.
 	if (hasReq && requested != h.addr) || (!ciaddr.IsUnspecified() && ciaddr != h.addr) {
-		h.log.Debug("DHCPv4 NAK", "requested", requested, "ciaddr", ciaddr, "binding", h.addr)
-		r, d := h.nak(req)
+		if h.log.Enabled(context.Background(), slog.LevelDebug) {
+			h.log.Debug("DHCPv4 NAK", "requested", requested, "ciaddr", ciaddr, "binding", h.addr)
+		}
+		d := h.nak(req, r)
 		switch {
 		case !ciaddr.IsUnspecified() && ciaddr != h.addr: // RENEWING, REBINDING
 			d.Stale = ciaddr
 		case !hasSID: // INIT-REBOOT: the lease the client remembers
 			d.Stale = requested
 		}
-		return r, d
+		return true, d
 	}
-	return h.reply(req, dhcpv4.MessageTypeAck)
+	return true, h.reply(req, r, typeAck)
 }
 
 // decline logs a DHCPDECLINE: the guest found its address in use, which for a
 // pod's own address means something else on the link answers ARP for it.
 // It is logged loudly at most once per loudlog.Interval: a guest repeating it
 // must not flood the log.
-func (h *Handler) decline(req *dhcpv4.DHCPv4) Dest {
-	sid, hasSID, _ := addrOption(req, optServerID)
+func (h *Handler) decline(req *message) Dest {
+	sid, hasSID, _ := req.addrOption(optServerID)
 	if hasSID && sid != h.sid {
 		return Dest{Drop: serve.OtherServer, Detail: "server identifier " + sid.String()}
 	}
-	requested, _, _ := addrOption(req, optRequestedIP)
+	requested, _, _ := req.addrOption(optRequestedIP)
 	const msg = "the VM declined its DHCPv4 address: another host answers ARP for it " +
 		"(is net.ipv4.conf.all.arp_ignore=1 set in the pod network namespace?)"
-	attrs := []any{"address", requested, "binding", h.addr, "mac", req.ClientHWAddr.String()}
+	attrs := []any{"address", requested, "binding", h.addr, "mac", net.HardwareAddr(req.chaddr()).String()}
 	if ok, held := h.declines.Allow(time.Now()); ok {
 		h.log.Error(msg, append(attrs, "alsoSinceLastLogged", held)...)
 	} else {
@@ -300,108 +322,90 @@ func (h *Handler) decline(req *dhcpv4.DHCPv4) Dest {
 	return Dest{}
 }
 
-// newReply is the BOOTREPLY skeleton of RFC 2131 section 4.3.1, table 3.
-func (h *Handler) newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, n int) *dhcpv4.DHCPv4 {
-	r := &dhcpv4.DHCPv4{
-		OpCode:        dhcpv4.OpcodeBootReply,
-		HWType:        iana.HWTypeEthernet,
-		TransactionID: req.TransactionID,
-		Flags:         req.Flags,
-		ClientIPAddr:  net.IPv4zero.To4(),
-		YourIPAddr:    net.IPv4zero.To4(),
-		ServerIPAddr:  net.IPv4zero.To4(),
-		GatewayIPAddr: req.GatewayIPAddr,
-		ClientHWAddr:  h.chaddr,
-		Options:       make(dhcpv4.Options, n+4),
-	}
-	r.Options[optMessageType] = []byte{byte(mt)}
-	r.Options[optServerID] = h.sidOpt
-	// RFC 6842: echo the client identifier; RFC 3046 section 2.2: echo the
-	// relay agent information. Unless they are so big that the core options
-	// would not fit: then the reply is more use without them.
+// start begins the reply of type mt to req (RFC 2131 section 4.3.1, table
+// 3): 53 and 54, and the echoed client identifier (RFC 6842) and relay
+// agent information (RFC 3046 section 2.2), unless they are so big that
+// the core options would not fit: then the reply is more use without
+// them. It returns the wire size of the echoed options.
+func (h *Handler) start(req *message, r *reply, mt byte) int {
+	*r = reply{typ: mt, flags: req.flags(), opts: r.opts[:0]}
+	r.set(optMessageType, typeValues[mt:mt+1])
+	r.set(optServerID, h.sidOpt)
 	echoed := 0
 	for _, c := range []uint8{optClientID, optRelayAgentInfo} {
-		v, ok := req.Options[c]
+		v, ok := req.option(c)
 		if ok && replySize(nil, echoed+wireLen(v))+h.coreSize <= maxReplySize {
-			r.Options[c] = v
+			r.set(c, v)
 			echoed += wireLen(v)
 		}
 	}
-	return r
+	return echoed
 }
+
+// typeValues holds every message type's option 53 value, so that a reply
+// refers to one without allocating.
+var typeValues = [...]byte{0, 1, 2, 3, 4, 5, 6, 7, 8}
 
 // reply builds an OFFER or an ACK (to a REQUEST or an INFORM) with every
 // option that fits in maxReplySize.
-func (h *Handler) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) (*dhcpv4.DHCPv4, Dest) {
-	inform := req.MessageType() == dhcpv4.MessageTypeInform
-	r := h.newReply(req, mt, len(h.options))
+func (h *Handler) reply(req *message, r *reply, mt byte) Dest {
+	inform := req.messageType() == typeInform
+	echoed := h.start(req, r, mt)
 	switch {
 	case inform:
-		r.ClientIPAddr = req.ClientIPAddr
-	case mt == dhcpv4.MessageTypeAck:
-		r.ClientIPAddr = req.ClientIPAddr
-		r.YourIPAddr = h.yiaddr
+		r.ciaddr = req.ciaddr()
+	case mt == typeAck:
+		r.ciaddr, r.yiaddr = req.ciaddr(), h.addr
 	default:
-		r.YourIPAddr = h.yiaddr
+		r.yiaddr = h.addr
 	}
-	prl, hasPRL := req.Options[optParamRequestList]
-	room := maxReplySize - replySize(nil, echoedLen(r))
+	prl, hasPRL := req.option(optParamRequestList)
+	room := maxReplySize - replySize(nil, echoed)
 	for _, o := range h.options {
 		if (inform && o.lease) || (o.extra && hasPRL && bytes.IndexByte(prl, o.code) < 0) {
 			continue
 		}
 		if need := 2 + len(o.value); need <= room {
-			r.Options[o.code] = o.value
+			r.set(o.code, o.value)
 			room -= need
 		}
 	}
-	return r, h.dest(req, r, false)
-}
-
-// echoedLen is the wire size of the options copied from the request.
-func echoedLen(r *dhcpv4.DHCPv4) int {
-	n := 0
-	for _, c := range []uint8{optClientID, optRelayAgentInfo} {
-		if v, ok := r.Options[c]; ok {
-			n += wireLen(v)
-		}
-	}
-	return n
+	return h.dest(req, r, false)
 }
 
 // nak builds a DHCPNAK: 53, 54, 56 and the echoed client identifier, no
 // addresses (RFC 2131 section 4.3.1, table 3).
-func (h *Handler) nak(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Dest) {
-	r := h.newReply(req, dhcpv4.MessageTypeNak, 1)
-	msg := []byte("requested address is not this client's")
-	if echoedLen(r)+2+len(msg) <= maxReplySize-replySize(nil, 0) {
-		r.Options[optMessage] = msg
+func (h *Handler) nak(req *message, r *reply) Dest {
+	echoed := h.start(req, r, typeNak)
+	if echoed+2+len(nakMessage) <= maxReplySize-replySize(nil, 0) {
+		r.set(optMessage, nakMessage)
 	}
-	return r, h.dest(req, r, true)
+	return h.dest(req, r, true)
 }
+
+// nakMessage is option 56 of every NAK.
+var nakMessage = []byte("requested address is not this client's")
 
 // dest addresses a reply as RFC 2131 section 4.1 says, in this order: to the
 // relay agent when giaddr is set (a NAK with the BROADCAST bit set, so the
 // relay broadcasts it); a NAK broadcast; to ciaddr when set; broadcast when
 // the client asked for it; else to yiaddr at chaddr.
-func (h *Handler) dest(req, r *dhcpv4.DHCPv4, nak bool) Dest {
-	giaddr := addr4(req.GatewayIPAddr)
-	ciaddr := addr4(req.ClientIPAddr)
-	yiaddr := addr4(r.YourIPAddr)
+func (h *Handler) dest(req *message, r *reply, nak bool) Dest {
+	giaddr, ciaddr := req.giaddr(), req.ciaddr()
 	switch {
 	case !giaddr.IsUnspecified():
 		if nak {
-			r.Flags |= flagBroadcast
+			r.flags |= flagBroadcast
 		}
 		return Dest{Kind: DestRelay, IP: giaddr, Port: frame.PortDHCPv4Server}
 	case nak:
 		return broadcast()
 	case !ciaddr.IsUnspecified():
 		return Dest{Kind: DestUnicast, IP: ciaddr, Port: frame.PortDHCPv4Client, MAC: h.vmMAC}
-	case req.Flags&flagBroadcast != 0:
+	case req.flags()&flagBroadcast != 0:
 		return broadcast()
-	case !yiaddr.IsUnspecified():
-		return Dest{Kind: DestUnicast, IP: yiaddr, Port: frame.PortDHCPv4Client, MAC: h.vmMAC}
+	case r.yiaddr.IsValid() && !r.yiaddr.IsUnspecified():
+		return Dest{Kind: DestUnicast, IP: r.yiaddr, Port: frame.PortDHCPv4Client, MAC: h.vmMAC}
 	default:
 		return broadcast()
 	}

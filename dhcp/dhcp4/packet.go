@@ -76,4 +76,13 @@ func (t *packetTransport) Send(p serve.Packet, r serve.Reply) error {
 
 func (t *packetTransport) SetReadDeadline(d time.Time) error { return t.conn.SetReadDeadline(d) }
 
+// SetReadBuffer implements serve.ReadBufferSetter when the link's Conn
+// does.
+func (t *packetTransport) SetReadBuffer(bytes int) error {
+	if b, ok := t.conn.(serve.ReadBufferSetter); ok {
+		return b.SetReadBuffer(bytes)
+	}
+	return nil
+}
+
 func (t *packetTransport) Close() error { return t.conn.Close() }

@@ -4,16 +4,17 @@ import (
 	"log/slog"
 	"net/netip"
 
-	"github.com/insomniacslk/dhcp/dhcpv4"
-
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
-// DefaultLimit bounds what a guest flooding requests costs the server. A
-// DHCP client sends a handful of packets per exchange and waits seconds
-// between retransmissions (RFC 2131 section 4.1), so it never delays one.
-var DefaultLimit = serve.Limit{Rate: 50, Burst: 20}
+// DefaultLimit bounds the replies a guest flooding requests gets. A DHCP
+// client sends a handful of packets per exchange and waits seconds between
+// retransmissions (RFC 2131 section 4.1), so it never delays one; and a
+// token every 5 ms answers the guest's next request within 10 ms after a
+// flood. What a flood costs the server is bounded by its nap
+// (serve.Server.Nap), not by the rate.
+var DefaultLimit = serve.Limit{Rate: 200, Burst: 20}
 
 // serverName names the server in logs.
 const serverName = "DHCPv4"
@@ -43,23 +44,24 @@ func packetRoute(d Dest) (netip.AddrPort, frame.MAC, string) {
 }
 
 // serveWith is the HandleFunc of a server whose transport reaches the VM
-// as r says.
+// as r says. It answers on a Session of its own: one server, one goroutine.
 func (h *Handler) serveWith(r route) serve.HandleFunc {
+	s := h.NewSession()
 	return func(p serve.Packet) (serve.Reply, serve.Event) {
 		if p.ARP != nil {
 			return h.answerARP(*p.ARP)
 		}
-		req, err := dhcpv4.FromBytes(p.Data)
+		out, dest, err := s.Answer(p.Data)
 		if err != nil {
 			return serve.Reply{}, serve.Drop(serve.Malformed, err.Error())
 		}
-		reply, dest := h.Handle(req)
-		ev := serve.Event{Request: req.MessageType().String(), XID: xidOf(req), Peer: p.Src.Addr(), Stale: dest.Stale}
+		req := &s.req
+		ev := serve.Event{Request: typeName(req.messageType()), XID: xidOf(req.xid()), Peer: p.Src.Addr(), Stale: dest.Stale}
 		switch {
-		case reply == nil && dest.Drop != "":
+		case out == nil && dest.Drop != "":
 			ev.Outcome, ev.Reason, ev.Detail = serve.Dropped, dest.Drop, dest.Detail
 			return serve.Reply{}, ev
-		case reply == nil:
+		case out == nil:
 			ev.Outcome = serve.Unanswered
 			return serve.Reply{}, ev
 		}
@@ -68,8 +70,8 @@ func (h *Handler) serveWith(r route) serve.HandleFunc {
 			ev.Outcome, ev.Reason, ev.Detail = serve.Dropped, serve.NotForServer, refuse
 			return serve.Reply{}, ev
 		}
-		ev.Outcome, ev.Reply = serve.Replied, reply.MessageType().String()
-		return serve.Reply{Data: reply.ToBytes(), To: to, MAC: mac}, ev
+		ev.Outcome, ev.Reply = serve.Replied, typeName(s.r.typ)
+		return serve.Reply{Data: out, To: to, MAC: mac}, ev
 	}
 }
 
@@ -89,8 +91,7 @@ func (h *Handler) answerARP(a frame.ARP) (serve.Reply, serve.Event) {
 		TargetMAC: a.SenderMAC, TargetIP: a.SenderIP}}, ev
 }
 
-// xidOf is the transaction ID of req as a number.
-func xidOf(req *dhcpv4.DHCPv4) uint32 {
-	t := req.TransactionID
+// xidOf is a transaction ID as a number.
+func xidOf(t [4]byte) uint32 {
 	return uint32(t[0])<<24 | uint32(t[1])<<16 | uint32(t[2])<<8 | uint32(t[3])
 }

@@ -2,6 +2,8 @@ package dhcp4
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -270,3 +272,51 @@ func TestUDPRoute(t *testing.T) {
 // testXID is the transaction ID of newRequest's requests as a number, as
 // the server's events carry it.
 const testXID = 0xdeadbeef
+
+// loopConn is a frame.Conn for benchmarks: each read returns the next of
+// frames, round-robin, until n have been read, then net.ErrClosed; writes
+// are counted.
+type loopConn struct {
+	frames  [][]byte
+	n, read int
+	written int
+}
+
+func (c *loopConn) ReadFrame(b []byte) (int, error) {
+	if c.read == c.n {
+		return 0, net.ErrClosed
+	}
+	f := c.frames[c.read%len(c.frames)]
+	c.read++
+	return copy(b, f), nil
+}
+func (c *loopConn) WriteFrame([]byte) error         { c.written++; return nil }
+func (c *loopConn) SetReadDeadline(time.Time) error { return nil }
+func (c *loopConn) Close() error                    { return nil }
+
+// BenchmarkPacketServerDORA is the whole frame path of one DORA (two
+// requests) through a running packet server, rate limit off, with an
+// observer: read the frame, parse, filter, answer, write the reply frame.
+func BenchmarkPacketServerDORA(b *testing.B) {
+	h := newTestHandler(b, kubeOVNConfig())
+	discover := requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(b, dhcpv4.MessageTypeDiscover))
+	request := requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(b, dhcpv4.MessageTypeRequest,
+		withAddrOpt(optServerID, serverID), withAddrOpt(optRequestedIP, podAddr)))
+	conn := &loopConn{frames: [][]byte{discover, request}, n: 2 * b.N}
+	s := NewPacketServer(h, conn, discardLogger())
+	s.Limit = serve.Limit{}
+	replied := 0
+	s.Observer = func(e serve.Event) {
+		if e.Outcome == serve.Replied {
+			replied++
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := s.Run(context.Background()); !errors.Is(err, net.ErrClosed) {
+		b.Fatalf("Run: %v", err)
+	}
+	if replied != 2*b.N || conn.written != 2*b.N {
+		b.Fatalf("%d replies, %d frames written for %d DORAs", replied, conn.written, b.N)
+	}
+}

@@ -14,17 +14,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/internal/pktinfo"
 	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
 // udpTransport is a UDP socket on 0.0.0.0:67 that takes only what arrived on
 // one interface (the bridge) and sends through it.
 type udpTransport struct {
-	conn    net.PacketConn
-	pc      *ipv4.PacketConn
+	conn    *net.UDPConn
 	ifindex int
-	guarded bool                // the uplink guard proves what arrives came from the VM's port
-	cm      ipv4.ControlMessage // reused for every reply: out of ifindex, from the server identifier
+	guarded bool // the uplink guard proves what arrives came from the VM's port
+	in      *pktinfo.Reader
+	out     *pktinfo.Writer // every reply out of ifindex, from the server identifier when local (IP_PKTINFO)
 }
 
 var _ serve.Transport = (*udpTransport)(nil)
@@ -56,25 +57,34 @@ func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*s
 	if err != nil {
 		return nil, err
 	}
-	pc := ipv4.NewPacketConn(conn)
-	if err := pc.SetControlMessage(ipv4.FlagInterface|ipv4.FlagDst, true); err != nil {
+	if err := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagInterface|ipv4.FlagDst, true); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("failed to enable IP_PKTINFO on the DHCPv4 socket: %w", err)
 	}
-	t := &udpTransport{conn: conn, pc: pc, ifindex: ifi.Index, guarded: guarded}
-	t.cm.IfIndex = ifi.Index
+	in, err := pktinfo.NewReader(conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("failed to open the DHCPv4 socket: %w", err)
+	}
+	src := netip.Addr{}
 	if isLocal(h.sid) {
-		t.cm.Src = net.IP(h.sidOpt)
+		src = h.sid
 	} else if log != nil {
 		log.Warn("the DHCPv4 server identifier is not a local address of the pod: replies carry the address the kernel picks, "+
 			"which may be the VM's own; attach the dsbridge binding CNI, which makes 169.254.75.0/24 local",
 			"serverID", h.sid)
 	}
+	out, err := pktinfo.NewWriter(conn, unix.AF_INET, pktinfo.Out4(ifi.Index, src))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("failed to open the DHCPv4 socket: %w", err)
+	}
+	t := &udpTransport{conn: conn, ifindex: ifi.Index, guarded: guarded, in: in, out: out}
 	return serve.New(serverName, t, h.serveWith(udpRoute), DefaultLimit, log), nil
 }
 
 // listenUDP4 binds 0.0.0.0:67 with SO_BROADCAST.
-func listenUDP4() (net.PacketConn, error) {
+func listenUDP4() (*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1) })
@@ -89,7 +99,7 @@ func listenUDP4() (net.PacketConn, error) {
 	case err != nil:
 		return nil, fmt.Errorf("failed to bind DHCPv4 port %d: %w", frame.PortDHCPv4Server, err)
 	}
-	return conn, nil
+	return conn.(*net.UDPConn), nil // a "udp4" listener is one
 }
 
 // isLocal reports whether a may be the source of a datagram sent from this
@@ -115,30 +125,24 @@ func udpRoute(d Dest) (netip.AddrPort, frame.MAC, string) {
 }
 
 func (t *udpTransport) Receive(buf []byte) (serve.Packet, error) {
-	n, cm, from, err := t.pc.ReadFrom(buf)
+	n, src, ifindex, dst, err := t.in.Read(buf)
 	if err != nil {
 		return serve.Packet{}, err
 	}
-	p := serve.Packet{Data: buf[:n], FromVM: t.guarded}
-	if ua, ok := from.(*net.UDPAddr); ok {
-		src := ua.AddrPort()
-		p.Src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	}
-	if cm == nil || cm.IfIndex != t.ifindex {
+	p := serve.Packet{Data: buf[:n], FromVM: t.guarded, Src: src}
+	if ifindex != t.ifindex {
 		p.Drop, p.Detail = serve.NotForServer, "arrived on another interface"
 		return p, nil
 	}
-	if d, ok := netip.AddrFromSlice(cm.Dst); ok {
-		p.Dst = d.Unmap()
-	}
+	p.Dst = dst.Unmap()
 	return p, nil
 }
 
-func (t *udpTransport) Send(_ serve.Packet, r serve.Reply) error {
-	_, err := t.pc.WriteTo(r.Data, &t.cm, net.UDPAddrFromAddrPort(r.To))
-	return err
-}
+func (t *udpTransport) Send(_ serve.Packet, r serve.Reply) error { return t.out.Write(r.Data, r.To) }
 
 func (t *udpTransport) SetReadDeadline(d time.Time) error { return t.conn.SetReadDeadline(d) }
+
+// SetReadBuffer implements serve.ReadBufferSetter.
+func (t *udpTransport) SetReadBuffer(bytes int) error { return t.conn.SetReadBuffer(bytes) }
 
 func (t *udpTransport) Close() error { return t.conn.Close() }

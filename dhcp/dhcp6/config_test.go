@@ -132,7 +132,11 @@ func TestVMFilter(t *testing.T) {
 	f := vmFilter{mac: vmMAC}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got, reason := f.fromVM(tt.src, tt.msg); got != tt.want {
+			var r request
+			if err := r.parse(tt.msg.ToBytes()); err != nil {
+				t.Fatal(err)
+			}
+			if got, reason := f.fromVM(tt.src, &r); got != tt.want {
 				t.Errorf("fromVM = %v (%s), want %v", got, reason, tt.want)
 			}
 		})

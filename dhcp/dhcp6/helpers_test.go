@@ -223,7 +223,7 @@ func serveFrame(t testing.TB, h *Handler, b []byte) (serve.Event, []byte) {
 	if p.Drop != "" {
 		return serve.Drop(p.Drop, p.Detail), nil
 	}
-	r, ev := h.serve(p)
+	r, ev := h.NewSession().serve(p)
 	if r.Data == nil {
 		return ev, nil
 	}
@@ -237,4 +237,18 @@ func serveFrame(t testing.TB, h *Handler, b []byte) (serve.Event, []byte) {
 // are checked by TestEventDetails.
 func basic(e serve.Event) serve.Event {
 	return serve.Event{Outcome: e.Outcome, Reason: e.Reason, Request: e.Request, Reply: e.Reply}
+}
+
+// optionBytes is the body of the first option with code c of a decoded
+// message, nil if absent.
+func optionBytes(m *dhcpv6.Message, c dhcpv6.OptionCode) []byte {
+	o := m.GetOneOption(c)
+	if o == nil {
+		return nil
+	}
+	b := o.ToBytes()
+	if b == nil {
+		b = []byte{}
+	}
+	return b
 }

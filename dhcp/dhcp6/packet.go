@@ -80,4 +80,13 @@ func (p *packetTransport) Send(req serve.Packet, r serve.Reply) error {
 
 func (p *packetTransport) SetReadDeadline(t time.Time) error { return p.conn.SetReadDeadline(t) }
 
+// SetReadBuffer implements serve.ReadBufferSetter when the link's Conn
+// does.
+func (p *packetTransport) SetReadBuffer(bytes int) error {
+	if b, ok := p.conn.(serve.ReadBufferSetter); ok {
+		return b.SetReadBuffer(bytes)
+	}
+	return nil
+}
+
 func (p *packetTransport) Close() error { return p.conn.Close() }

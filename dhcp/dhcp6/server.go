@@ -9,11 +9,13 @@ import (
 	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
-// DefaultLimit bounds what the server handles. A guest's DHCPv6 client
-// sends a few messages a minute; the limit only stops a runaway guest from
-// spinning the server, and stays above perfdhcp's 500 exchanges (1,000
-// packets) per second.
-var DefaultLimit = serve.Limit{Rate: 2000, Burst: 200}
+// DefaultLimit bounds the replies a guest flooding requests gets. A guest's
+// DHCPv6 client sends a few messages a minute (RFC 8415 §15: seconds
+// between retransmissions), so it never delays one; a token every 5 ms
+// answers the guest's next request within 10 ms after a flood. What a
+// flood costs the server is bounded by its nap (serve.Server.Nap); load
+// tests turn the limit off (dsbridge serve --rate-limit=false).
+var DefaultLimit = serve.Limit{Rate: 200, Burst: 20}
 
 // serverName names the server in logs.
 const serverName = "DHCPv6"
@@ -21,67 +23,67 @@ const serverName = "DHCPv6"
 // newServer serves h over t: a request the transport did not prove to be
 // the VM's must name the VM itself (vmFilter).
 func newServer(h *Handler, t serve.Transport, log *slog.Logger) *serve.Server {
-	return serve.New(serverName, t, h.serve, DefaultLimit, log)
+	return serve.New(serverName, t, h.serveFunc(), DefaultLimit, log)
 }
 
-// serve is the HandleFunc of both transports.
-func (h *Handler) serve(p serve.Packet) (serve.Reply, serve.Event) {
-	msg, err := dhcpv6.FromBytes(p.Data)
-	if err != nil {
+// serveFunc is the HandleFunc of both transports. It answers on a Session
+// of its own: one server, one goroutine.
+func (h *Handler) serveFunc() serve.HandleFunc {
+	s := h.NewSession()
+	return func(p serve.Packet) (serve.Reply, serve.Event) { return s.serve(p) }
+}
+
+// serve answers one packet.
+func (s *Session) serve(p serve.Packet) (serve.Reply, serve.Event) {
+	req := &s.req
+	if err := req.parse(p.Data); err != nil {
 		return serve.Reply{}, serve.Drop(serve.Malformed, err.Error())
 	}
-	ev := serve.Event{Request: innerType(msg).String(), XID: innerXID(msg), Peer: p.Src.Addr(), Stale: h.Stale(msg)}
+	ev := serve.Event{Request: dhcpv6.MessageType(req.typ).String(), XID: req.xid(), Peer: p.Src.Addr()}
+	if req.ok {
+		ev.Stale = s.h.stale(&req.msg)
+	}
 	if !p.FromVM {
-		if ok, why := (vmFilter{mac: h.cfg.VMMAC}).fromVM(p.Src.Addr(), msg); !ok {
+		if ok, why := (vmFilter{mac: s.h.cfg.VMMAC}).fromVM(p.Src.Addr(), req); !ok {
 			ev.Outcome, ev.Reason, ev.Detail = serve.Dropped, serve.NotVM, why
 			return serve.Reply{}, ev
 		}
 	}
-	reply := h.Handle(msg)
+	reply := s.respond()
 	if reply == nil {
-		ev.Reason, ev.Detail = h.unanswered(msg)
+		ev.Reason, ev.Detail = s.h.unanswered(req)
 		ev.Outcome = serve.Unanswered
 		if ev.Reason != "" {
 			ev.Outcome = serve.Dropped
 		}
 		return serve.Reply{}, ev
 	}
-	ev.Outcome, ev.Reply = serve.Replied, innerType(reply).String()
-	return serve.Reply{Data: reply.ToBytes(), To: p.Src}, ev
+	ev.Outcome, ev.Reply = serve.Replied, dhcpv6.MessageType(innerType(reply)).String()
+	return serve.Reply{Data: reply, To: p.Src}, ev
 }
 
-// innerXID is the transaction ID of the client message inside any relay
-// messages; 0 when there is none.
-func innerXID(msg dhcpv6.DHCPv6) uint32 {
-	if r, ok := msg.(*dhcpv6.RelayMessage); ok {
-		_, inner := unwrapRelay(r)
-		msg = inner
+// unanswered says why req, which was not answered, gets no reply: a drop
+// Reason for a message that is not ours to answer, or "" (no reply due,
+// RFC 8415) with the detail.
+func (h *Handler) unanswered(req *request) (serve.Reason, string) {
+	switch {
+	case !req.ok && req.relayed:
+		return serve.Malformed, "malformed or too deep relay message"
+	case !req.ok:
+		return serve.NotRequest, "not a client message"
+	case req.msg.typ == typeConfirm && h.invalid(&req.msg) == "":
+		return "", "Confirm without addresses (RFC 8415 §18.3.3)"
 	}
-	m, ok := msg.(*dhcpv6.Message)
-	if !ok || m == nil {
-		return 0
+	switch why := h.invalid(&req.msg); why {
+	case "":
+		return "", "no reply due"
+	case whyOtherServer:
+		return serve.OtherServer, why
+	case whyNotClient:
+		return serve.NotRequest, why
+	default:
+		return serve.Malformed, why
 	}
-	t := m.TransactionID
-	return uint32(t[0])<<16 | uint32(t[1])<<8 | uint32(t[2])
-}
-
-// innerType is the type of the client message inside any relay messages.
-func innerType(msg dhcpv6.DHCPv6) dhcpv6.MessageType {
-	for range maxRelayDepth + 1 {
-		r, ok := msg.(*dhcpv6.RelayMessage)
-		if !ok || r == nil {
-			break
-		}
-		inner := r.Options.RelayMessage()
-		if inner == nil {
-			return r.MessageType
-		}
-		msg = inner
-	}
-	if msg == nil {
-		return 0
-	}
-	return msg.Type()
 }
 
 // Destinations a client's request may have (RFC 8415 §7.1).

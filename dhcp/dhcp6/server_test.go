@@ -118,11 +118,10 @@ type frameSummary struct {
 
 func summarizeFrame(t *testing.T, u frame.UDP6) *frameSummary {
 	t.Helper()
-	m, err := dhcpv6.FromBytes(u.Payload)
-	if err != nil {
+	if _, err := dhcpv6.FromBytes(u.Payload); err != nil {
 		t.Fatalf("reply payload does not parse: %v", err)
 	}
-	return &frameSummary{u.Eth.Src.String(), u.Eth.Dst.String(), u.Src.String(), u.Dst.String(), u.SrcPort, u.DstPort, innerType(m)}
+	return &frameSummary{u.Eth.Src.String(), u.Eth.Dst.String(), u.Src.String(), u.Dst.String(), u.SrcPort, u.DstPort, dhcpv6.MessageType(innerType(u.Payload))}
 }
 
 func TestPacketServer(t *testing.T) {

@@ -13,18 +13,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/internal/pktinfo"
 	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
 // udpTransport serves on a UDP socket bound to [::]:547 that joined
 // All_DHCP_Relay_Agents_and_Servers on the bridge (RFC 8415 §7.1).
 type udpTransport struct {
-	pc      *ipv6.PacketConn
-	raw     syscall.RawConn // the socket itself, for recvmsg
-	oob     []byte          // reused for every request's control message
+	conn    *net.UDPConn
 	ifIndex int
-	guarded bool                // the uplink guard proves what arrives came from the VM's port
-	cm      ipv6.ControlMessage // reused for every reply: out of the bridge
+	guarded bool // the uplink guard proves what arrives came from the VM's port
+	in      *pktinfo.Reader
+	out     *pktinfo.Writer // every reply out of the bridge (IPV6_PKTINFO)
 }
 
 var _ serve.Transport = (*udpTransport)(nil)
@@ -53,28 +53,32 @@ func NewUDPServer(h *Handler, ifname string, guarded bool, log *slog.Logger) (*s
 	return newServer(h, t, log), nil
 }
 
+// newUDPTransport opens the server's socket on ifname.
 func newUDPTransport(ifname string, guarded bool) (*udpTransport, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("failed to find DHCPv6 link %q: %w", ifname, err)
 	}
-	pc, err := listenUDP(ifi)
+	conn, err := listenUDP(ifi)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := pc.PacketConn.(syscall.Conn).SyscallConn()
+	in, err := pktinfo.NewReader(conn)
 	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("failed to reach the DHCPv6 socket on %q: %w", ifname, err)
+		conn.Close()
+		return nil, fmt.Errorf("failed to open the DHCPv6 socket: %w", err)
 	}
-	t := &udpTransport{pc: pc, raw: raw, oob: ipv6.NewControlMessage(ipv6.FlagInterface | ipv6.FlagDst), ifIndex: ifi.Index, guarded: guarded}
-	t.cm.IfIndex = ifi.Index
-	return t, nil
+	out, err := pktinfo.NewWriter(conn, unix.AF_INET6, pktinfo.Out6(ifi.Index))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("failed to open the DHCPv6 socket: %w", err)
+	}
+	return &udpTransport{conn: conn, ifIndex: ifi.Index, guarded: guarded, in: in, out: out}, nil
 }
 
 // listenUDP binds [::]:547 and joins ff02::1:2 on ifi. It binds to no
 // device (SO_BINDTODEVICE needs CAP_NET_RAW); the ingress interface filters.
-func listenUDP(ifi *net.Interface) (*ipv6.PacketConn, error) {
+func listenUDP(ifi *net.Interface) (*net.UDPConn, error) {
 	// No SO_REUSEADDR: a second server on the port (KubeVirt's own, a
 	// dnsmasq) must be an error, not a silent race for the requests.
 	c, err := net.ListenPacket("udp6", fmt.Sprintf("[::]:%d", frame.PortDHCPv6Server))
@@ -98,60 +102,22 @@ func listenUDP(ifi *net.Interface) (*ipv6.PacketConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("failed to request IPV6_PKTINFO on DHCPv6 socket: %w", err)
 	}
-	return pc, nil
+	return c.(*net.UDPConn), nil // a "udp6" listener is one
 }
 
 func (u *udpTransport) Receive(buf []byte) (serve.Packet, error) {
-	n, src, cm, err := u.recv(buf)
+	n, src, ifindex, dst, err := u.in.Read(buf)
 	if err != nil {
 		return serve.Packet{}, err
 	}
-	p := serve.Packet{Data: buf[:n], FromVM: u.guarded, Src: src}
-	if d, ok := netip.AddrFromSlice(cm.Dst); ok {
-		p.Dst = d
-	}
+	p := serve.Packet{Data: buf[:n], FromVM: u.guarded, Src: src, Dst: dst}
 	switch {
-	case cm.IfIndex != u.ifIndex:
+	case ifindex != u.ifIndex:
 		p.Drop, p.Detail = serve.NotForServer, "arrived on another interface"
 	case udpVerdict(p.Src) != "":
 		p.Drop, p.Detail = udpVerdict(p.Src), "not from a link-local address and the client port: the reply would go where the request chose"
 	}
 	return p, nil
-}
-
-// recv reads one datagram with recvmsg(2) on the socket itself, leaving
-// the source's scope an index: golang.org/x/net/ipv6's ReadFrom names it
-// through a cache of the interface list (ipv6ZoneCache in
-// golang.org/x/net/internal/socket/sys_posix.go) that it refetches, a
-// netlink dump of every link, when the cache is a minute old or lacks the
-// index; that made the first Solicit after the bridge appeared, or after
-// a quiet minute, wait several milliseconds before its Advertise. The
-// arrival interface comes from IPV6_PKTINFO.
-func (u *udpTransport) recv(buf []byte) (int, netip.AddrPort, ipv6.ControlMessage, error) {
-	var (
-		n, oobn int
-		from    unix.Sockaddr
-		rerr    error
-		cm      ipv6.ControlMessage
-	)
-	err := u.raw.Read(func(fd uintptr) bool {
-		n, oobn, _, from, rerr = unix.Recvmsg(int(fd), buf, u.oob, 0)
-		return !errors.Is(rerr, unix.EAGAIN)
-	})
-	if err == nil {
-		err = rerr // the deadline or the closed socket ends Read with its own error
-	}
-	if err != nil {
-		return 0, netip.AddrPort{}, cm, err
-	}
-	var src netip.AddrPort
-	if sa, ok := from.(*unix.SockaddrInet6); ok {
-		src = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-	}
-	if err := cm.Parse(u.oob[:oobn]); err != nil {
-		return 0, netip.AddrPort{}, cm, fmt.Errorf("failed to parse the control message of a DHCPv6 request: %w", err)
-	}
-	return n, src, cm, nil
 }
 
 // udpVerdict is why a request from src is not answered over UDP, or "":
@@ -166,11 +132,11 @@ func udpVerdict(src netip.AddrPort) serve.Reason {
 
 // Send replies through the bridge the request came in on, to the client's
 // link-local address (zoned by the control message's interface).
-func (u *udpTransport) Send(_ serve.Packet, r serve.Reply) error {
-	_, err := u.pc.WriteTo(r.Data, &u.cm, net.UDPAddrFromAddrPort(r.To))
-	return err
-}
+func (u *udpTransport) Send(_ serve.Packet, r serve.Reply) error { return u.out.Write(r.Data, r.To) }
 
-func (u *udpTransport) SetReadDeadline(t time.Time) error { return u.pc.SetReadDeadline(t) }
+func (u *udpTransport) SetReadDeadline(t time.Time) error { return u.conn.SetReadDeadline(t) }
 
-func (u *udpTransport) Close() error { return u.pc.Close() }
+// SetReadBuffer implements serve.ReadBufferSetter.
+func (u *udpTransport) SetReadBuffer(bytes int) error { return u.conn.SetReadBuffer(bytes) }
+
+func (u *udpTransport) Close() error { return u.conn.Close() }

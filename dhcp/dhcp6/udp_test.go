@@ -16,7 +16,7 @@ import (
 	"github.com/dsbridge/dsbridge/e2e/lab"
 )
 
-// TestUDPReceive reads requests with the UDP transport's own recvmsg: a
+// TestUDPReceive reads requests with the UDP transport's recvmsg (pktinfo.Reader): a
 // Solicit from the guest's link-local address arrives with that source
 // (no zone), port 546, destination ff02::1:2, from the bridge; one sent
 // to [::1]:547 inside the pod arrived on another interface and is dropped;

@@ -1,13 +1,10 @@
 package dhcp6
 
 import (
-	"bytes"
-	"net"
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
-	"github.com/insomniacslk/dhcp/dhcpv6"
-	"github.com/insomniacslk/dhcp/iana"
 )
 
 // vmFilter decides whether a request that reached a UDP socket on the bridge
@@ -21,37 +18,46 @@ type vmFilter struct {
 	mac frame.MAC
 }
 
-// fromVM reports whether msg, sent from src, is the VM's; reason says why
+// The Ethernet hardware type (RFC 826), and the fixed fields of a DUID-LLT
+// and a DUID-LL (RFC 8415 §11.2, §11.4).
+const (
+	hwEthernet   = 1
+	duidLLTFixed = 8 // type, hardware type, time
+	duidLLFixed  = 4 // type, hardware type
+)
+
+// fromVM reports whether req, sent from src, is the VM's; reason says why
 // not.
-func (f vmFilter) fromVM(src netip.Addr, msg dhcpv6.DHCPv6) (bool, string) {
+func (f vmFilter) fromVM(src netip.Addr, req *request) (bool, string) {
 	match, other := 0, 0
-	count := func(mac net.HardwareAddr) {
+	count := func(mac []byte, ok bool) {
 		switch {
-		case mac == nil:
-		case bytes.Equal(mac, f.mac[:]):
+		case !ok:
+		case string(mac) == string(f.mac[:]):
 			match++
 		default:
 			other++
 		}
 	}
-	count(macFromLinkLocal(src))
-	inner := msg
-	if r, ok := msg.(*dhcpv6.RelayMessage); ok && r != nil {
-		chain, m := unwrapRelay(r)
-		if m == nil {
+	countEUI64 := func(a netip.Addr) {
+		if m, ok := frame.MACFromLinkLocal(a); ok {
+			count(m[:], true)
+		}
+	}
+	countEUI64(src)
+	if req.relayed {
+		if !req.ok {
 			return false, "malformed relay message"
 		}
-		last := chain[len(chain)-1]
-		if peer, ok := netip.AddrFromSlice(last.PeerAddr); ok {
-			count(macFromLinkLocal(peer))
+		last := req.relays[len(req.relays)-1]
+		countEUI64(netip.AddrFrom16(last.peer))
+		if v, ok := first(last.opts, optClientLinkLayer); ok && len(v) >= 2 && binary.BigEndian.Uint16(v) == hwEthernet {
+			count(v[2:], true)
 		}
-		if t, mac := last.Options.ClientLinkLayerAddress(); t == iana.HWTypeEthernet {
-			count(mac)
-		}
-		inner = m
 	}
-	if m, ok := inner.(*dhcpv6.Message); ok && m != nil {
-		count(macFromDUID(clientID(m)))
+	if req.ok {
+		cid, _ := req.msg.option(optClientID)
+		count(macFromDUID(cid))
 	}
 	switch {
 	case other > 0:
@@ -63,25 +69,20 @@ func (f vmFilter) fromVM(src netip.Addr, msg dhcpv6.DHCPv6) (bool, string) {
 }
 
 // macFromDUID is the Ethernet address inside a DUID-LL or DUID-LLT.
-func macFromDUID(d dhcpv6.DUID) net.HardwareAddr {
-	switch d := d.(type) {
-	case *dhcpv6.DUIDLL:
-		if d != nil && d.HWType == iana.HWTypeEthernet && len(d.LinkLayerAddr) == 6 {
-			return d.LinkLayerAddr
-		}
-	case *dhcpv6.DUIDLLT:
-		if d != nil && d.HWType == iana.HWTypeEthernet && len(d.LinkLayerAddr) == 6 {
-			return d.LinkLayerAddr
-		}
+func macFromDUID(d []byte) ([]byte, bool) {
+	var fixed int
+	switch {
+	case len(d) < 2:
+		return nil, false
+	case binary.BigEndian.Uint16(d) == duidTypeLLT:
+		fixed = duidLLTFixed
+	case binary.BigEndian.Uint16(d) == duidTypeLL:
+		fixed = duidLLFixed
+	default:
+		return nil, false
 	}
-	return nil
-}
-
-// macFromLinkLocal is the MAC behind an EUI-64 link-local source; nil for
-// any other address.
-func macFromLinkLocal(a netip.Addr) net.HardwareAddr {
-	if m, ok := frame.MACFromLinkLocal(a); ok {
-		return m.HardwareAddr()
+	if len(d) != fixed+len(frame.MAC{}) || binary.BigEndian.Uint16(d[2:]) != hwEthernet {
+		return nil, false
 	}
-	return nil
+	return d[fixed:], true
 }

@@ -21,7 +21,7 @@ var (
 
 // pair builds two namespaces joined by a veth: "tap0" in srv (where the
 // packet socket listens, as on a VM's tap) and "eth0" in guest.
-func pair(t *testing.T) (srv, guest *lab.NS, guestMAC frame.MAC) {
+func pair(t lab.T) (srv, guest *lab.NS, guestMAC frame.MAC) {
 	t.Helper()
 	srv, guest = lab.NewNS(t), lab.NewNS(t)
 	lab.Veth(t, srv, "tap0", guest, "eth0")
@@ -32,7 +32,7 @@ func pair(t *testing.T) (srv, guest *lab.NS, guestMAC frame.MAC) {
 	return srv, guest, vmMAC
 }
 
-func listenIn(t *testing.T, ns *lab.NS, f frame.Filter) *frame.PacketConn {
+func listenIn(t lab.T, ns *lab.NS, f frame.Filter) *frame.PacketConn {
 	t.Helper()
 	var c *frame.PacketConn
 	err := ns.Do(func() (err error) {
@@ -252,5 +252,67 @@ func TestChecksumPartialFromGuest(t *testing.T) {
 	}
 	if string(p.Payload) != "solicit, offloaded" || p.SrcPort != frame.PortDHCPv6Client {
 		t.Fatalf("parsed %+v", p)
+	}
+}
+
+// BenchmarkPacketConn is one frame through a real packet socket each way:
+// written by the guest's socket, read by the server's; neither allocates.
+func BenchmarkPacketConn(b *testing.B) {
+	srv, guest, gmac := pair(b)
+	rx := listenIn(b, srv, frame.Filter{SrcMAC: gmac, Kind: frame.KindDHCPv4})
+	var tx *frame.PacketConn
+	if err := guest.Do(func() (err error) {
+		tx, err = frame.Listen("eth0", frame.Filter{SrcMAC: frame.MAC{2, 0, 0, 0, 0, 0x99}, Kind: frame.KindDHCPv4})
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tx.Close() })
+	f := frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: frame.Broadcast, Src: gmac}, Src: netip.IPv4Unspecified(),
+		Dst: netip.MustParseAddr("255.255.255.255"), SrcPort: 68, DstPort: 67, Payload: make([]byte, 300)})
+	buf := make([]byte, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := tx.WriteFrame(f); err != nil {
+			b.Fatal(err)
+		}
+		if n, err := rx.ReadFrame(buf); err != nil || n != len(f) {
+			b.Fatalf("read %d bytes (%v), want %d", n, err, len(f))
+		}
+	}
+}
+
+// TestReadBatches: frames queued faster than read come back one by one,
+// all of them, in order, across several batches.
+func TestReadBatches(t *testing.T) {
+	srv, guest, gmac := pair(t)
+	rx := listenIn(t, srv, frame.Filter{SrcMAC: gmac, Kind: frame.KindDHCPv4})
+	var tx *frame.PacketConn
+	if err := guest.Do(func() (err error) {
+		tx, err = frame.Listen("eth0", frame.Filter{SrcMAC: frame.MAC{2, 0, 0, 0, 0, 0x99}, Kind: frame.KindDHCPv4})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	const n = 50 // more than three batches
+	for i := range n {
+		f := frame.AppendUDP4(nil, frame.UDP4{Eth: frame.Ethernet{Dst: frame.Broadcast, Src: gmac}, Src: netip.IPv4Unspecified(),
+			Dst: netip.MustParseAddr("255.255.255.255"), SrcPort: 68, DstPort: 67, Payload: []byte{byte(i)}})
+		if err := tx.WriteFrame(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 2048)
+	rx.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for i := range n {
+		m, err := rx.ReadFrame(buf)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		p, err := frame.ParseUDP4(buf[:m])
+		if err != nil || len(p.Payload) != 1 || p.Payload[0] != byte(i) {
+			t.Fatalf("frame %d: payload %v (%v), want [%d]", i, p.Payload, err, i)
+		}
 	}
 }

@@ -86,6 +86,9 @@ type Event struct {
 	// Latency is the time from the end of the read to the end of the write
 	// (or to the decision not to answer).
 	Latency time.Duration
+	// Count is how many packets alike the event stands for (rate-limited
+	// ones counted together); 0 means one.
+	Count int
 }
 
 // Drop is the Event of a refused packet.

@@ -13,6 +13,17 @@ type Limit struct {
 	Burst int
 }
 
+// Bucket is a Limit's token bucket, for a loop other than Server's (the RA
+// advertiser's reader). One goroutine uses it.
+type Bucket = bucket
+
+// NewBucket returns l's bucket, full.
+func NewBucket(l Limit) *Bucket { return newBucket(l) }
+
+// Take refills the bucket up to now and takes a token, reporting whether
+// there was one (always with a zero Rate).
+func (b *bucket) Take(now time.Time) bool { return b.take(now) }
+
 // bucket holds up to burst tokens, refilled at rate per second. It starts
 // full. One goroutine uses it.
 type bucket struct {

@@ -69,6 +69,19 @@ type Transport interface {
 	Close() error
 }
 
+// ReadBufferSetter is a Transport, or a frame.Conn, whose receive buffer can
+// be resized (SO_RCVBUF).
+type ReadBufferSetter interface {
+	SetReadBuffer(bytes int) error
+}
+
+// NapReadBuffer is the receive buffer of a rate-limited loop that naps
+// (Server, and the RA advertiser's reader): the kernel doubles it (socket(7))
+// to a few dozen small frames, so one nap's leftovers are read before the
+// next (DefaultNapAfter) and a flood's excess is dropped by the kernel. A
+// loop without a limit keeps the kernel's default, for bursts.
+const NapReadBuffer = 16 << 10
+
 // HandleFunc answers one packet: the reply (empty for none) and the Event
 // to report. It is the protocol's pure logic; Server adds the latency and
 // turns a failed send or a panic into a drop.
@@ -77,6 +90,15 @@ type HandleFunc func(Packet) (Reply, Event)
 // bufSize holds any frame or datagram of a 9000-byte MTU link, and any
 // UDP datagram the kernel hands over.
 const bufSize = 1 << 16
+
+// Defaults of Server.Nap and NapAfter: a nap well under a client's
+// patience and the 10 ms a guest's next request may wait after a flood,
+// far above the time a packet takes; and about the frames a packet
+// socket's buffer queues (frame.Listen).
+const (
+	DefaultNap      = 5 * time.Millisecond
+	DefaultNapAfter = 32
+)
 
 // readBackoff is the pause after a read error that may be transient (the
 // link going down during a migration) before the next read.
@@ -93,11 +115,22 @@ type Server struct {
 	Limit Limit
 	// Now is the clock; tests replace it before Run.
 	Now func() time.Time
+	// Nap is how long the loop stops reading once NapAfter packets in a
+	// row were over the rate limit: a flood's packets queue meanwhile, to
+	// be read in batches, or are dropped by the kernel when the socket's
+	// buffer is full, where reading each as it comes would wake the server
+	// for every one (the limit would drop them all the same; the bucket
+	// refills during the nap). NapAfter is about what a socket's buffer
+	// queues, so that a flood's leftovers are gone after one nap. Nap zero:
+	// no nap.
+	Nap      time.Duration
+	NapAfter int
 
 	name   string
 	t      Transport
 	handle HandleFunc
 	log    *slog.Logger
+	debug  bool // log at debug level: per-packet lines (their attributes cost allocations even when discarded)
 	in     []byte
 	panics loudlog.Every
 	close  sync.Once
@@ -111,8 +144,9 @@ func New(name string, t Transport, handle HandleFunc, limit Limit, log *slog.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{Limit: limit, Now: time.Now, name: name, t: t, handle: handle, log: log,
-		in: make([]byte, bufSize), panics: loudlog.Every{Interval: loudlog.Interval}}
+	return &Server{Limit: limit, Now: time.Now, Nap: DefaultNap, NapAfter: DefaultNapAfter, name: name, t: t, handle: handle, log: log,
+		debug: log.Enabled(context.Background(), slog.LevelDebug),
+		in:    make([]byte, bufSize), panics: loudlog.Every{Interval: loudlog.Interval}}
 }
 
 // Close releases the transport; Run does it itself when it returns.
@@ -138,6 +172,15 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	defer stop()
 	lim := newBucket(s.Limit)
+	if b, ok := s.t.(ReadBufferSetter); ok && s.Limit.Rate > 0 && s.Nap > 0 {
+		if err := b.SetReadBuffer(NapReadBuffer); err != nil {
+			s.log.Warn("failed to shrink the receive buffer: a flood costs more", "server", s.name, "error", err)
+		}
+	}
+	nap := time.NewTimer(time.Hour)
+	nap.Stop()
+	defer nap.Stop()
+	limited := 0 // packets over the limit in a row
 	for {
 		p, err := s.t.Receive(s.in)
 		if err != nil {
@@ -150,7 +193,19 @@ func (s *Server) Run(ctx context.Context) error {
 			continue
 		}
 		s.readFailing = false
-		s.serve(p, lim)
+		if s.serve(p, lim) != RateLimited {
+			limited = 0
+			continue
+		}
+		if limited++; s.Nap > 0 && limited >= s.NapAfter {
+			limited = 0
+			nap.Reset(s.Nap)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-nap.C:
+			}
+		}
 	}
 }
 
@@ -173,13 +228,15 @@ func (s *Server) readFailed(ctx context.Context, err error) error {
 
 // serve handles one packet, sends the reply and reports the Event. A
 // panic anywhere in between (handler, encoding, transport) drops the packet.
-func (s *Server) serve(p Packet, lim *bucket) {
+// It returns why the packet was dropped, if it was.
+func (s *Server) serve(p Packet, lim *bucket) Reason {
 	start := s.Now()
 	ev := s.recoverAnswer(p, lim, start)
 	if s.Observer != nil {
 		ev.Latency = s.Now().Sub(start)
 		s.Observer(ev)
 	}
+	return ev.Reason
 }
 
 // recoverAnswer is answer, turning a panic into a dropped packet.
@@ -198,13 +255,15 @@ func (s *Server) recoverAnswer(p Packet, lim *bucket, now time.Time) (ev Event) 
 func (s *Server) answer(p Packet, lim *bucket, now time.Time) Event {
 	switch {
 	case p.Drop != "":
-		s.log.Debug("dropped a packet", "server", s.name, "src", p.Src, "reason", p.Drop, "detail", p.Detail)
+		if s.debug {
+			s.log.Debug("dropped a packet", "server", s.name, "src", p.Src, "reason", p.Drop, "detail", p.Detail)
+		}
 		return Drop(p.Drop, p.Detail)
 	case !lim.take(now):
 		return Drop(RateLimited, "")
 	}
 	r, ev := s.handle(p)
-	if ev.Outcome == Dropped {
+	if ev.Outcome == Dropped && s.debug {
 		s.log.Debug("dropped a request", "server", s.name, "src", p.Src, "request", ev.Request, "reason", ev.Reason, "detail", ev.Detail)
 	}
 	if r.empty() {
@@ -216,7 +275,9 @@ func (s *Server) answer(p Packet, lim *bucket, now time.Time) Event {
 		return ev
 	}
 	s.sendFailing = false
-	s.log.Debug("replied", "server", s.name, "request", ev.Request, "reply", ev.Reply, "to", r.To)
+	if s.debug {
+		s.log.Debug("replied", "server", s.name, "request", ev.Request, "reply", ev.Reply, "to", r.To)
+	}
 	return ev
 }
 

@@ -88,12 +88,17 @@ func echo(p Packet) (Reply, Event) {
 	return Reply{Data: p.Data, To: p.Src}, Event{Request: "PING", Reply: "PONG", Outcome: Replied, Peer: p.Src.Addr()}
 }
 
-// start runs a server over a fake transport until the test ends.
-func start(t *testing.T, handle HandleFunc, limit Limit, clock *fakeClock) (*fakeTransport, <-chan Event) {
+// start runs a server over a fake transport until the test ends. It
+// naps not at all after a rate-limited packet unless nap says so.
+func start(t *testing.T, handle HandleFunc, limit Limit, clock *fakeClock, nap ...time.Duration) (*fakeTransport, <-chan Event) {
 	t.Helper()
 	ft := newFakeTransport()
 	events := make(chan Event, 64)
 	s := New("test", ft, handle, limit, nil)
+	s.Nap, s.NapAfter = 0, 1
+	if len(nap) > 0 {
+		s.Nap = nap[0]
+	}
 	s.Observer = func(ev Event) { events <- ev }
 	if clock != nil {
 		s.Now = clock.Now
@@ -166,6 +171,31 @@ func TestServerRateLimit(t *testing.T) {
 	clock.advance(time.Hour)
 	if r, _ := outcomes(10); r != 5 {
 		t.Errorf("after an hour: replied %d, want the burst of 5", r)
+	}
+}
+
+// TestServerNaps: after NapAfter packets over the rate limit in a row (1
+// here) the server reads nothing for Nap (a flood queues meanwhile), and
+// after one within it reads at once.
+func TestServerNaps(t *testing.T) {
+	t.Parallel()
+	const nap = 100 * time.Millisecond
+	ft, events := start(t, echo, Limit{Rate: 1, Burst: 1}, nil, nap)
+	send := func() (Event, time.Duration) {
+		start := time.Now()
+		ft.in <- Packet{Data: []byte("x"), Src: peer} // blocks until the server reads
+		return <-events, time.Since(start)
+	}
+	if ev, _ := send(); ev.Outcome != Replied {
+		t.Fatalf("first packet: %+v, want a reply", ev)
+	}
+	if ev, took := send(); ev.Reason != RateLimited || took >= nap {
+		t.Fatalf("second packet: %+v read after %v, want rate-limited at once", ev, took)
+	}
+	// The nap starts as the event is observed: most of it is left when
+	// the test sends; without one the read would take microseconds.
+	if _, took := send(); took < nap/2 {
+		t.Errorf("the packet after a rate-limited one was read after %v, want the %v nap first", took, nap)
 	}
 }
 
@@ -252,5 +282,42 @@ func TestServerClose(t *testing.T) {
 	}
 	if ft.closed != 1 {
 		t.Errorf("transport closed %d times, want once", ft.closed)
+	}
+}
+
+// sizedTransport is a fakeTransport whose receive buffer can be resized.
+type sizedTransport struct {
+	*fakeTransport
+	sized chan int
+}
+
+func (s sizedTransport) SetReadBuffer(bytes int) error { s.sized <- bytes; return nil }
+
+// TestServerShrinksReadBuffer: a rate-limited server that naps shrinks its
+// transport's receive buffer to NapReadBuffer; one without a limit keeps
+// the kernel's default.
+func TestServerShrinksReadBuffer(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		limit Limit
+		want  []int
+	}{{Limit{Rate: 200, Burst: 20}, []int{NapReadBuffer}}, {Limit{}, nil}} {
+		st := sizedTransport{newFakeTransport(), make(chan int, 1)}
+		s := New("test", st, echo, tt.limit, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		st.in <- Packet{Data: []byte("x"), Src: peer} // Run is past its start
+		cancel()
+		<-done
+		var got []int
+		select {
+		case n := <-st.sized:
+			got = append(got, n)
+		default:
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("limit %+v: receive buffer set to (-want +got):\n%s", tt.limit, diff)
+		}
 	}
 }

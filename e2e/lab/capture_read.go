@@ -19,3 +19,6 @@ func (c *Capture) Read(t T, flags ...string) []string {
 	}
 	return nil
 }
+
+// Path is the capture's pcap file.
+func (c *Capture) Path() string { return c.path }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
-	"github.com/dsbridge/dsbridge/netsetup"
+	"github.com/dsbridge/dsbridge/ra/kernel/attached"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -18,13 +18,10 @@ const (
 	filterHandle   = 0xd5b
 )
 
-// Filter names. The sidecar, which has no capability to read the programs,
-// learns from them what is attached: the egress filter is named raFilter
-// when it answers RS (Attached), guardFilter when the pod had no IPv6
-// gateway to advertise; the ingress filter is always guardFilter.
+// Filter names (package attached reads them back without a capability).
 const (
-	raFilter    = "dsbridge_ra"
-	guardFilter = "dsbridge_guard"
+	raFilter    = attached.ResponderFilter
+	guardFilter = attached.GuardFilter
 )
 
 // Attach loads the uplink programs for cfg and attaches them at tc egress
@@ -87,40 +84,12 @@ func Detach(uplink string) error {
 }
 
 // Attached reports whether the RS->RA responder is attached to uplink. It
-// needs no capability: the sidecar calls it to know that it must not
-// advertise.
-func Attached(uplink string) (bool, error) {
-	names, err := attachedNames(uplink)
-	return names[netlink.HANDLE_MIN_EGRESS] == raFilter, err
-}
+// needs no capability (attached.Responder).
+func Attached(uplink string) (bool, error) { return attached.Responder(uplink) }
 
-// Guarded reports whether both uplink programs are attached to uplink, so
-// that nothing from the cluster reaches the pod's DHCP sockets and nothing
-// the pod stack sends for them leaves. It needs no capability.
-func Guarded(uplink string) (bool, error) {
-	names, err := attachedNames(uplink)
-	e := names[netlink.HANDLE_MIN_EGRESS]
-	return (e == raFilter || e == guardFilter) && names[netlink.HANDLE_MIN_INGRESS] == guardFilter, err
-}
-
-// attachedNames returns the name of our filter at each hook of uplink.
-func attachedNames(uplink string) (map[uint32]string, error) {
-	link, err := netlink.LinkByName(uplink)
-	if err != nil {
-		return nil, fmt.Errorf("failed to find uplink %q: %w", uplink, err)
-	}
-	names := map[uint32]string{}
-	for _, parent := range []uint32{netlink.HANDLE_MIN_EGRESS, netlink.HANDLE_MIN_INGRESS} {
-		ours, err := ourFilters(link, parent)
-		if err != nil {
-			return names, err
-		}
-		if len(ours) > 0 {
-			names[parent] = ours[0].Name
-		}
-	}
-	return names, nil
-}
+// Guarded reports whether both uplink programs are attached to uplink
+// (attached.Guard). It needs no capability.
+func Guarded(uplink string) (bool, error) { return attached.Guard(uplink) }
 
 // filter is our tc filter for prog on link at parent (a clsact hook).
 func filter(link netlink.Link, parent uint32, fd int, name string) *netlink.BpfFilter {
@@ -140,17 +109,7 @@ func filter(link netlink.Link, parent uint32, fd int, name string) *netlink.BpfF
 
 // ourFilters lists our filters at parent (a clsact hook) of link.
 func ourFilters(link netlink.Link, parent uint32) ([]*netlink.BpfFilter, error) {
-	fs, err := filterList(link, parent)
-	if err != nil {
-		return nil, err
-	}
-	var ours []*netlink.BpfFilter
-	for _, f := range fs {
-		if b, ok := f.(*netlink.BpfFilter); ok && (b.Name == raFilter || b.Name == guardFilter) {
-			ours = append(ours, b)
-		}
-	}
-	return ours, nil
+	return attached.Ours(link, parent)
 }
 
 // ensureClsact adds the clsact qdisc to link unless it has one.
@@ -189,15 +148,8 @@ func clsact(link netlink.Link) *netlink.GenericQdisc {
 	}
 }
 
-// filterList is netlink.FilterList retried while the dump is interrupted.
-// Without a clsact qdisc there is nothing to list.
+// filterList lists the filters at parent of link (none without a clsact
+// qdisc).
 func filterList(link netlink.Link, parent uint32) ([]netlink.Filter, error) {
-	fs, err := netsetup.RetryDump(func() ([]netlink.Filter, error) { return netlink.FilterList(link, parent) })
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("failed to list tc filters of %q: %w", link.Attrs().Name, err)
-	}
-	return fs, nil
+	return attached.List(link, parent)
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/dsbridge/dsbridge/dhcp/frame"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
-	"github.com/dsbridge/dsbridge/ra/kernel"
+	"github.com/dsbridge/dsbridge/ra/kernel/attached"
 )
 
 // Request asks for one VM interface to be made ready: snapshot, plan,
@@ -135,12 +135,12 @@ func plumb(ctx context.Context, snap *netsetup.Snapshot, l netsetup.Layout, plan
 // the uplink, renamed or not yet.
 func uplinkPrograms(l netsetup.Layout, log *slog.Logger) (responder, guard bool) {
 	for _, name := range []string{l.Uplink, l.PodIface} {
-		r, err := kernel.Attached(name)
+		r, err := attached.Responder(name)
 		if err != nil {
 			log.Debug("cannot tell whether the kernel uplink programs are attached", "link", name, "error", err.Error())
 			continue
 		}
-		g, err := kernel.Guarded(name)
+		g, err := attached.Guard(name)
 		if err != nil {
 			log.Debug("cannot tell whether the kernel uplink programs are attached", "link", name, "error", err.Error())
 			continue

@@ -110,9 +110,9 @@ func TestContainerfileAgrees(t *testing.T) {
 	if !strings.Contains(text, `ldflags="`+ld+`"`) {
 		t.Errorf("the Containerfile's ldflags differ from make image's %q", ld)
 	}
-	if !strings.Contains(text, `go build -trimpath -ldflags "$ldflags" -o /out/dsbridge ./cmd/dsbridge`) ||
+	if !strings.Contains(text, `go build `+strings.Join(BuildFlags(), " ")+` -ldflags "$ldflags" -o /out/dsbridge ./cmd/dsbridge`) ||
 		!strings.Contains(text, "CGO_ENABLED=0") {
-		t.Error("the Containerfile no longer builds /out/dsbridge static and -trimpath as image.Build does")
+		t.Error("the Containerfile no longer builds /out/dsbridge static and with BuildFlags as image.Build does")
 	}
 	if got := strings.NewReplacer("2026-12-01T00:00:00Z", "%s", "${VERSION}", "%s", "${COMMIT}", "%s").Replace(string(s.VersionFile())); !strings.Contains(text, "printf '"+strings.TrimSuffix(got, "\n")+`\n' "$VERSION" "$COMMIT" "$DATE" > /out/.version`) {
 		t.Errorf("the Containerfile writes /.version differently from make image (%q)", got)

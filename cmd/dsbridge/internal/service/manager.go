@@ -53,6 +53,9 @@ type Options struct {
 	// Observe, when set, is called with every event after Status recorded
 	// it, on the service's goroutine.
 	Observe func(ifname string, ev status.Event)
+	// NoRateLimit turns the DHCP servers' rate limits off (load tests only:
+	// perfdhcp is one client sending far more than a guest ever does).
+	NoRateLimit bool
 }
 
 // NewManager returns a manager whose services stop when ctx ends or Stop
@@ -189,8 +192,9 @@ func (m *Manager) prepare(s binding.Spec, cfgs binding.Configs) (map[string]runn
 	// any service runs.
 	var adv *advertiser
 	record := func(proto string, lease *status.Lease) func(serve.Event) {
+		states := newLeases(lease)
 		return func(ev serve.Event) {
-			m.record(s.Name, statusEvent(proto, ev, lease))
+			m.record(s.Name, statusEvent(proto, ev, states))
 			if adv != nil && ev.Stale.IsValid() && proto != status.ProtoRA {
 				adv.GuestStale(ev.Stale)
 			}
@@ -202,6 +206,7 @@ func (m *Manager) prepare(s binding.Spec, cfgs binding.Configs) (map[string]runn
 			return nil, fmt.Errorf("dhcpv4: %w", err)
 		}
 		srv.Observer = record(status.ProtoDHCPv4, lease4(cfgs.DHCPv4))
+		m.unlimit(srv)
 		runners[netsetup.ServiceDHCPv4] = srv
 	}
 	if sp, on := on(s.Plan, netsetup.ServiceDHCPv6); on && cfgs.DHCPv6 != nil {
@@ -210,6 +215,7 @@ func (m *Manager) prepare(s binding.Spec, cfgs binding.Configs) (map[string]runn
 			return nil, fmt.Errorf("dhcpv6: %w", err)
 		}
 		srv.Observer = record(status.ProtoDHCPv6, lease6(cfgs.DHCPv6))
+		m.unlimit(srv)
 		runners[netsetup.ServiceDHCPv6] = srv
 	}
 	if sp, on := on(s.Plan, netsetup.ServiceRA); on && sp.Transport == netsetup.TransportPacket && cfgs.RA != nil && s.RAMode != ra.ModeOff {
@@ -222,6 +228,13 @@ func (m *Manager) prepare(s binding.Spec, cfgs binding.Configs) (map[string]runn
 	}
 	ok = true
 	return runners, nil
+}
+
+// unlimit turns srv's rate limit off when the options say so.
+func (m *Manager) unlimit(srv *serve.Server) {
+	if m.opts.NoRateLimit {
+		srv.Limit = serve.Limit{}
+	}
 }
 
 func (m *Manager) dhcpv4(s binding.Spec, cfg dhcp4.Config, sp netsetup.ServicePlan, log *slog.Logger) (*serve.Server, error) {
@@ -329,6 +342,6 @@ func (m *Manager) record(name string, ev status.Event) {
 			"address", r.Served, "after", r.Took.Round(time.Millisecond).String())
 	}
 	if m.opts.Observe != nil {
-		m.opts.Observe(name, ev)
+		m.opts.Observe(name, ev.Formatted())
 	}
 }

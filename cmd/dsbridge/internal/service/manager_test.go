@@ -19,7 +19,10 @@ import (
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status"
 	"github.com/dsbridge/dsbridge/cmd/dsbridge/internal/status/statustest"
 	"github.com/dsbridge/dsbridge/cmd/internal/binding"
+	"github.com/dsbridge/dsbridge/dhcp/dhcp4"
+	"github.com/dsbridge/dsbridge/dhcp/dhcp6"
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/dsbridge/dsbridge/netsetup"
 	"github.com/dsbridge/dsbridge/ra"
 )
@@ -381,5 +384,34 @@ func withdrawals(t *testing.T, c *frame.PipeConn, d time.Duration) []string {
 		if ra := msg.(*ndp.RouterAdvertisement); ra.RouterLifetime == 0 && p.Eth.Dst == vmMAC {
 			out = append(out, fmt.Sprintf("%s lifetime %v", p.Src, ra.RouterLifetime))
 		}
+	}
+}
+
+// TestNoRateLimit: the DHCP servers keep their protocol's rate limit unless
+// the options turn it off (dsbridge serve --rate-limit=false, for
+// perfdhcp).
+func TestNoRateLimit(t *testing.T) {
+	t.Parallel()
+	spec := testSpec()
+	cfgs, err := binding.ConfigsFor(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []bool{false, true} {
+		p := &pipes{guest: map[frame.Kind]*frame.PipeConn{}}
+		m := NewManager(context.Background(), slog.New(slog.DiscardHandler), Options{Listen: p.listen, NoRateLimit: off})
+		runners, err := m.prepare(spec, cfgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want4, want6 := dhcp4.DefaultLimit, dhcp6.DefaultLimit
+		if off {
+			want4, want6 = serve.Limit{}, serve.Limit{}
+		}
+		got := []serve.Limit{runners[netsetup.ServiceDHCPv4].(*serve.Server).Limit, runners[netsetup.ServiceDHCPv6].(*serve.Server).Limit}
+		if diff := cmp.Diff([]serve.Limit{want4, want6}, got); diff != "" {
+			t.Errorf("NoRateLimit %v: limits (-want +got):\n%s", off, diff)
+		}
+		closeAll(runners)
 	}
 }

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -13,15 +12,36 @@ import (
 	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
+// leases is the lease a service hands out in each state the guest's lease
+// can take, built once: events share them, read only.
+type leases map[string]*status.Lease
+
+// newLeases returns bound in every lease state; nil for a service without
+// a lease.
+func newLeases(bound *status.Lease) leases {
+	if bound == nil {
+		return nil
+	}
+	out := leases{}
+	for _, state := range []string{status.LeaseOffered, status.LeaseBound, status.LeaseRefused, status.LeaseReleased, status.LeaseDeclined} {
+		l := *bound
+		l.State = state
+		out[state] = &l
+	}
+	return out
+}
+
 // statusEvent turns a service's event into a status event of protocol
-// proto; bound, when set, is the lease the service hands out (its state
-// follows the exchange).
-func statusEvent(proto string, ev serve.Event, bound *status.Lease) status.Event {
+// proto; lease, when set, is the lease the service hands out in each state
+// (which follows the exchange). It allocates nothing: the transaction ID
+// and the peer are written out when the status is read.
+func statusEvent(proto string, ev serve.Event, lease leases) status.Event {
 	// Every event answers a received packet, but an RA the advertiser sent
 	// on its own schedule (a reply to no request).
 	received := ev.Request != "" || ev.Reply == ""
 	out := status.Event{Protocol: proto, Received: received, Request: ev.Request, Reply: ev.Reply,
-		Reason: string(ev.Reason), Detail: ev.Detail, Peer: addrString(ev.Peer), Stale: addrString(ev.Stale), Latency: ev.Latency}
+		Reason: string(ev.Reason), Detail: ev.Detail, PeerAddr: ev.Peer, Stale: addrString(ev.Stale), Latency: ev.Latency,
+		Count: ev.Count}
 	switch ev.Outcome {
 	case serve.Replied:
 		out.Outcome = status.OutcomeReplied
@@ -38,15 +58,13 @@ func statusEvent(proto string, ev serve.Event, bound *status.Lease) status.Event
 	switch {
 	case ev.Request == "" || ev.Request == "ARP" || proto == status.ProtoRA:
 	case proto == status.ProtoDHCPv4:
-		out.XID = fmt.Sprintf("0x%08x", ev.XID)
+		out.XIDNum, out.XIDDigits = ev.XID, 8
 	default:
-		out.XID = fmt.Sprintf("0x%06x", ev.XID)
+		out.XIDNum, out.XIDDigits = ev.XID, 6
 	}
-	if bound != nil {
+	if lease != nil {
 		if state := leaseState(proto, ev); state != "" {
-			l := *bound
-			l.State = state
-			out.Lease = &l
+			out.Lease = lease[state]
 		}
 	}
 	return out

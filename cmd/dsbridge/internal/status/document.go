@@ -172,10 +172,18 @@ func (p *proto) leaseDocument() *Lease {
 	return &l
 }
 
-// message is m, or nil when none was recorded.
-func message(m Message) *Message {
-	if m.Time.IsZero() {
+// message is r's message with its XID and Peer written out, or nil when
+// none was recorded.
+func message(r recorded) *Message {
+	if r.Time.IsZero() {
 		return nil
+	}
+	m := r.Message
+	if m.XID == "" && r.xidDigits > 0 {
+		m.XID = formatXID(r.xid, r.xidDigits)
+	}
+	if m.Peer == "" && r.peer.IsValid() {
+		m.Peer = r.peer.String()
 	}
 	return &m
 }

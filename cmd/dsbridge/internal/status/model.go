@@ -1,6 +1,7 @@
 package status
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -48,11 +49,42 @@ type Event struct {
 	Outcome  string // Outcome*: for received packets, and for failed sends
 	Reason   string // a short, bounded label: why it was dropped
 	Detail   string // free text for a person: why, in more words
-	XID      string // transaction ID, "0x..."
-	Peer     string // the VM's address the packet came from or went to
-	Stale    string // an address the guest still uses and this pod does not serve
-	Latency  time.Duration
-	Lease    *Lease // the guest's new lease state, or nil
+	XID      string // transaction ID, "0x..."; or, unformatted, XIDNum
+	Peer     string // the VM's address the packet came from or went to; or PeerAddr
+	// XIDNum is the transaction ID as a number, XIDDigits its hex digits
+	// (0: none): formatted only when the status is read, so that recording
+	// a packet allocates nothing. PeerAddr likewise.
+	XIDNum    uint32
+	XIDDigits int
+	PeerAddr  netip.Addr
+	Stale     string // an address the guest still uses and this pod does not serve
+	Latency   time.Duration
+	Lease     *Lease // the guest's new lease state, or nil; read only
+	// Count is how many packets alike the event stands for; 0 means one.
+	Count int
+}
+
+// Formatted is e with XID and Peer written out from XIDNum and PeerAddr.
+func (e Event) Formatted() Event {
+	if e.XID == "" && e.XIDDigits > 0 {
+		e.XID = formatXID(e.XIDNum, e.XIDDigits)
+	}
+	if e.Peer == "" && e.PeerAddr.IsValid() {
+		e.Peer = e.PeerAddr.String()
+	}
+	return e
+}
+
+// formatXID writes a transaction ID as "0x" and digits hex digits.
+func formatXID(x uint32, digits int) string {
+	const hex = "0123456789abcdef"
+	b := make([]byte, 2+digits)
+	b[0], b[1] = '0', 'x'
+	for i := len(b) - 1; i >= 2; i-- {
+		b[i] = hex[x&0xf]
+		x >>= 4
+	}
+	return string(b)
 }
 
 // Model is the status of one dsbridge process. It is safe for concurrent
@@ -277,13 +309,23 @@ type counterKey struct{ typ, outcome string }
 // proto is one protocol's state on one interface.
 type proto struct {
 	running                bool
-	lastRequest, lastReply Message // zero Time: none yet
-	lastDrop               Message
+	lastRequest, lastReply recorded // zero Time: none yet
+	lastDrop               recorded
 	lease                  Lease // empty State: none yet
 	received               map[counterKey]uint64
 	replies                map[string]uint64
 	drops                  map[string]uint64
 	latency                histogram
+}
+
+// recorded is a Message as recorded, its XID and Peer perhaps not yet
+// written out (Event.XIDNum, PeerAddr): message does it when the status is
+// read.
+type recorded struct {
+	Message
+	xid       uint32
+	xidDigits int
+	peer      netip.Addr
 }
 
 func newProto() *proto {
@@ -292,13 +334,15 @@ func newProto() *proto {
 }
 
 func (p *proto) record(now time.Time, ev Event) {
-	msg := Message{Time: now, XID: ev.XID, Peer: ev.Peer, Outcome: ev.Outcome, Reason: ev.Reason, Detail: ev.Detail}
+	n := uint64(max(ev.Count, 1))
+	msg := recorded{Message: Message{Time: now, XID: ev.XID, Peer: ev.Peer, Outcome: ev.Outcome, Reason: ev.Reason, Detail: ev.Detail},
+		xid: ev.XIDNum, xidDigits: ev.XIDDigits, peer: ev.PeerAddr}
 	if ev.Received {
 		typ := ev.Request
 		if typ == "" {
 			typ = "unparsed"
 		}
-		p.received[counterKey{typ, ev.Outcome}]++
+		p.received[counterKey{typ, ev.Outcome}] += n
 		req := msg
 		req.Type, req.Reply = typ, ev.Reply
 		if ev.Latency > 0 {
@@ -308,7 +352,7 @@ func (p *proto) record(now time.Time, ev Event) {
 		p.lastRequest = req
 	}
 	if ev.Outcome == OutcomeDropped {
-		p.drops[ev.Reason]++
+		p.drops[ev.Reason] += n
 		d := msg
 		d.Type = ev.Request
 		if !ev.Received {

@@ -331,3 +331,18 @@ func TestRenumbering(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordCount: an event standing for several packets (rate-limited ones
+// counted together) counts them all.
+func TestRecordCount(t *testing.T) {
+	m := newModel(Info{}, clock(time.Second))
+	m.Record("default", Event{Protocol: ProtoRA, Received: true, Request: "RS", Outcome: OutcomeDropped, Reason: "rate-limited", Count: 32})
+	m.Record("default", Event{Protocol: ProtoRA, Received: true, Request: "RS", Outcome: OutcomeDropped, Reason: "rate-limited"})
+	s := m.Status().Interfaces[0].Services[0]
+	if diff := cmp.Diff([]Counter{{Type: "RS", Outcome: OutcomeDropped, Count: 33}}, s.Received); diff != "" {
+		t.Errorf("received (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]Counter{{Reason: "rate-limited", Count: 33}}, s.Dropped); diff != "" {
+		t.Errorf("dropped (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,313 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dsbridge/dsbridge/e2e/lab"
+)
+
+// perfdhcpRun is what perfdhcp 2.2 reports for one run: the 4-way
+// exchange rate achieved and offered, and per exchange (DISCOVER-OFFER and
+// REQUEST-ACK, or SOLICIT-ADVERTISE and REQUEST-REPLY) the packets sent and
+// received, the drops and the average delay.
+type perfdhcpRun struct {
+	Rate, Offered float64
+	Exchanges     [2]perfdhcpExchange
+	// Sending is how long perfdhcp took to send its exchanges (its run
+	// less the final wait); Planned how long at the offered rate.
+	Sending, Planned time.Duration
+}
+
+type perfdhcpExchange struct {
+	Name                  string
+	Sent, Received, Drops int
+	AvgMS                 float64
+}
+
+var (
+	perfdhcpRateRE  = regexp.MustCompile(`Rate: ([0-9.]+) 4-way exchanges/second, expected rate: ([0-9.]+)`)
+	perfdhcpBlockRE = regexp.MustCompile(`(?s)Statistics for: ([A-Z]+-[A-Z]+).*?sent packets: (\d+).*?received packets: (\d+).*?drops: (\d+).*?avg delay: ([0-9.]+) ms`)
+)
+
+// parsePerfdhcp reads perfdhcp's report.
+func parsePerfdhcp(out string) (perfdhcpRun, error) {
+	var r perfdhcpRun
+	m := perfdhcpRateRE.FindStringSubmatch(out)
+	blocks := perfdhcpBlockRE.FindAllStringSubmatch(out, -1)
+	if m == nil || len(blocks) != 2 {
+		return r, fmt.Errorf("unrecognised perfdhcp report (%d exchange statistics):\n%s", len(blocks), out)
+	}
+	r.Rate, _ = strconv.ParseFloat(m[1], 64) // the expressions admit only numbers
+	r.Offered, _ = strconv.ParseFloat(m[2], 64)
+	for i, b := range blocks {
+		e := perfdhcpExchange{Name: b[1]}
+		e.Sent, _ = strconv.Atoi(b[2])
+		e.Received, _ = strconv.Atoi(b[3])
+		e.Drops, _ = strconv.Atoi(b[4])
+		e.AvgMS, _ = strconv.ParseFloat(b[5], 64)
+		r.Exchanges[i] = e
+	}
+	return r, nil
+}
+
+// Completed is the number of 4-way exchanges completed: the second
+// exchange's replies.
+func (r perfdhcpRun) Completed() int { return r.Exchanges[1].Received }
+
+// DropRatio is the share of requests of either exchange left unanswered.
+func (r perfdhcpRun) DropRatio() float64 {
+	sent := r.Exchanges[0].Sent + r.Exchanges[1].Sent
+	if sent == 0 {
+		return 1
+	}
+	return float64(r.Exchanges[0].Drops+r.Exchanges[1].Drops) / float64(sent)
+}
+
+// GeneratorLimited reports a run in which perfdhcp took over 10 % longer
+// than planned to send its exchanges without the server dropping them: the
+// load generator, not the server, set the rate.
+func (r perfdhcpRun) GeneratorLimited() bool {
+	return r.Sending > r.Planned*11/10 && r.DropRatio() < maxDropRatio
+}
+
+// perfdhcpWait is perfdhcp's -W: how long it waits for the last replies.
+const perfdhcpWait = time.Second
+
+// maxDropRatio is the sustained-rate criterion: under 0.1 % drops.
+const maxDropRatio = 0.001
+
+// perfdhcpLab prepares l's guest for perfdhcp against s: for DHCPv4 an
+// address (perfdhcp always acts as a relay, giaddr = its address) and a
+// route to the server's address, and a second of warm-up DHCPv4 exchanges,
+// so that ARP for the server's address is not measured. (A DHCPv6 warm-up
+// would leave dnsmasq's one address bound to the warm-up's IAID: the next
+// perfdhcp run, with others, would get NoAddrsAvail.)
+func perfdhcpLab(t *testing.T, l *lab.Lab, s *perfServer, family string) {
+	t.Helper()
+	l.Guest.Run(t, "ip", "link", "set", l.GuestIf, "up")
+	l.Guest.Run(t, "ip", "addr", "replace", "10.16.0.50/16", "dev", l.GuestIf)
+	if s.addr4 == serverID4 {
+		l.Guest.Run(t, "ip", "route", "replace", serverID4+"/32", "dev", l.GuestIf)
+	}
+	waitLinkLocal(t, l)
+	if family == "4" {
+		perfdhcp(t, l, s, family, 20, 1)
+	}
+}
+
+// waitLinkLocal waits for the guest's link-local address (perfdhcp -6 and
+// DHCPv6 clients send from it).
+func waitLinkLocal(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	lab.WaitFor(t, 5*time.Second, "the guest's link-local address", func() bool {
+		out, _ := l.Guest.Exec("ip", "-6", "addr", "show", "dev", l.GuestIf, "scope", "link")
+		return strings.Contains(out, "fe80::") && !strings.Contains(out, "tentative")
+	})
+}
+
+// perfdhcp runs one perfdhcp load from the guest: family "4" or "6", one
+// client (the VM's MAC), rate exchanges/s for secs seconds, and returns the
+// report and the server's CPU time spent meanwhile.
+func perfdhcp(t *testing.T, l *lab.Lab, s *perfServer, family string, rate, secs int) (perfdhcpRun, time.Duration) {
+	t.Helper()
+	args := []string{"perfdhcp", "-" + family, "-l", l.GuestIf, "-R", "1", "-b", "mac=" + l.Spec.MAC,
+		"-r", strconv.Itoa(rate), "-n", strconv.Itoa(rate * secs), "-W", "1000000"}
+	if family == "4" {
+		args[3] = "10.16.0.50"
+		args = append(args, s.addr4)
+	}
+	before := usage(t, s.pid)
+	start := time.Now()
+	out, err := l.Guest.Exec(args...)
+	took := time.Since(start)
+	after := usage(t, s.pid)
+	cpu := after.CPU - before.CPU
+	t.Logf("PERF perfdhcp -%s server=%s rate=%d: %d context switches, CPU %v", family, s.name, rate, after.Switches-before.Switches, cpu)
+	r, perr := parsePerfdhcp(out)
+	if perr != nil {
+		t.Fatalf("perfdhcp -%s at %d/s against %s: %v (%v)", family, rate, s.name, perr, err)
+	}
+	r.Sending, r.Planned = took-perfdhcpWait, time.Duration(secs)*time.Second
+	return r, cpu
+}
+
+// cpuPer10k is the CPU time per 10,000 completed exchanges.
+func cpuPer10k(cpu time.Duration, completed int) time.Duration {
+	if completed == 0 {
+		return 0
+	}
+	return cpu * 10000 / time.Duration(completed)
+}
+
+// sustained is the highest rate a server answered with under 0.1 % drops,
+// or the rate perfdhcp itself could not exceed.
+type sustained struct {
+	Rate             int  // highest passing offered rate
+	GeneratorLimited bool // perfdhcp fell short of the next rate without drops
+	Tried            []string
+}
+
+// sustainedRate doubles perfdhcp's rate from start until a run drops 0.1 %
+// or more (or perfdhcp cannot send at the rate), then bisects twice between
+// the last passing and the first failing rate. Each run has a fresh lab and
+// server: dnsmasq keeps its one address bound to the last run's client.
+func sustainedRate(t *testing.T, srv addrServer, family string, start, ceiling, secs int) sustained {
+	t.Helper()
+	var res sustained
+	try := func(rate int) bool {
+		var r perfdhcpRun
+		t.Run(fmt.Sprintf("%d", rate), func(t *testing.T) {
+			l := lab.NewLab(t, lab.KubeOVN)
+			s := srv.start(t, l)
+			perfdhcpLab(t, l, s, family)
+			r, _ = perfdhcp(t, l, s, family, rate, secs)
+		})
+		res.Tried = append(res.Tried, fmt.Sprintf("%d:%.2f%%/%v", rate, 100*r.DropRatio(), r.Sending.Round(10*time.Millisecond)))
+		switch {
+		case r.GeneratorLimited():
+			res.GeneratorLimited = true
+			return false
+		case r.DropRatio() >= maxDropRatio:
+			return false
+		}
+		res.GeneratorLimited = false
+		return true
+	}
+	fail := 0
+	for rate := start; rate <= ceiling; rate *= 2 {
+		if !try(rate) {
+			fail = rate
+			break
+		}
+		res.Rate = rate
+	}
+	if fail == 0 {
+		return res
+	}
+	lo, hi := res.Rate, fail
+	for range 2 {
+		mid := (lo + hi) / 2
+		if mid <= lo {
+			break
+		}
+		if try(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	res.Rate = lo
+	return res
+}
+
+// floodKind is one kind of guest flood.
+type floodKind struct {
+	name   string
+	frames func(l *lab.Lab) [][]byte
+}
+
+var floodKinds = []floodKind{
+	{"DISCOVER", func(l *lab.Lab) [][]byte {
+		return each(256, func(i int) []byte { return discoverFrame(l.VMMAC(), uint32(i)) })
+	}},
+	{"Solicit", func(l *lab.Lab) [][]byte {
+		return each(256, func(i int) []byte { return solicitFrame(l.VMMAC(), uint32(i)) })
+	}},
+	{"RS", func(l *lab.Lab) [][]byte { return [][]byte{rsFrame(l.VMMAC(), rsBody(l.VMMAC()))} }},
+	{"mixed", func(l *lab.Lab) [][]byte { return floodFrames(l.VMMAC(), 256) }},
+}
+
+func each(n int, f func(int) []byte) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = f(i)
+	}
+	return out
+}
+
+// floodCost is what a flood cost the server.
+type floodCost struct {
+	Kind         string
+	FramesPerSec float64
+	Cores        float64 // CPU time over wall time
+	PeakRSS      int64   // bytes: the larger of the sampled VmRSS and VmHWM
+	GCCycles     int     // dsbridge only
+	Handled      uint64  // packets the servers received (dsbridge only)
+	NextRequest  time.Duration
+	NextAnswered bool
+}
+
+// measureFlood floods s from the guest with kind's frames at rate frames/s
+// (0: as fast as the guest's packet socket takes them) for d, then times the
+// VM's next requests (a DISCOVER and a Solicit).
+func measureFlood(t *testing.T, l *lab.Lab, s *perfServer, kind floodKind, rate int, d time.Duration) floodCost {
+	t.Helper()
+	inj := newInjector(t, l)
+	probe := newProber(t, l)
+	var before map[string]statusCounters
+	if s.stateDir != "" {
+		before = readCounters(t, s.stateDir)
+	}
+	gcBefore := gcCycles(s.out.String())
+	u0 := usage(t, s.pid)
+	mem := memory{}
+	sample := func() {
+		if u, err := readUsage(s.pid); err == nil {
+			mem.peak(memory{rss: u.RSS})
+		}
+	}
+	start := time.Now()
+	var res floodCost
+	if rate == 0 {
+		r := inj.flood(d, kind.frames(l), sample)
+		res.FramesPerSec = float64(r.sent) / r.took.Seconds()
+	} else {
+		sent := inj.paced(d, rate, kind.frames(l), sample)
+		res.FramesPerSec = float64(sent) / d.Seconds()
+	}
+	wall := time.Since(start)
+	u1 := usage(t, s.pid)
+	res.Kind = kind.name
+	res.Cores = (u1.CPU - u0.CPU).Seconds() / wall.Seconds()
+	res.PeakRSS = max(mem.max, u1.HWM)
+	res.GCCycles = gcCycles(s.out.String()) - gcBefore
+	if before != nil {
+		after := readCounters(t, s.stateDir)
+		for proto, c := range after {
+			res.Handled += c.Received - before[proto].Received
+		}
+	}
+	res.NextRequest, res.NextAnswered = probe.next(t, l)
+	return res
+}
+
+// paced writes frames round-robin at rate frames/s for d, calling sample
+// every 100 ms; it returns how many it sent.
+func (i *injector) paced(d time.Duration, rate int, frames [][]byte, sample func()) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for tick := time.NewTicker(100 * time.Millisecond); ctx.Err() == nil; <-tick.C {
+			sample()
+		}
+	}()
+	start, sent := time.Now(), 0
+	for now := start; now.Sub(start) < d; now = time.Now() {
+		due := int(now.Sub(start).Seconds() * float64(rate))
+		for ; sent < due; sent++ {
+			_ = i.c.WriteFrame(frames[sent%len(frames)]) // ENOBUFS only drops the frame
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	cancel()
+	<-done
+	return sent
+}
