@@ -94,9 +94,11 @@ var renumberStacks = []renumberStack{
 		timers: []string{"--renew-time", testRenew.String()},
 		// With the flap dhcpcd starts over (INIT-REBOOT NAKed, DORA, RS)
 		// and probes its new IPv4 address by ARP for about 5 s (RFC
-		// 5227). Without it, DHCPv6 renews at T1; DHCPv4 misses the
-		// broadcast NAK while renewing (its socket is bound to the old
-		// address) and hears it when it rebinds at T2 = 2 T1.
+		// 5227). Without it, DHCPv6 renews at T1; so does DHCPv4, whose
+		// socket is bound to the old address while renewing: the packet
+		// tiers NAK it at that address (dhcp4's dest), so it starts over
+		// at T1; through the UDP transport the NAK is broadcast, which it
+		// hears only when it rebinds at T2 = 2 T1.
 		bound: func(flap bool) time.Duration {
 			if flap {
 				return issueBoundOthers

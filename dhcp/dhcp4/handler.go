@@ -388,8 +388,17 @@ var nakMessage = []byte("requested address is not this client's")
 
 // dest addresses a reply as RFC 2131 section 4.1 says, in this order: to the
 // relay agent when giaddr is set (a NAK with the BROADCAST bit set, so the
-// relay broadcasts it); a NAK broadcast; to ciaddr when set; broadcast when
-// the client asked for it; else to yiaddr at chaddr.
+// relay broadcasts it); to ciaddr when set, a NAK included; a NAK
+// broadcast; broadcast when the client asked for it; else to yiaddr at
+// chaddr.
+//
+// Section 4.1 broadcasts every NAK when giaddr is zero. A client renewing
+// or rebinding an address of another pod (after a migration) may listen on
+// that address alone: dhcpcd's socket is bound to it while it renews, so it
+// misses a broadcast NAK until it rebinds at T2. The link is the VM's
+// alone, and chaddr is the VM's MAC: the NAK goes to ciaddr at that MAC,
+// which every client hears (through the UDP transport every reply is
+// broadcast on the bridge anyway: udpRoute).
 func (h *Handler) dest(req *message, r *reply, nak bool) Dest {
 	giaddr, ciaddr := req.giaddr(), req.ciaddr()
 	switch {
@@ -398,7 +407,7 @@ func (h *Handler) dest(req *message, r *reply, nak bool) Dest {
 			r.flags |= flagBroadcast
 		}
 		return Dest{Kind: DestRelay, IP: giaddr, Port: frame.PortDHCPv4Server}
-	case nak:
+	case nak && ciaddr.IsUnspecified():
 		return broadcast()
 	case !ciaddr.IsUnspecified():
 		return Dest{Kind: DestUnicast, IP: ciaddr, Port: frame.PortDHCPv4Client, MAC: h.vmMAC}

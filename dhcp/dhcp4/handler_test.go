@@ -123,6 +123,7 @@ var (
 	allOptions = []uint8{1, 3, 6, 12, 15, 26, 51, 53, 54, 58, 59, 119, 121}
 	bcast      = Dest{Kind: DestBroadcast, IP: netip.MustParseAddr("255.255.255.255"), Port: 68, MAC: frame.Broadcast}
 	toPod      = Dest{Kind: DestUnicast, IP: podAddr, Port: 68, MAC: vmMAC}
+	toOther    = Dest{Kind: DestUnicast, IP: otherAddr, Port: 68, MAC: vmMAC}
 	toRelay    = Dest{Kind: DestRelay, IP: relayAddr, Port: 67}
 	nakOptions = []uint8{53, 54, 56}
 )
@@ -188,9 +189,13 @@ func TestHandle(t *testing.T) {
 		req:  newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(podAddr.AsSlice()), dhcpv4.WithBroadcast(true)),
 		want: summary{Type: dhcpv4.MessageTypeAck, Yiaddr: podAddr, Ciaddr: podAddr, Giaddr: zero, Flags: flagBroadcast, Options: allOptions, Dest: toPod},
 	}, {
-		name: "RENEWING another address -> NAK broadcast, the address stale",
+		name: "RENEWING another address -> NAK unicast to ciaddr at the VM's MAC, the address stale",
 		req:  newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(otherAddr.AsSlice())),
-		want: summary{Type: dhcpv4.MessageTypeNak, Yiaddr: zero, Ciaddr: zero, Giaddr: zero, Options: nakOptions, Dest: stale(bcast)},
+		want: summary{Type: dhcpv4.MessageTypeNak, Yiaddr: zero, Ciaddr: zero, Giaddr: zero, Options: nakOptions, Dest: stale(toOther)},
+	}, {
+		name: "REBINDING another address, BROADCAST set -> NAK unicast to ciaddr at the VM's MAC, the address stale",
+		req:  newRequest(t, dhcpv4.MessageTypeRequest, dhcpv4.WithClientIP(otherAddr.AsSlice()), dhcpv4.WithBroadcast(true)),
+		want: summary{Type: dhcpv4.MessageTypeNak, Yiaddr: zero, Ciaddr: zero, Giaddr: zero, Flags: flagBroadcast, Options: nakOptions, Dest: stale(toOther)},
 	}, {
 		name: "INIT-REBOOT relayed for another address -> NAK to the relay with BROADCAST",
 		req: newRequest(t, dhcpv4.MessageTypeRequest, withAddrOpt(optRequestedIP, otherAddr),

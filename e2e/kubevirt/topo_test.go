@@ -19,7 +19,7 @@ type subnet struct {
 	MTU            int
 }
 
-// kubeOVN is TESTING.md's standard pod; the VM keeps the pod's MAC.
+// kubeOVN is the standard Kube-OVN pod of the e2e lab (e2e/lab.KubeOVN); the VM keeps the pod's MAC.
 var kubeOVN = subnet{IPv4: "10.16.0.5/16", Gateway4: "10.16.0.1", IPv6: "fd00:10:16::5/112", Gateway6: "fd00:10:16::1",
 	PodMAC: "0a:58:0a:10:00:05", GatewayMAC: "0a:58:0a:10:00:01", MTU: 1400}
 
