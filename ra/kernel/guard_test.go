@@ -401,15 +401,22 @@ func TestGuardWithoutRA(t *testing.T) {
 }
 
 // FuzzEgress runs the egress program on arbitrary frames from the pod
-// stack, the VM's port or the uplink itself, with nothing or everything
-// learned, and compares its verdict, frame, mark and learned state with the
-// Go model.
+// stack, the VM's port or the uplink itself (from%3), with nothing or
+// everything learned (learnt), and compares its verdict, frame, mark and
+// learned state with the Go model. An odd from/3 sets the learned VM MAC
+// to one that is not the pod's (movedMAC, a migration target), or without
+// learnt to the bridge's (a guest that borrowed it before the bridge
+// spoke).
 func FuzzEgress(f *testing.F) {
 	for _, s := range [][]byte{rs(f, vmMAC), ns(f, gwLLA), rs(f, bridge), podNSFor(f, bridgeLLA, vmLLA), mld2(dhcpGroup), dhcpReply(vmMAC, vmIP),
-		arp(vmMAC, frame.ARPRequest, vmIP, sid), udp6(vmMAC, vmLLA, dhcpGroup, 546, 547)} {
+		arp(vmMAC, frame.ARPRequest, vmIP, sid), udp6(vmMAC, vmLLA, dhcpGroup, 546, 547), rs(f, movedMAC), dhcpReply(movedMAC, vmIP),
+		arp(movedMAC, frame.ARPRequest, vmIP, sid), rs(f, frame.MAC{0x0b, 0x58, 0x0a, 0x10, 0x00, 0x77})} {
 		f.Add(s, uint8(0), true)
 		f.Add(s, uint8(1), true)
 		f.Add(s, uint8(2), false)
+		f.Add(s, uint8(3), true)
+		f.Add(s, uint8(4), true)
+		f.Add(s, uint8(4), false)
 	}
 	p := newTestProgram(f, kubeOVN())
 	f.Fuzz(func(t *testing.T, in []byte, from uint8, learnt bool) {
@@ -418,8 +425,14 @@ func FuzzEgress(f *testing.F) {
 		}
 		ingress := []uint32{0, tapIndex, uplinkIndex}[from%3]
 		var st learned
-		if learnt {
+		switch moved := from/3%2 == 1; {
+		case learnt && moved:
 			st = vmKnown()
+			st.vmMAC = macBits(movedMAC)
+		case learnt:
+			st = vmKnown()
+		case moved:
+			st = learned{vmMAC: macBits(bridge), port: tapIndex}
 		}
 		p.forget(t)
 		p.setState(t, st)
@@ -438,11 +451,15 @@ func FuzzEgress(f *testing.F) {
 }
 
 // FuzzIngress runs the ingress program on arbitrary frames from the cluster
-// and compares its verdict with the Go model; it never changes a frame.
+// and compares its verdict with the Go model, and the learned state (which
+// it never changes); it never changes a frame. Learnt: everything learned,
+// the VM's MAC not the pod's (movedMAC).
 func FuzzIngress(f *testing.F) {
 	for _, s := range [][]byte{udp4(neighbour, frame.Broadcast, netip.IPv4Unspecified(), netip.MustParseAddr("255.255.255.255"), 68, 67),
 		udp6(neighbour, neighLLA, dhcpGroup, 546, 547), rs(f, neighbour), tagged(rs(f, neighbour), 2),
-		icmp6(neighbour, allNodesMAC, neighLLA, netip.MustParseAddr("ff02::1"), 136, vmLLA.AsSlice())} {
+		icmp6(neighbour, allNodesMAC, neighLLA, netip.MustParseAddr("ff02::1"), 136, vmLLA.AsSlice()),
+		udp4(neighbour, movedMAC, netip.MustParseAddr("10.16.0.99"), vmIP, 68, 67), udp4(neighbour, vmMAC, netip.MustParseAddr("10.16.0.99"), vmIP, 68, 67),
+		rs(f, movedMAC)} {
 		f.Add(s, true)
 		f.Add(s, false)
 	}
@@ -454,6 +471,7 @@ func FuzzIngress(f *testing.F) {
 		var st learned
 		if learnt {
 			st = vmKnown()
+			st.vmMAC = macBits(movedMAC)
 		}
 		p.setState(t, st)
 		want := ingress(in, p.v, st, 0)
