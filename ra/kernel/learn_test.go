@@ -3,7 +3,6 @@ package kernel
 import (
 	"encoding/binary"
 	"encoding/hex"
-	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -277,6 +276,6 @@ func attachedState(t *testing.T, ns *lab.NS, v vars) learned {
 		return learned{iid: u64("vm_lla_iid"), podMAC: u64("pod_mac"), vmMAC: u64("vm_seen"),
 			port: binary.NativeEndian.Uint32(val[s.Variables["vm_port"].Offset:])}
 	}
-	t.Fatal(fmt.Sprintf("no .bss map among the program's maps %v", ids))
+	t.Fatalf("no .bss map among the program's maps %v", ids)
 	return learned{}
 }
