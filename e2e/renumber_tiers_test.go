@@ -26,12 +26,12 @@ import (
 // that does not solicit keeps the old router and prefix, and learns the
 // new router only if it solicits (unprivilegedStack).
 //
-// The target pod has the VM's MAC here: the binding CNI takes the pod's
-// MAC at ADD for the VM's (cmd/dsbridge-cni attachUplink), so with a
-// target pod MAC of its own the kernel programs know another MAC than the
-// VM's and answer none of its RSs (nor its ARP for the DHCPv4 server
-// identifier): such a guest gets no IPv6 router there at all (README,
-// "Migration").
+// The target pod has a MAC of its own (lab.Renumbered's), as a CNI without
+// address persistence gives it, while the VM keeps its MAC: the binding
+// CNI configures the kernel programs with the target pod's MAC at ADD
+// (cmd/dsbridge-cni attachUplink), and they learn the VM's from the frames
+// the bridge forwards from its tap (ra/kernel, bpf/responder.c), so the
+// guest's RSs and its ARP for the DHCPv4 server identifier are answered.
 func TestMigrationRenumberUnprivileged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("migrations to other addresses take 20 s to 1 min per row")
@@ -43,7 +43,9 @@ func TestMigrationRenumberUnprivileged(t *testing.T) {
 				t.Parallel()
 				u := unprivilegedStack(s)
 				target := lab.Renumbered
-				target.MAC = lab.KubeOVN.MAC
+				if target.MAC == lab.KubeOVN.MAC {
+					t.Fatalf("the target pod's MAC %s is the VM's", target.MAC)
+				}
 				var runs []convergence
 				for i := range 3 {
 					c := renumberRun(t, u, flap, unprivilegedServer, target)

@@ -190,7 +190,9 @@ func (a *addPlan) intendUplink(conf *netConf, earlier *state, pod func() (*netse
 		return
 	}
 	// The VM gets the pod's original MAC (KubeVirt's managedTap moves it
-	// to the tap's side), and the advertisement is the sidecar's own.
+	// to the tap's side), and the advertisement is the sidecar's own. A VM
+	// that keeps another MAC (a migration target) is served too: the
+	// programs learn its MAC from the frames its tap forwards.
 	vmMAC := binding.VMMAC(frame.MAC{}, snap)
 	cfg := kernel.Config{VMMAC: vmMAC, RA: ra.Config{Mode: ra.ModeOff}}
 	if adv := binding.RAConfig(snap, vmMAC, ra.ModeGateway); adv != nil && conf.raResponder() {

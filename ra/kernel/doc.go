@@ -14,15 +14,19 @@
 //
 // What the programs do (bpf/responder.c has the details):
 //
-//   - Egress, the VM's frames (source MAC = VM MAC, bridged from its tap):
-//     an RS becomes the complete RA frame, redirected to the uplink's
+//   - Egress, the VM's frames (bridged from its tap): their source MAC is
+//     the VM's, learned at run time (Config.VMMAC until the VM spoke; a
+//     group, zero or the bridge's own source teaches nothing, and neither
+//     does a frame from the uplink or the pod's stack). An RS becomes the
+//     complete RA frame to that MAC, redirected to the uplink's
 //     ingress, so the bridge delivers it to the VM alone; an NS for the
 //     gateway's link-local address goes upstream and, at most once per
 //     Config.Refresh, also brings the VM the RA; an ARP request for an
 //     address in ServerIDNet gets the reply "at the bridge's MAC" on the
 //     VM's port, so the guest can unicast a DHCPv4 Renew to the server
 //     identifier. The VM's fe80::/64 source address and its port are
-//     learned; everything else the VM sends passes untouched.
+//     learned; everything else the VM sends passes untouched. The NA, the
+//     DHCPv4 unicast and the ingress guard below use the learned MAC.
 //   - Egress, the pod stack's frames after plumbing (source MAC = the
 //     bridge's): IPv4 and ARP (the bridge has no IPv4 address: only the
 //     sidecar's DHCPv4 socket sends IPv4 through it; its broadcast reply to a

@@ -28,8 +28,9 @@ const (
 )
 
 // allNodes is the RA's IPv6 destination (RFC 4861 §6.2.6): fixed, so the
-// checksum is computed once. The Ethernet destination is the VM's MAC, so
-// the bridge forwards the RA to the VM's tap only.
+// checksum is computed once. The Ethernet destination is the VM's MAC
+// (the program puts the learned one there), so the bridge forwards the RA
+// to the VM's tap only.
 var allNodes = netip.MustParseAddr("ff02::1")
 
 // ServerIDNet holds every DHCPv4 server identifier dsbridge uses,
@@ -42,9 +43,11 @@ var ServerIDNet = netip.MustParsePrefix("169.254.75.0/24")
 
 // Config is what the uplink programs serve.
 type Config struct {
-	// VMMAC is the VM's MAC (the pod interface's original MAC): only
-	// frames from it are answered and learned from, and frames to it pass
-	// the ingress guard. Zero: RA.VMMAC.
+	// VMMAC is the VM's MAC as far as the pod knows it (the pod
+	// interface's original MAC): the programs serve it, and frames to it
+	// pass the ingress guard, until the VM's own frames, forwarded from
+	// its tap, teach them its actual MAC (a migration target's VM keeps
+	// the MAC it had in the source pod). Zero: RA.VMMAC.
 	VMMAC frame.MAC
 	// RA is the advertisement, as for the userspace advertiser:
 	// ModeGateway or ModeFlagsOnly attach the RS->RA responder, ModeOff

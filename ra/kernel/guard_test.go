@@ -129,7 +129,7 @@ func icmp6(src, dst frame.MAC, sip, dip netip.Addr, typ uint8, rest []byte) []by
 // vmKnown is the state after the VM solicited from its link-local address
 // on the tap and the pod stack sent a frame: everything learned.
 func vmKnown() learned {
-	return learned{iid: iidOf(vmLLA.AsSlice()), podMAC: podMACOf(bridge), port: uplinkIndex}
+	return learned{iid: iidOf(vmLLA.AsSlice()), podMAC: macBits(bridge), vmMAC: macBits(vmMAC), port: uplinkIndex}
 }
 
 // guardRow is one frame through one program with the state before, and the
@@ -199,7 +199,10 @@ func TestEgressPodStack(t *testing.T) {
 			p.check(t, egressProgram, r, skbContext{IngressIfindex: r.ingress, Ifindex: uplinkIndex})
 			want := r.before
 			if r.in[6]&1 == 0 && frame.MAC(r.in[6:12]) != vmMAC {
-				want.podMAC = podMACOf(frame.MAC(r.in[6:12]))
+				want.podMAC = macBits(frame.MAC(r.in[6:12]))
+			}
+			if want.vmMAC == want.podMAC {
+				want.vmMAC = 0
 			}
 			if diff := cmp.Diff(want, p.state(t), cmp.AllowUnexported(learned{})); diff != "" {
 				t.Errorf("learned (-want +got):\n%s", diff)
@@ -262,7 +265,7 @@ func TestARPReplyBytes(t *testing.T) {
 		t.Errorf("program ARP reply: verdict %d mark %#x\n got %x\nwant %s", got.act, got.mark, got.out, want)
 	}
 	var v learned
-	v.podMAC = podMACOf(bridge)
+	v.podMAC = macBits(bridge)
 	if m := vmARP(arp(vmMAC, frame.ARPRequest, vmIP, sid), p.v, &v, tapIndex); hex.EncodeToString(m.out) != want {
 		t.Errorf("model ARP reply:\n got %x\nwant %s", m.out, want)
 	}
@@ -271,7 +274,7 @@ func TestARPReplyBytes(t *testing.T) {
 // TestEgressVM: what the VM sends through the uplink, and what the
 // programs learn from it.
 func TestEgressVM(t *testing.T) {
-	podOnly := learned{podMAC: podMACOf(bridge)}
+	podOnly := learned{podMAC: macBits(bridge)}
 	reply := func(asked, from netip.Addr) []byte {
 		return frame.AppendARP(nil, frame.Ethernet{Dst: vmMAC, Src: bridge},
 			frame.ARP{Op: frame.ARPReply, SenderMAC: bridge, SenderIP: asked, TargetMAC: vmMAC, TargetIP: from})
@@ -283,31 +286,32 @@ func TestEgressVM(t *testing.T) {
 		after learned
 	}{
 		{guardRow{name: "Solicit from the link-local address", in: udp6(vmMAC, vmLLA, dhcpGroup, 546, 547), want: actOK},
-			learned{iid: iidOf(vmLLA.AsSlice()), port: tapIndex}},
+			learned{iid: iidOf(vmLLA.AsSlice()), vmMAC: macBits(vmMAC), port: tapIndex}},
 		{guardRow{name: "a new link-local address replaces the old", in: udp6(vmMAC, other, dhcpGroup, 546, 547), before: vmKnown(), want: actOK},
-			learned{iid: iidOf(other.AsSlice()), podMAC: podMACOf(bridge), port: tapIndex}},
+			learned{iid: iidOf(other.AsSlice()), podMAC: macBits(bridge), vmMAC: macBits(vmMAC), port: tapIndex}},
 		{guardRow{name: "a global source teaches nothing", in: udp6(vmMAC, global, dhcpGroup, 546, 547), want: actOK},
-			learned{port: tapIndex}},
+			learned{vmMAC: macBits(vmMAC), port: tapIndex}},
 		{guardRow{name: "the DAD probe teaches nothing", in: ndFrame(t, vmMAC, netip.IPv6Unspecified(), solicitedNode(vmLLA), 255,
-			&ndp.NeighborSolicitation{TargetAddress: vmLLA}), want: actOK}, learned{port: tapIndex}},
-		{guardRow{name: "another MAC teaches nothing", in: udp6(neighbour, vmLLA, dhcpGroup, 546, 547), want: actOK}, learned{}},
+			&ndp.NeighborSolicitation{TargetAddress: vmLLA}), want: actOK}, learned{vmMAC: macBits(vmMAC), port: tapIndex}},
+		{guardRow{name: "another MAC becomes the VM's", in: udp6(neighbour, vmLLA, dhcpGroup, 546, 547), before: vmKnown(), want: actOK},
+			learned{iid: iidOf(vmLLA.AsSlice()), podMAC: macBits(bridge), vmMAC: macBits(neighbour), port: tapIndex}},
 		{guardRow{name: "ARP for the server identifier", in: arp(vmMAC, frame.ARPRequest, vmIP, sid), before: podOnly,
-			want: actRedirect, out: reply(sid, vmIP)}, learned{podMAC: podMACOf(bridge), port: tapIndex}},
+			want: actRedirect, out: reply(sid, vmIP)}, learned{podMAC: macBits(bridge), vmMAC: macBits(vmMAC), port: tapIndex}},
 		{guardRow{name: "ARP probe for 169.254.75.112", in: arp(vmMAC, frame.ARPRequest, netip.IPv4Unspecified(), netip.MustParseAddr("169.254.75.112")),
 			before: podOnly, want: actRedirect, out: reply(netip.MustParseAddr("169.254.75.112"), netip.IPv4Unspecified())},
-			learned{podMAC: podMACOf(bridge), port: tapIndex}},
+			learned{podMAC: macBits(bridge), vmMAC: macBits(vmMAC), port: tapIndex}},
 		{guardRow{name: "ARP for the server identifier before the bridge spoke", in: arp(vmMAC, frame.ARPRequest, vmIP, sid), want: actOK},
-			learned{port: tapIndex}},
+			learned{vmMAC: macBits(vmMAC), port: tapIndex}},
 		{guardRow{name: "ARP for the gateway", in: arp(vmMAC, frame.ARPRequest, vmIP, netip.MustParseAddr("10.16.0.1")), before: podOnly, want: actOK},
-			learned{podMAC: podMACOf(bridge), port: tapIndex}},
+			learned{podMAC: macBits(bridge), vmMAC: macBits(vmMAC), port: tapIndex}},
 		{guardRow{name: "ARP for 169.254.76.10", in: arp(vmMAC, frame.ARPRequest, vmIP, netip.MustParseAddr("169.254.76.10")), before: podOnly, want: actOK},
-			learned{podMAC: podMACOf(bridge), port: tapIndex}},
+			learned{podMAC: macBits(bridge), vmMAC: macBits(vmMAC), port: tapIndex}},
 		{guardRow{name: "ARP announcement of 169.254.75.10", in: arp(vmMAC, frame.ARPRequest, sid, sid), before: podOnly, want: actOK},
-			learned{podMAC: podMACOf(bridge), port: tapIndex}},
+			learned{podMAC: macBits(bridge), vmMAC: macBits(vmMAC), port: tapIndex}},
 		{guardRow{name: "ARP reply from the VM", in: arp(vmMAC, frame.ARPReply, vmIP, sid), before: podOnly, want: actOK},
-			learned{podMAC: podMACOf(bridge), port: tapIndex}},
+			learned{podMAC: macBits(bridge), vmMAC: macBits(vmMAC), port: tapIndex}},
 		{guardRow{name: "DHCPv4 DISCOVER (the VM's business)", in: udp4(vmMAC, frame.Broadcast, netip.IPv4Unspecified(),
-			netip.MustParseAddr("255.255.255.255"), 68, 67), want: actOK}, learned{port: tapIndex}},
+			netip.MustParseAddr("255.255.255.255"), 68, 67), want: actOK}, learned{vmMAC: macBits(vmMAC), port: tapIndex}},
 	} {
 		t.Run(r.name, func(t *testing.T) {
 			p := newTestProgram(t, kubeOVN())
@@ -397,15 +401,22 @@ func TestGuardWithoutRA(t *testing.T) {
 }
 
 // FuzzEgress runs the egress program on arbitrary frames from the pod
-// stack, the VM's port or the uplink itself, with nothing or everything
-// learned, and compares its verdict, frame, mark and learned state with the
-// Go model.
+// stack, the VM's port or the uplink itself (from%3), with nothing or
+// everything learned (learnt), and compares its verdict, frame, mark and
+// learned state with the Go model. An odd from/3 sets the learned VM MAC
+// to one that is not the pod's (movedMAC, a migration target), or without
+// learnt to the bridge's (a guest that borrowed it before the bridge
+// spoke).
 func FuzzEgress(f *testing.F) {
 	for _, s := range [][]byte{rs(f, vmMAC), ns(f, gwLLA), rs(f, bridge), podNSFor(f, bridgeLLA, vmLLA), mld2(dhcpGroup), dhcpReply(vmMAC, vmIP),
-		arp(vmMAC, frame.ARPRequest, vmIP, sid), udp6(vmMAC, vmLLA, dhcpGroup, 546, 547)} {
+		arp(vmMAC, frame.ARPRequest, vmIP, sid), udp6(vmMAC, vmLLA, dhcpGroup, 546, 547), rs(f, movedMAC), dhcpReply(movedMAC, vmIP),
+		arp(movedMAC, frame.ARPRequest, vmIP, sid), rs(f, frame.MAC{0x0b, 0x58, 0x0a, 0x10, 0x00, 0x77})} {
 		f.Add(s, uint8(0), true)
 		f.Add(s, uint8(1), true)
 		f.Add(s, uint8(2), false)
+		f.Add(s, uint8(3), true)
+		f.Add(s, uint8(4), true)
+		f.Add(s, uint8(4), false)
 	}
 	p := newTestProgram(f, kubeOVN())
 	f.Fuzz(func(t *testing.T, in []byte, from uint8, learnt bool) {
@@ -414,8 +425,14 @@ func FuzzEgress(f *testing.F) {
 		}
 		ingress := []uint32{0, tapIndex, uplinkIndex}[from%3]
 		var st learned
-		if learnt {
+		switch moved := from/3%2 == 1; {
+		case learnt && moved:
 			st = vmKnown()
+			st.vmMAC = macBits(movedMAC)
+		case learnt:
+			st = vmKnown()
+		case moved:
+			st = learned{vmMAC: macBits(bridge), port: tapIndex}
 		}
 		p.forget(t)
 		p.setState(t, st)
@@ -434,11 +451,15 @@ func FuzzEgress(f *testing.F) {
 }
 
 // FuzzIngress runs the ingress program on arbitrary frames from the cluster
-// and compares its verdict with the Go model; it never changes a frame.
+// and compares its verdict with the Go model, and the learned state (which
+// it never changes); it never changes a frame. Learnt: everything learned,
+// the VM's MAC not the pod's (movedMAC).
 func FuzzIngress(f *testing.F) {
 	for _, s := range [][]byte{udp4(neighbour, frame.Broadcast, netip.IPv4Unspecified(), netip.MustParseAddr("255.255.255.255"), 68, 67),
 		udp6(neighbour, neighLLA, dhcpGroup, 546, 547), rs(f, neighbour), tagged(rs(f, neighbour), 2),
-		icmp6(neighbour, allNodesMAC, neighLLA, netip.MustParseAddr("ff02::1"), 136, vmLLA.AsSlice())} {
+		icmp6(neighbour, allNodesMAC, neighLLA, netip.MustParseAddr("ff02::1"), 136, vmLLA.AsSlice()),
+		udp4(neighbour, movedMAC, netip.MustParseAddr("10.16.0.99"), vmIP, 68, 67), udp4(neighbour, vmMAC, netip.MustParseAddr("10.16.0.99"), vmIP, 68, 67),
+		rs(f, movedMAC)} {
 		f.Add(s, true)
 		f.Add(s, false)
 	}
@@ -450,6 +471,7 @@ func FuzzIngress(f *testing.F) {
 		var st learned
 		if learnt {
 			st = vmKnown()
+			st.vmMAC = macBits(movedMAC)
 		}
 		p.setState(t, st)
 		want := ingress(in, p.v, st, 0)

@@ -65,8 +65,8 @@ func TestObjectVariables(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]uint32{"vm_mac": 6, "gw_lla": 16, "refresh_ns": 8, "frame_len": 4, "ra_frame": maxFrame,
-		"sid_net": 4, "sid_mask": 4, "last_ra_ns": 8, "vm_lla_iid": 8, "pod_mac": 8, "vm_port": 4}
-	learned := map[string]bool{"last_ra_ns": true, "vm_lla_iid": true, "pod_mac": true, "vm_port": true}
+		"sid_net": 4, "sid_mask": 4, "last_ra_ns": 8, "vm_lla_iid": 8, "pod_mac": 8, "vm_seen": 8, "vm_port": 4}
+	learned := map[string]bool{"last_ra_ns": true, "vm_lla_iid": true, "pod_mac": true, "vm_seen": true, "vm_port": true}
 	got := map[string]uint32{}
 	for name, v := range s.Variables {
 		got[name] = v.Size()

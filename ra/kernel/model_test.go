@@ -19,16 +19,30 @@ const ownMark = 0xd5b0d5b0
 // learned is the programs' run-time state (their .bss).
 type learned struct {
 	iid    uint64 // the VM's fe80::/64 interface identifier, memory order
-	podMAC uint64 // bridge MAC in bits 0-47, bit 63 set once seen
+	podMAC uint64 // bridge MAC (macBits); 0: none yet
+	vmMAC  uint64 // the VM's MAC from its forwarded frames (macBits); 0: vars.vmMAC stands
 	port   uint32 // the VM's port
 }
 
-const podMACSet = 1 << 63
+// macSet and macGroup are bpf/responder.c's MAC_SET and MAC_GROUP.
+const (
+	macSet   = 1 << 63
+	macGroup = 1 << 40
+)
 
-func podMACOf(mac frame.MAC) uint64 {
+// macBits is a MAC as the programs keep it: bits 0-47, bit 63 set.
+func macBits(mac frame.MAC) uint64 {
 	var b [8]byte
 	copy(b[2:], mac[:])
-	return binary.BigEndian.Uint64(b[:]) | podMACSet
+	return binary.BigEndian.Uint64(b[:]) | macSet
+}
+
+// vm is the VM's MAC the programs serve: the learned one, else v's.
+func (s learned) vm(v vars) frame.MAC {
+	if s.vmMAC != 0 {
+		return macOf(s.vmMAC)
+	}
+	return v.vmMAC
 }
 
 func macOf(v uint64) frame.MAC {
@@ -111,10 +125,13 @@ func egress(b []byte, v vars, st *learned, ingress uint32, refresh bool) verdict
 	if ingress == 0 {
 		return podEgress(b, v, st)
 	}
-	if !bytes.Equal(b[6:12], v.vmMAC[:]) {
+	// Forwarded from the VM's tap: a unicast, non-zero source other than
+	// the bridge's is the VM's MAC.
+	src := macBits(frame.MAC(b[6:12]))
+	if src&macGroup != 0 || src == macSet || src == st.podMAC {
 		return pass
 	}
-	st.port = ingress
+	st.vmMAC, st.port = src, ingress
 	switch binary.BigEndian.Uint16(b[12:]) {
 	case frame.EtherTypeIPv6:
 		return vmIPv6(b, v, st, refresh)
@@ -138,19 +155,26 @@ func vmIPv6(b []byte, v vars, st *learned, refresh bool) verdict {
 	switch {
 	case b[icmp] == 133,
 		b[icmp] == 135 && refresh && v.refreshNS != 0 && len(b) >= NSFrameLen && bytes.Equal(b[icmp+8:icmp+24], v.gwLLA[:]):
-		return verdict{act: actRedirect, out: v.frame, mark: ownMark}
+		return verdict{act: actRedirect, out: raTo(v.frame, frame.MAC(b[6:12])), mark: ownMark}
 	}
 	return pass
+}
+
+// raTo is the RA frame f sent to dst.
+func raTo(f []byte, dst frame.MAC) []byte {
+	out := append([]byte{}, f...)
+	copy(out, dst[:])
+	return out
 }
 
 // vmARP answers a request for an address in ServerIDNet (RFC 826) with the
 // bridge's MAC, to the VM.
 func vmARP(b []byte, v vars, st *learned, port uint32) verdict {
-	if st.podMAC&podMACSet == 0 {
+	if st.podMAC == 0 {
 		return pass
 	}
 	eth, a, err := frame.ParseARP(b)
-	if err != nil || a.Op != frame.ARPRequest || a.SenderMAC != frame.MAC(v.vmMAC) ||
+	if err != nil || a.Op != frame.ARPRequest || a.SenderMAC != st.vm(v) ||
 		!ServerIDNet.Contains(a.TargetIP) || a.SenderIP == a.TargetIP {
 		return pass
 	}
@@ -165,7 +189,10 @@ func podEgress(b []byte, v vars, st *learned) verdict {
 	if bytes.Equal(b[6:12], v.vmMAC[:]) {
 		return pass // the pod before plumbing
 	}
-	st.podMAC = podMACOf(frame.MAC(b[6:12]))
+	st.podMAC = macBits(frame.MAC(b[6:12]))
+	if st.vmMAC == st.podMAC {
+		st.vmMAC = 0 // the bridge's MAC is never the VM's
+	}
 	switch binary.BigEndian.Uint16(b[12:]) {
 	case frame.EtherTypeIPv4:
 		return podIPv4(b, v, st)
@@ -185,7 +212,7 @@ func podIPv4(b []byte, v vars, st *learned) verdict {
 	if st.port == 0 || len(b) < bootp+34 || b[ip] != 0x45 || binary.BigEndian.Uint16(b[ip+6:])&0x3fff != 0 || b[ip+9] != 17 ||
 		!bytes.Equal(b[ip+16:ip+20], []byte{255, 255, 255, 255}) || binary.BigEndian.Uint16(b[udp:]) != 67 ||
 		binary.BigEndian.Uint16(b[udp+2:]) != 68 || b[bootp] != 2 || b[bootp+1] != 1 || b[bootp+2] != 6 ||
-		!bytes.Equal(b[bootp+28:bootp+34], v.vmMAC[:]) {
+		frame.MAC(b[bootp+28:bootp+34]) != st.vm(v) {
 		return drop
 	}
 	ciaddr := binary.NativeEndian.Uint32(b[bootp+12:])
@@ -193,7 +220,8 @@ func podIPv4(b []byte, v vars, st *learned) verdict {
 		return drop
 	}
 	out := append([]byte{}, b...)
-	copy(out, v.vmMAC[:])
+	vm := st.vm(v)
+	copy(out, vm[:])
 	if sum := binary.NativeEndian.Uint16(out[udp+6:]); sum != 0 { // RFC 768: 0 is "no checksum"
 		sum = csumReplace4(sum, 0xffffffff, ciaddr)
 		if sum == 0 {
@@ -266,7 +294,7 @@ func podNS(b []byte, v vars, st *learned, u upper) verdict {
 	if u.off != icmp || b[ip+7] != 255 || b[icmp+1] != 0 || !st.isVMLLA(target) {
 		return drop
 	}
-	return verdict{act: actRedirect, out: neighborAdvert(frame.MAC(b[6:12]), v.vmMAC, src,
+	return verdict{act: actRedirect, out: neighborAdvert(frame.MAC(b[6:12]), st.vm(v), src,
 		netip.AddrFrom16([16]byte(target))), mark: ownMark}
 }
 
@@ -311,7 +339,7 @@ func namesDHCPGroup(b []byte, off int, t uint8) bool {
 
 // ingress models dsbridge_ingress: drop means hidden from the pod stack.
 func ingress(b []byte, v vars, st learned, mark uint32) verdict {
-	if mark == ownMark || len(b) < frame.EthernetLen || bytes.Equal(b[:6], v.vmMAC[:]) {
+	if mark == ownMark || len(b) < frame.EthernetLen || frame.MAC(b[:6]) == st.vm(v) {
 		return pass
 	}
 	typ, l3 := binary.BigEndian.Uint16(b[12:]), frame.EthernetLen

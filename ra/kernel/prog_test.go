@@ -137,7 +137,7 @@ func (p *testProgram) forget(t testing.TB) {
 func (p *testProgram) state(t testing.TB) learned {
 	t.Helper()
 	var s learned
-	for name, v := range map[string]any{"vm_lla_iid": &s.iid, "pod_mac": &s.podMAC, "vm_port": &s.port} {
+	for name, v := range map[string]any{"vm_lla_iid": &s.iid, "pod_mac": &s.podMAC, "vm_seen": &s.vmMAC, "vm_port": &s.port} {
 		if err := p.coll.Variables[name].Get(v); err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func (p *testProgram) state(t testing.TB) learned {
 // setState sets what the programs learned.
 func (p *testProgram) setState(t testing.TB, s learned) {
 	t.Helper()
-	for name, v := range map[string]any{"vm_lla_iid": s.iid, "pod_mac": s.podMAC, "vm_port": s.port} {
+	for name, v := range map[string]any{"vm_lla_iid": s.iid, "pod_mac": s.podMAC, "vm_seen": s.vmMAC, "vm_port": s.port} {
 		if err := p.coll.Variables[name].Set(v); err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +158,7 @@ func (p *testProgram) setState(t testing.TB, s learned) {
 type step struct {
 	in      []byte
 	ingress uint32
-	answer  bool // redirected as the RA, else passed unchanged
+	answer  bool // redirected as the RA to the frame's source, else passed unchanged
 }
 
 func TestProgram(t *testing.T) {
@@ -187,7 +187,11 @@ func TestProgram(t *testing.T) {
 		// (it is the pod's MAC): no ingress interface tells them apart.
 		{name: "pod's own RS", cfg: kubeOVN(), steps: []step{{rs(t, vmMAC), 0, false}}},
 		{name: "RS from the bridge", cfg: kubeOVN(), steps: []step{{rs(t, bridge), 0, false}}},
-		{name: "RS from another VM's MAC", cfg: kubeOVN(), steps: []step{{rs(t, bridge), tapIndex, false}}},
+		// KubeVirt keeps the VM's MAC across a migration: on the target
+		// it is not the pod's, and the program learns it.
+		{name: "RS from a MAC other than the pod's", cfg: kubeOVN(), steps: []step{{rs(t, bridge), tapIndex, true}}},
+		{name: "RS from a group MAC", cfg: kubeOVN(), steps: []step{{rs(t, frame.MAC{0x0b, 0x58, 0x0a, 0x10, 0x00, 0x05}), tapIndex, false}}},
+		{name: "RS from the zero MAC", cfg: kubeOVN(), steps: []step{{rs(t, frame.MAC{}), tapIndex, false}}},
 		{name: "RS arriving on the uplink itself", cfg: kubeOVN(), steps: []step{{rs(t, vmMAC), uplinkIndex, false}}},
 		{name: "RS hop limit 254", cfg: kubeOVN(), steps: []step{{hops, tapIndex, false}}},
 		{name: "RS code 1", cfg: kubeOVN(), steps: []step{{code, tapIndex, false}}},
@@ -212,7 +216,7 @@ func TestProgram(t *testing.T) {
 				ret, out := p.run(t, s.in, s.ingress)
 				want, wantOut := uint32(actOK), s.in
 				if s.answer {
-					want, wantOut = actRedirect, p.v.frame
+					want, wantOut = actRedirect, raTo(p.v.frame, frame.MAC(s.in[6:12]))
 				}
 				if ret != want || !bytes.Equal(out, wantOut) {
 					t.Errorf("step %d: verdict %d, frame:\n%x\nwant verdict %d, frame:\n%x", i, ret, out, want, wantOut)

@@ -16,10 +16,17 @@
 //     destination = VM MAC) and the RS never leaves the pod. An NS the VM
 //     sent for the gateway's link-local address goes upstream as a clone
 //     and, at most once per refresh_ns, the VM also gets the RA.
-//   - The VM's IPv6 link-local source (fe80::/64, RFC 4291 §2.5.6), its port
-//     (the tap's ifindex) and, from the pod stack's frames, the bridge's MAC
-//     are learned. Only frames bridged from another port with the VM's MAC
-//     teach the VM's address and port.
+//   - The VM's MAC, its IPv6 link-local source (fe80::/64, RFC 4291
+//     §2.5.6), its port (the tap's ifindex) and, from the pod stack's frames,
+//     the bridge's MAC are learned. A frame the bridge forwarded from another
+//     port (skb->ingress_ifindex neither 0, the pod's own stack, nor the
+//     uplink) comes from the VM's tap, the bridge's only other port: its
+//     source MAC, unless a group address, zero or the bridge's own, becomes
+//     the VM's MAC (KubeVirt keeps the VM's MAC across a migration, while
+//     the target pod's interface, whose MAC the loader configured, has a new
+//     one). Until the VM spoke, the configured vm_mac stands. Frames from
+//     the uplink reach only dsbridge_ingress, which never learns: a
+//     neighbour cannot set the VM's MAC.
 //   - An ARP request (RFC 826) the VM sent for an address in the server
 //     identifier net (sid_net/sid_mask, 169.254.75.0/24) becomes the reply
 //     "<address> is at <bridge MAC>" sent straight to the VM's port: the
@@ -164,7 +171,7 @@ enum {
 #define MAX_MLD_RECORDS 8
 
 // Set by the loader (ra/kernel/load.go, names must match).
-volatile const __u8 vm_mac[6] = {};        // the VM's MAC: only its frames are served
+volatile const __u8 vm_mac[6] = {};        // the pod's MAC at ADD: the VM's until it spoke
 volatile const __u8 gw_lla[16] = {};       // the NS target that triggers a refresh
 volatile const __u64 refresh_ns = 0;       // least time between RAs on NS; 0: never
 volatile const __u32 frame_len = 0;        // bytes of ra_frame in use; 0: no RA responder
@@ -176,10 +183,14 @@ volatile const __u32 sid_mask = 0;         // its mask, network byte order; 0: n
 // half of an update.
 __u64 last_ra_ns = 0; // when the program last sent an advertisement
 __u64 vm_lla_iid = 0; // interface identifier of the VM's fe80::/64 source; 0: none yet
-__u64 pod_mac = 0;    // the bridge's MAC (bits 0-47) | POD_MAC_SET, from the pod stack's frames
+__u64 pod_mac = 0;    // the bridge's MAC (mac_of), from the pod stack's frames; 0: none yet
+__u64 vm_seen = 0;    // the VM's MAC (mac_of), from its forwarded frames; 0: vm_mac stands
 __u32 vm_port = 0;    // ifindex of the VM's port (its tap); 0: none yet
 
-#define POD_MAC_SET (1ULL << 63)
+// A MAC as the programs keep it: bits 0-47 the address (first byte
+// highest), bit 63 set, so that 0 means none.
+#define MAC_SET (1ULL << 63)
+#define MAC_GROUP (1ULL << 40) // the I/G bit of the first byte (IEEE 802 §8.2)
 
 // ll_prefix is fe80::/64 as the first eight address bytes.
 static const __u8 ll_prefix[8] = {0xfe, 0x80};
@@ -205,6 +216,28 @@ INLINE __u64 iid_of(const __u8 *a)
 		return 0;
 	__builtin_memcpy(&iid, a + 8, 8);
 	return iid;
+}
+
+// mac_of returns the MAC at p with MAC_SET.
+INLINE __u64 mac_of(const volatile __u8 *p)
+{
+	__u64 m = MAC_SET;
+
+#pragma clang loop unroll(full)
+	for (int i = 0; i < 6; i++)
+		m |= (__u64)p[i] << (40 - 8 * i);
+	return m;
+}
+
+// mac_byte is byte i of m, a MAC from mac_of.
+INLINE __u8 mac_byte(__u64 m, int i) { return m >> (40 - 8 * i); }
+
+// vm_now is the VM's MAC: the one learned from its frames, else vm_mac.
+INLINE __u64 vm_now(void)
+{
+	__u64 m = vm_seen;
+
+	return m != 0 ? m : mac_of(vm_mac);
 }
 
 // is_vm_lla reports whether a is the VM's learned link-local address.
@@ -290,9 +323,10 @@ INLINE int udp_port(const struct __sk_buff *skb, __u32 off, int which)
 
 // --- Egress: the VM's frames -------------------------------------------------
 
-// answer turns skb into the advertisement and sends it back into the
-// uplink, so that the bridge forwards it to the VM.
-INLINE int answer(struct __sk_buff *skb)
+// answer turns skb into the advertisement to eth's source (the VM's MAC)
+// and sends it back into the uplink, so that the bridge forwards it to the
+// VM.
+INLINE int answer(struct __sk_buff *skb, const __u8 *eth)
 {
 	__u32 len = frame_len;
 
@@ -302,7 +336,8 @@ INLINE int answer(struct __sk_buff *skb)
 	if (bpf_skb_change_tail(skb, len, 0) < 0)
 		return TC_ACT_SHOT;
 	if (bpf_skb_store_bytes(skb, 0, (const void *)ra_frame, len,
-				BPF_F_RECOMPUTE_CSUM | BPF_F_INVALIDATE_HASH) < 0)
+				BPF_F_RECOMPUTE_CSUM | BPF_F_INVALIDATE_HASH) < 0 ||
+	    bpf_skb_store_bytes(skb, 0, eth + OFF_ETH_SRC, 6, 0) < 0)
 		return TC_ACT_SHOT;
 	skb->mark = OWN_MARK;
 	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
@@ -312,7 +347,7 @@ INLINE int answer(struct __sk_buff *skb)
 // once per refresh_ns. The NS itself goes upstream as a clone sent before
 // the rewrite; that clone passes through this program again and is let go
 // because last_ra_ns was updated first.
-INLINE int refresh(struct __sk_buff *skb)
+INLINE int refresh(struct __sk_buff *skb, const __u8 *eth)
 {
 	__u8 target[16];
 	__u64 now, last;
@@ -330,12 +365,12 @@ INLINE int refresh(struct __sk_buff *skb)
 	last_ra_ns = now;
 	if (bpf_clone_redirect(skb, skb->ifindex, 0) != 0)
 		return TC_ACT_OK; // no copy went upstream: let the original go
-	return answer(skb);
+	return answer(skb, eth);
 }
 
 // vm_ipv6 learns the VM's link-local source and serves its RS and NS (an
 // ICMPv6 ND message right after the IPv6 header, hop limit 255, code 0).
-INLINE int vm_ipv6(struct __sk_buff *skb)
+INLINE int vm_ipv6(struct __sk_buff *skb, const __u8 *eth)
 {
 	__u8 b[RS_LEN];
 	__u64 iid;
@@ -348,30 +383,30 @@ INLINE int vm_ipv6(struct __sk_buff *skb)
 	if (b[OFF_IP6_NEXT] != IPPROTO_ICMPV6 || b[OFF_IP6_HOPS] != ND_HOP_LIMIT || b[OFF_ICMP6_CODE] != 0)
 		return TC_ACT_OK;
 	if (b[OFF_ICMP6] == ND_ROUTER_SOLICIT)
-		return answer(skb);
+		return answer(skb, eth);
 	if (b[OFF_ICMP6] == ND_NEIGHBOR_SOLICIT)
-		return refresh(skb);
+		return refresh(skb, eth);
 	return TC_ACT_OK;
 }
 
 // vm_arp answers the VM's ARP request for an address in the server
 // identifier net with the bridge's MAC, straight to the VM's port. A
 // request the program cannot answer yet (no bridge MAC seen) goes on.
-INLINE int vm_arp(struct __sk_buff *skb, __u32 port)
+INLINE int vm_arp(struct __sk_buff *skb, __u32 port, __u64 vm)
 {
 	__u8 a[ARP_LEN];
 	__u8 r[ARP_LEN];
 	__u32 spa, tpa;
 	__u64 pm = pod_mac;
 
-	if (sid_mask == 0 || !(pm & POD_MAC_SET))
+	if (sid_mask == 0 || pm == 0)
 		return TC_ACT_OK;
 	if (bpf_skb_load_bytes(skb, 0, a, sizeof(a)) < 0)
 		return TC_ACT_OK;
 	// htype 1 (Ethernet), ptype IPv4, hlen 6, plen 4, op 1 (request),
 	// sender hardware address the VM's.
 	if (be16(a + 14) != 1 || be16(a + 16) != ETH_P_IPV4 || a[18] != 6 || a[19] != 4 || be16(a + 20) != 1 ||
-	    !eq(vm_mac, a + 22, 6))
+	    mac_of(a + 22) != vm)
 		return TC_ACT_OK;
 	__builtin_memcpy(&spa, a + 28, 4);
 	__builtin_memcpy(&tpa, a + 38, 4);
@@ -397,15 +432,26 @@ INLINE int vm_arp(struct __sk_buff *skb, __u32 port)
 	return bpf_redirect(port, 0);
 }
 
-// from_vm handles a frame the VM sent (source MAC = VM MAC) from port.
+// from_vm handles a frame the bridge forwarded from port, the VM's tap.
+// Its source MAC is the VM's from now on, unless it is a group address or
+// zero (no station sends from either, IEEE 802 §8.2) or the bridge's own
+// (a guest that borrows it would have the RA and the NA answers sent to
+// the pod stack, and unicast from the uplink to the bridge pass the
+// ingress guard); such a frame passes untouched and teaches nothing.
 INLINE int from_vm(struct __sk_buff *skb, const __u8 *eth, __u32 port)
 {
+	__u64 src = mac_of(eth + OFF_ETH_SRC);
+
+	if ((src & MAC_GROUP) || src == MAC_SET || src == pod_mac)
+		return TC_ACT_OK;
+	if (vm_seen != src)
+		vm_seen = src;
 	if (vm_port != port)
 		vm_port = port;
 	if (eth[OFF_ETH_TYPE] == 0x86 && eth[OFF_ETH_TYPE + 1] == 0xdd)
-		return vm_ipv6(skb);
+		return vm_ipv6(skb, eth);
 	if (eth[OFF_ETH_TYPE] == 0x08 && eth[OFF_ETH_TYPE + 1] == 0x06)
-		return vm_arp(skb, port);
+		return vm_arp(skb, port, src);
 	return TC_ACT_OK;
 }
 
@@ -430,13 +476,14 @@ INLINE __u32 sum16(const __u8 *p, int n)
 INLINE int neighbour_advert(struct __sk_buff *skb, const __u8 *b)
 {
 	__u8 na[NA_LEN] = {};
+	__u64 vm = vm_now();
 	__u32 s;
 
 #pragma clang loop unroll(full)
 	for (int i = 0; i < 6; i++) {
 		na[i] = b[OFF_ETH_SRC + i];
-		na[OFF_ETH_SRC + i] = vm_mac[i];
-		na[OFF_ICMP6 + 26 + i] = vm_mac[i]; // option 2, length 1: the VM's MAC
+		na[OFF_ETH_SRC + i] = mac_byte(vm, i);
+		na[OFF_ICMP6 + 26 + i] = mac_byte(vm, i); // option 2, length 1: the VM's MAC
 	}
 	na[OFF_ETH_TYPE] = 0x86, na[OFF_ETH_TYPE + 1] = 0xdd;
 	na[OFF_IP6] = 0x60;
@@ -557,6 +604,7 @@ INLINE int pod_ipv4(struct __sk_buff *skb)
 {
 	__u8 b[BOOTP_HEAD];
 	__u32 port = vm_port, ciaddr, bcast = 0xffffffff;
+	__u64 vm = vm_now();
 
 	if (port == 0 || bpf_skb_load_bytes(skb, 0, b, sizeof(b)) < 0)
 		return TC_ACT_SHOT;
@@ -565,14 +613,14 @@ INLINE int pod_ipv4(struct __sk_buff *skb)
 	if (b[ETH_LEN] != 0x45 || (be16(b + ETH_LEN + 6) & 0x3fff) != 0 || b[ETH_LEN + 9] != IPPROTO_UDP ||
 	    !eq((const volatile __u8 *)&bcast, b + OFF_IP4_DST, 4) || be16(b + OFF_UDP4) != DHCP4_SERVER_PORT ||
 	    be16(b + OFF_UDP4 + 2) != DHCP4_CLIENT_PORT || b[OFF_BOOTP] != 2 || b[OFF_BOOTP + 1] != 1 ||
-	    b[OFF_BOOTP + 2] != 6 || !eq(vm_mac, b + OFF_CHADDR, 6))
+	    b[OFF_BOOTP + 2] != 6 || mac_of(b + OFF_CHADDR) != vm)
 		return TC_ACT_SHOT;
 	__builtin_memcpy(&ciaddr, b + OFF_CIADDR, 4);
 	if (ciaddr == 0)
 		return TC_ACT_SHOT;
 #pragma clang loop unroll(full)
 	for (int i = 0; i < 6; i++)
-		b[i] = vm_mac[i];
+		b[i] = mac_byte(vm, i);
 	if (bpf_skb_store_bytes(skb, 0, b, 6, 0) < 0 ||
 	    bpf_l4_csum_replace(skb, OFF_UDP4 + 6, bcast, ciaddr, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | 4) < 0 ||
 	    bpf_l3_csum_replace(skb, OFF_IP4_CSUM, bcast, ciaddr, 4) < 0 ||
@@ -582,18 +630,19 @@ INLINE int pod_ipv4(struct __sk_buff *skb)
 }
 
 // from_pod handles a frame the pod's own stack sent. Before plumbing it has
-// the pod's MAC, which is the VM's, and passes.
+// the pod's MAC (vm_mac, configured at ADD) and passes. After plumbing its
+// source is the bridge's MAC, which is never the VM's: a MAC learned as the
+// VM's before the bridge spoke is forgotten.
 INLINE int from_pod(struct __sk_buff *skb, const __u8 *eth)
 {
-	__u64 m = POD_MAC_SET;
+	__u64 m = mac_of(eth + OFF_ETH_SRC);
 
-	if (eq(vm_mac, eth + OFF_ETH_SRC, 6))
+	if (m == mac_of(vm_mac))
 		return TC_ACT_OK;
-#pragma clang loop unroll(full)
-	for (int i = 0; i < 6; i++)
-		m |= (__u64)eth[OFF_ETH_SRC + i] << (40 - 8 * i);
 	if (pod_mac != m)
 		pod_mac = m;
+	if (vm_seen == m)
+		vm_seen = 0;
 	switch (be16(eth + OFF_ETH_TYPE)) {
 	case ETH_P_IPV4:
 		return pod_ipv4(skb);
@@ -617,9 +666,7 @@ int dsbridge_egress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (in == 0) // the pod's own stack: its packets arrived on no interface
 		return from_pod(skb, eth);
-	if (!eq(vm_mac, eth + OFF_ETH_SRC, 6))
-		return TC_ACT_OK;
-	return from_vm(skb, eth, in);
+	return from_vm(skb, eth, in); // forwarded by the bridge from the VM's tap
 }
 
 // --- Ingress ----------------------------------------------------------------
@@ -690,7 +737,7 @@ int dsbridge_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (bpf_skb_load_bytes(skb, 0, eth, sizeof(eth)) < 0)
 		return TC_ACT_OK;
-	if (eq(vm_mac, eth, 6)) // the bridge gives it to the VM alone
+	if (mac_of(eth) == vm_now()) // the bridge gives it to the VM alone
 		return TC_ACT_OK;
 	type = l3_of(skb, eth, &l3);
 	if (type != 0 && !hidden(skb, type, l3))
