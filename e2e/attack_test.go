@@ -325,8 +325,8 @@ func (a *attackLab) check(t *testing.T, c captures, want int) []string {
 	}
 	a.vmEntries(t)
 	select {
-	case err := <-a.tr.exited:
-		t.Fatalf("the sidecar exited: %v", err)
+	case <-a.tr.proc.exited:
+		t.Fatalf("the sidecar exited: %v", a.tr.proc.cmd.ProcessState)
 	default:
 	}
 	return replies

@@ -179,7 +179,7 @@ func timeTier(t *testing.T, g tierGuest, tier tierRow) tierTiming {
 		l.DuplicateAddressDetection(t)
 	}
 	c := lab.StartCapture(t, l.Pod, l.Tap, "icmp6 or udp port 67 or udp port 68 or udp port 546 or udp port 547")
-	w := watchGuest(t, l)
+	w := watchNet(t, l)
 	var tm tierTiming
 	t0 := time.Now()
 	l.Guest.Run(t, "ip", "link", "set", l.GuestIf, "up")

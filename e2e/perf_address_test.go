@@ -11,11 +11,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/dsbridge/dsbridge/e2e/lab"
 	"github.com/dsbridge/dsbridge/e2e/lab/managedtap"
-	"github.com/dsbridge/dsbridge/hooks/hookstest"
 )
 
 // addrClient is a guest DHCP client setup to time.
@@ -83,7 +81,7 @@ func timeToAddress(t *testing.T, c addrClient, srv addrServer) addrTiming {
 	t.Helper()
 	l := lab.NewLab(t, lab.KubeOVN)
 	srv.start(t, l)
-	w := watchGuest(t, l)
+	w := watchNet(t, l)
 	capture := lab.StartCapture(t, l.Pod, l.Tap, "udp or icmp6")
 	var tm addrTiming
 	t0 := time.Now()
@@ -118,35 +116,9 @@ func timeToAddress(t *testing.T, c addrClient, srv addrServer) addrTiming {
 	return tm
 }
 
-// guestWatch reads the guest's addresses and routes over netlink, cheap
-// enough to poll every few milliseconds.
-type guestWatch struct {
-	h    *netlink.Handle
-	link netlink.Link
-}
-
-func watchGuest(t *testing.T, l *lab.Lab) *guestWatch {
-	t.Helper()
-	ns, err := netns.GetFromName(l.Guest.Name)
-	if err != nil {
-		t.Fatalf("open netns %s: %v", l.Guest.Name, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatalf("netlink in %s: %v", l.Guest.Name, err)
-	}
-	t.Cleanup(h.Close)
-	link, err := h.LinkByName(l.GuestIf)
-	if err != nil {
-		t.Fatalf("guest link %s: %v", l.GuestIf, err)
-	}
-	return &guestWatch{h: h, link: link}
-}
-
 // configured reports, per family, whether the guest holds the pod's
 // address and a default route.
-func (w *guestWatch) configured() (v4, v6 bool) {
+func (w *netWatch) configured() (v4, v6 bool) {
 	addrs, err := w.h.AddrList(w.link, netlink.FAMILY_ALL)
 	if err != nil {
 		return false, false
@@ -158,7 +130,7 @@ func (w *guestWatch) configured() (v4, v6 bool) {
 	return v4 && w.hasDefault(netlink.FAMILY_V4), v6 && w.hasDefault(netlink.FAMILY_V6)
 }
 
-func (w *guestWatch) hasDefault(family int) bool {
+func (w *netWatch) hasDefault(family int) bool {
 	routes, err := w.h.RouteList(w.link, family)
 	if err != nil {
 		return false
@@ -189,7 +161,7 @@ var (
 	// tierUnprivileged: KubeVirt's default posture, uid 107 without
 	// capabilities, after the binding CNI's ADD.
 	tierUnprivileged = sidecarTier{name: "unprivileged", cni: true, uid: 107,
-		setpriv: []string{"--reuid", "107", "--regid", "107", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"}}
+		setpriv: uid107()}
 )
 
 // startSidecarTier runs `dsbridge sidecar` in l's pod as tier says, drives
@@ -202,45 +174,14 @@ func startSidecarTier(t *testing.T, l *lab.Lab, tier sidecarTier) (*perfServer, 
 	if tier.cni {
 		cniAdd(t, l, false)
 	}
-	dir, err := os.MkdirTemp("", "dsb-hooks-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chown(dir, tier.uid, tier.uid); err != nil {
-		t.Fatal(err)
-	}
-	resolv := filepath.Join(dir, "resolv.conf")
-	copyFile(t, l.ResolvConf, resolv)
-	s := &perfServer{name: "dsbridge-" + tier.name, out: &lab.Buffer{}, stateDir: filepath.Join(dir, "dsbridge"), addr4: serverID4}
-	args := append(append([]string{"netns", "exec", l.Pod.Name, "setpriv"}, tier.setpriv...),
-		dsbridgeBin, "sidecar", "--hooks-dir", dir, "--resolv-conf", resolv, "--log-level", "info")
-	cmd := exec.Command("ip", args...)
-	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
-	cmd.Stdout, cmd.Stderr = s.out, s.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s.pid = cmd.Process.Pid // ip netns exec and setpriv exec
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("sidecar output:\n%s", s.out.String())
-		}
-	})
+	side := launchSidecar(t, l, tier.uid, tier.setpriv, []string{"--log-level", "info"}, []string{"GODEBUG=gctrace=1"})
+	s := &perfServer{name: "dsbridge-" + tier.name, pid: side.cmd.Process.Pid, out: side.out, stateDir: side.stateDir(), addr4: serverID4}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	launcher, err := hookstest.Connect(ctx, filepath.Join(dir, "dsbridge.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	managedtap.Build(t, l)
 	domain, vmi := readFixture(t, "domain.xml"), readFixture(t, "vmi-pod.json")
 	start := time.Now()
-	if _, err := launcher.OnDefineDomain(ctx, domain, vmi); err != nil {
+	if _, err := side.launcher.OnDefineDomain(ctx, domain, vmi); err != nil {
 		t.Fatalf("OnDefineDomain: %v", err)
 	}
 	took := time.Since(start)

@@ -4,16 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dsbridge/dsbridge/e2e/lab"
 	"github.com/dsbridge/dsbridge/e2e/lab/managedtap"
-	"github.com/dsbridge/dsbridge/hooks/hookstest"
 )
 
 // TestMigrationRenumberUnprivileged is TestMigrationRenumber's dhclient and
@@ -85,10 +81,6 @@ func unprivilegedStack(s renumberStack) renumberStack {
 	return u
 }
 
-// sidecarUID107 are setpriv's arguments for KubeVirt's default sidecar:
-// uid and gid 107, no capabilities, no_new_privs.
-var sidecarUID107 = []string{"--reuid", "107", "--regid", "107", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"}
-
 // unprivilegedServer runs the unprivileged tier in l's pod as TestTiers
 // does: the binding CNI's ADD on the pristine pod, the sidecar as uid 107
 // without capabilities (timers added to its flags), managedTap's plumbing,
@@ -97,41 +89,12 @@ var sidecarUID107 = []string{"--reuid", "107", "--regid", "107", "--clear-groups
 func unprivilegedServer(t *testing.T, l *lab.Lab, vmMAC string, timers []string) *server {
 	t.Helper()
 	cniAdd(t, l, false)
-	dir, err := os.MkdirTemp("", "dsb-hooks-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chown(dir, 107, 107); err != nil {
-		t.Fatal(err)
-	}
-	resolv := filepath.Join(dir, "resolv.conf")
-	copyFile(t, l.ResolvConf, resolv)
-	args := append(append([]string{"netns", "exec", l.Pod.Name, "setpriv"}, sidecarUID107...),
-		append([]string{dsbridgeBin, "sidecar", "--hooks-dir", dir, "--resolv-conf", resolv, "--log-level", "debug"}, timers...)...)
-	s := &server{out: &lab.Buffer{}, stateDir: filepath.Join(dir, "dsbridge")}
-	s.cmd = exec.Command("ip", args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		s.kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("sidecar output:\n%s", s.out.String())
-		}
-	})
+	side := launchSidecar(t, l, 107, uid107(), append([]string{"--log-level", "debug"}, timers...), nil)
+	s := &server{cmd: side.cmd, out: side.out, stateDir: side.stateDir()}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	launcher, err := hookstest.Connect(ctx, filepath.Join(dir, "dsbridge.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	managedtap.Build(t, l)
-	if _, err := launcher.OnDefineDomain(ctx, readFixture(t, "domain.xml"), vmiWithMAC(t, vmMAC)); err != nil {
+	if _, err := side.launcher.OnDefineDomain(ctx, readFixture(t, "domain.xml"), vmiWithMAC(t, vmMAC)); err != nil {
 		t.Fatalf("OnDefineDomain: %v", err)
 	}
 	lab.WaitFor(t, 10*time.Second, "the sidecar to serve", func() bool { return strings.Contains(s.out.String(), `"msg":"serving interface`) })

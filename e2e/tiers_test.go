@@ -102,9 +102,9 @@ func runTier(t *testing.T, row tierRow) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	select {
-	case err := <-tr.exited:
-		if err != nil {
-			t.Errorf("sidecar exit: %v", err)
+	case <-tr.proc.exited:
+		if !tr.proc.cmd.ProcessState.Success() {
+			t.Errorf("sidecar exit: %v", tr.proc.cmd.ProcessState)
 		}
 	case <-time.After(2 * time.Second):
 		t.Error("sidecar still runs 2 s after Shutdown")
@@ -127,9 +127,9 @@ func runTier(t *testing.T, row tierRow) {
 // tierRun is a sidecar serving l's pod in a tier, after OnDefineDomain.
 type tierRun struct {
 	launcher *hookstest.Launcher
-	side     *lab.Buffer // the sidecar's output
-	exited   chan error  // the sidecar's exit, once
-	cni      cniRun      // the binding CNI's ADD, when the tier has one
+	side     *lab.Buffer  // the sidecar's output
+	proc     *tierSidecar // the sidecar process (launcher and side are its)
+	cni      cniRun       // the binding CNI's ADD, when the tier has one
 }
 
 // startTier sets l's pod up as row's tier runs it and starts the sidecar
@@ -146,51 +146,21 @@ func startTier(t *testing.T, l *lab.Lab, row tierRow) *tierRun {
 		l.Pod.Run(t, "ip", "link", "set", l.Tap, "down")
 		l.Pod.Run(t, "ip", "link", "set", l.Tap, "name", "vm0")
 	}
-	tr := &tierRun{side: &lab.Buffer{}, exited: make(chan error, 1)}
+	var cni cniRun
 	if row.cni {
-		tr.cni = cniAdd(t, l, row.cniPlumbing)
+		cni = cniAdd(t, l, row.cniPlumbing)
 	}
 	if row.cniPlumbing {
 		l.Pod.Run(t, "ip", "link", "set", "vm0", "master", "k6t-"+l.Spec.PodIface, "up")
 	}
-
-	// t.TempDir's parent is private to root: uid 107 needs a path it can
-	// traverse, as the sidecar's emptyDir is in a pod; and the directory is
-	// the sidecar's own (root without CAP_DAC_OVERRIDE cannot write to
-	// another uid's).
-	dir, err := os.MkdirTemp("", "dsb-hooks-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chown(dir, row.uid, row.uid); err != nil {
-		t.Fatal(err)
-	}
-	resolv := filepath.Join(dir, "resolv.conf")
-	copyFile(t, l.ResolvConf, resolv)
-	args := append(append([]string{"netns", "exec", l.Pod.Name, "setpriv"}, row.setpriv...),
-		dsbridgeBin, "sidecar", "--hooks-dir", dir, "--resolv-conf", resolv, "--log-level", "debug")
-	cmd := exec.Command("ip", append(args, row.args...)...)
-	cmd.Stdout, cmd.Stderr = tr.side, tr.side
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { tr.exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("sidecar output:\n%s", tr.side.String())
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if tr.launcher, err = hookstest.Connect(ctx, filepath.Join(dir, "dsbridge.sock")); err != nil {
-		t.Fatal(err)
-	}
+	side := launchSidecar(t, l, row.uid, row.setpriv, append([]string{"--log-level", "debug"}, row.args...), nil)
+	tr := &tierRun{launcher: side.launcher, side: side.out, proc: side, cni: cni}
 	if !row.cniPlumbing {
 		managedtap.Build(t, l)
 	}
 	domain, vmi := readFixture(t, "domain.xml"), readFixture(t, "vmi-pod.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	if _, err := tr.launcher.OnDefineDomain(ctx, domain, vmi); err != nil {
 		t.Fatalf("OnDefineDomain: %v", err)
 	}
@@ -200,7 +170,7 @@ func startTier(t *testing.T, l *lab.Lab, row tierRow) *tierRun {
 			t.Errorf("sidecar plan lacks %s", want)
 		}
 	}
-	samePlan(t, l, row.setpriv, filepath.Join(dir, "dsbridge"), resolv)
+	samePlan(t, l, row.setpriv, side.stateDir(), side.resolv)
 	return tr
 }
 
