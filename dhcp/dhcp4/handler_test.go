@@ -508,6 +508,12 @@ func TestNewHandlerRejects(t *testing.T) {
 		{"IPv6 DNS", func(c *Config) { c.DNS = []netip.Addr{netip.MustParseAddr("::1")} }, "DNS server"},
 		{"MTU too small", func(c *Config) { c.MTU = 67 }, "MTU 67"},
 		{"lease too short", func(c *Config) { c.LeaseTime = time.Second }, "lease time"},
+		{"lease just too short", func(c *Config) {
+			c.LeaseTime, c.RenewTime, c.RebindTime = 29*time.Second, 5*time.Second, 10*time.Second
+		}, "lease time 29s is outside 30s-"},
+		{"T2 not below the lease", func(c *Config) {
+			c.LeaseTime, c.RenewTime, c.RebindTime = 30*time.Second, 15*time.Second, 30*time.Second
+		}, "renewal time 15s, rebinding time 30s and lease 30s are not in increasing order"},
 		{"disallowed extra", func(c *Config) { c.Extra = []Option{{Code: 3, Value: []byte{1, 2, 3, 4}}} }, "extra option 3"},
 		{"empty search label", func(c *Config) { c.Search = []string{"a..b"} }, "search domain"},
 		{"too many routes", func(c *Config) {
@@ -525,6 +531,22 @@ func TestNewHandlerRejects(t *testing.T) {
 				t.Errorf("NewHandler() error = %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestShortestLease: a 30 s lease with T1 5 s and T2 10 s (the shortest,
+// for guests that renew only at half the lease) is served as configured.
+func TestShortestLease(t *testing.T) {
+	t.Parallel()
+	cfg := kubeOVNConfig()
+	cfg.LeaseTime, cfg.RenewTime, cfg.RebindTime = 30*time.Second, 5*time.Second, 10*time.Second
+	h := newTestHandler(t, cfg)
+	reply, _ := h.Handle(newRequest(t, dhcpv4.MessageTypeDiscover))
+	if reply == nil {
+		t.Fatal("no OFFER")
+	}
+	if got := []time.Duration{reply.IPAddressLeaseTime(0), reply.IPAddressRenewalTime(0), reply.IPAddressRebindingTime(0)}; !slices.Equal(got, []time.Duration{30 * time.Second, 5 * time.Second, 10 * time.Second}) {
+		t.Errorf("OFFER lease, T1, T2 = %v, want [30s 5s 10s]", got)
 	}
 }
 
