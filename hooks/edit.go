@@ -105,7 +105,12 @@ func (e *editor) fill(f *ifaceElem, w wantIface) (BoundInterface, error) {
 	if f.targetDev != "" {
 		b.Tap = f.targetDev
 	}
-	if f.mac != "" {
+	// The domain's <mac> is the VM's unless the VMI's status names the
+	// running VM's: on a live-migration target the domain KubeVirt v1.9.0
+	// prepares carries the target pod's MAC (seen in e2e/kubevirt's
+	// changed-addresses migration), while the VM keeps its own (the domain
+	// that runs there comes from the source).
+	if f.mac != "" && !w.running {
 		mac, err := frame.ParseMAC(f.mac)
 		if err != nil {
 			return BoundInterface{}, fmt.Errorf("domain interface %q has an invalid MAC: %w", w.alias, err)

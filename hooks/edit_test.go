@@ -473,3 +473,26 @@ func TestDecodeVMIErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestEditDomainRunningVMMAC: on a live-migration target the domain
+// KubeVirt prepares carries the target pod's MAC while the VMI's status
+// reports the running VM's; the VM's is the one bound (and served), and
+// the domain comes back unchanged.
+func TestEditDomainRunningVMMAC(t *testing.T) {
+	t.Parallel()
+	in := readTestdata(t, "domain-managedtap.xml") // <mac address="0a:58:0a:f4:00:0c">: the target pod's
+	vmi := decodeTestVMI(t, readTestdata(t, "vmi-managedtap.json"))
+	vmi.Status.Interfaces[0].MAC = "02:00:00:11:22:33" // the running VM's
+	out, bound, err := EditDomain(in, vmi, "dsbridge", testFacts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []BoundInterface{{Name: "default", Index: 0, Network: "default", PodNetwork: true,
+		PodIface: "eth0", Tap: "tap0", MAC: mustMAC(t, "02:00:00:11:22:33")}}
+	if diff := cmp.Diff(want, bound); diff != "" {
+		t.Errorf("bound interfaces (-want +got):\n%s", diff)
+	}
+	if string(out) != string(in) {
+		t.Errorf("the domain changed:\n%s", out)
+	}
+}

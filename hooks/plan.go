@@ -36,6 +36,9 @@ type wantIface struct {
 	bound    BoundInterface // Tap and MAC are the wanted ones until edited
 	alias    string
 	children []wantChild // in the order KubeVirt marshals api.Interface
+	// running: the MAC is the one the VMI's status reports, the running
+	// VM's; it wins over the domain's <mac> (see fill).
+	running bool
 }
 
 // wantChild is one child element of a wanted <interface>; err says why it
@@ -89,7 +92,7 @@ func planInterface(vmi *VMI, index int, facts PodFacts) (wantIface, error) {
 	}
 	podMAC, mtu, known := lookupPodIface(vmi, network, facts, &b)
 	b.Tap = naming.Tap(b.PodIface, !b.PodNetwork)
-	mac, err := vmMAC(vmi, iface, podMAC)
+	mac, running, err := vmMAC(vmi, iface, podMAC)
 	if err != nil {
 		return wantIface{}, err
 	}
@@ -98,7 +101,7 @@ func planInterface(vmi *VMI, index int, facts PodFacts) (wantIface, error) {
 	if err != nil {
 		return wantIface{}, err
 	}
-	w := wantIface{bound: b, alias: UserAliasPrefix + iface.Name}
+	w := wantIface{bound: b, alias: UserAliasPrefix + iface.Name, running: running}
 	w.children = interfaceChildren(vmi, iface, b, address, mtu, known)
 	return w, nil
 }
@@ -117,25 +120,25 @@ func lookupPodIface(vmi *VMI, network Network, facts PodFacts, b *BoundInterface
 	return frame.MAC{}, 0, false
 }
 
-// vmMAC is the VM's MAC: spec macAddress, else the status MAC, else the pod
-// interface's original MAC, as KubeVirt's bridge binding resolves it
-// (pkg/network/setup/netpod/discoverbridge.go resolveMacAddress); zero when
-// none is known. This is where the VM MAC is parsed: everything after it
-// carries the typed value.
-func vmMAC(vmi *VMI, iface Interface, podMAC frame.MAC) (frame.MAC, error) {
+// vmMAC is the VM's MAC: spec macAddress, else the status MAC (running
+// reports that one), else the pod interface's original MAC, as KubeVirt's
+// bridge binding resolves it (pkg/network/setup/netpod/discoverbridge.go
+// resolveMacAddress); zero when none is known. This is where the VM MAC is
+// parsed: everything after it carries the typed value.
+func vmMAC(vmi *VMI, iface Interface, podMAC frame.MAC) (mac frame.MAC, running bool, err error) {
 	if iface.MacAddress != "" {
 		mac, err := frame.ParseMAC(iface.MacAddress)
 		if err != nil {
-			return frame.MAC{}, fmt.Errorf("invalid macAddress: %w", err)
+			return frame.MAC{}, false, fmt.Errorf("invalid macAddress: %w", err)
 		}
-		return mac, nil
+		return mac, false, nil
 	}
 	if st, ok := vmi.interfaceStatus(iface.Name); ok && st.MAC != "" {
 		if mac, err := frame.ParseMAC(st.MAC); err == nil {
-			return mac, nil
+			return mac, true, nil
 		}
 	}
-	return podMAC, nil
+	return podMAC, false, nil
 }
 
 // pciAddressXML renders spec pciAddress ("0000:81:01.0") as libvirt's
