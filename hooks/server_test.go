@@ -162,7 +162,8 @@ func TestOnDefineDomainRPC(t *testing.T) {
 				t.Errorf("result is not the input plus ua-blue:\n%s", out)
 			}
 			wantCalls := []bindCall{{
-				VMI: hooks.VMIIdentity{Namespace: "default", Name: "vmi-dual", UID: "3f9c2a7e-1b2d-4c8e-9f00-6a5b4c3d2e1f"},
+				VMI: hooks.VMIIdentity{Namespace: "default", Name: "vmi-dual", UID: "3f9c2a7e-1b2d-4c8e-9f00-6a5b4c3d2e1f",
+					Annotations: map[string]string{"kubevirt.io/latest-observed-api-version": "v1", "kubevirt.io/storage-observed-api-version": "v1"}},
 				Ifaces: []hooks.BoundInterface{{Name: "blue", Index: 1, Network: "blue", MultusName: "vlan-tenants/blue",
 					PodIface: "pod16477688c0e", Tap: "tap16477688c0e", MAC: mac(t, "02:b1:00:00:00:07")}},
 			}}

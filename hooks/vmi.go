@@ -16,9 +16,10 @@ type VMI struct {
 
 // VMIMeta is the VMI's object metadata.
 type VMIMeta struct {
-	Name      string `json:"name"`
-	Namespace string `json:"namespace"`
-	UID       string `json:"uid"`
+	Name        string            `json:"name"`
+	Namespace   string            `json:"namespace"`
+	UID         string            `json:"uid"`
+	Annotations map[string]string `json:"annotations"`
 }
 
 // VMISpec is spec of a VMI.
@@ -127,16 +128,18 @@ type InterfaceStatus struct {
 	PodInterfaceName string `json:"podInterfaceName"`
 }
 
-// VMIIdentity names the VMI a request is about.
+// VMIIdentity names the VMI a request is about, with its annotations (a
+// VM's settings for the binding, e.g. its lease timers).
 type VMIIdentity struct {
-	Namespace string
-	Name      string
-	UID       string
+	Namespace   string
+	Name        string
+	UID         string
+	Annotations map[string]string
 }
 
-// Identity returns the VMI's namespace, name and UID.
+// Identity returns the VMI's namespace, name, UID and annotations.
 func (v *VMI) Identity() VMIIdentity {
-	return VMIIdentity{Namespace: v.Metadata.Namespace, Name: v.Metadata.Name, UID: v.Metadata.UID}
+	return VMIIdentity{Namespace: v.Metadata.Namespace, Name: v.Metadata.Name, UID: v.Metadata.UID, Annotations: v.Metadata.Annotations}
 }
 
 // DecodeVMI parses the VMI JSON virt-launcher sends with OnDefineDomain.

@@ -39,12 +39,16 @@ var _ hooks.Binder = (*binder)(nil)
 
 // Bind implements hooks.Binder.
 func (b *binder) Bind(ctx context.Context, vmi hooks.VMIIdentity, ifaces []hooks.BoundInterface) error {
+	timers, err := timersFor(b.timers, vmi.Annotations)
+	if err != nil {
+		return fmt.Errorf("VMI %s/%s: %w", vmi.Namespace, vmi.Name, err)
+	}
 	var ports []string
 	for _, in := range ifaces {
 		req := binding.Request{
 			Name: in.Name, Index: in.Index, PodIface: in.PodIface, Tap: in.Tap, VMMAC: in.MAC,
 			Identity: vmi.UID, Network: in.Network, Extra: dhcpExtras(in.DHCPOptions, b.log),
-			RAMode: b.raMode, Timers: b.timers, StateDir: b.stateDir, Snapshot: b.snap, Known: b.snaps[in.PodIface], Privileges: b.priv,
+			RAMode: b.raMode, Timers: timers, StateDir: b.stateDir, Snapshot: b.snap, Known: b.snaps[in.PodIface], Privileges: b.priv,
 			Log: b.log.With("interface", in.Name),
 		}
 		port := netsetup.LayoutFor(req.PodIface, req.Tap).Tap
@@ -68,7 +72,8 @@ func (b *binder) Bind(ctx context.Context, vmi hooks.VMIIdentity, ifaces []hooks
 // then a repeated OnDefineDomain neither re-plans nor touches the plumbing.
 func sameRequest(s binding.Spec, r binding.Request) bool {
 	return s.Name == r.Name && s.Index == r.Index && s.VMMAC == binding.VMMAC(r.VMMAC, s.Snapshot) &&
-		s.Identity == r.Identity && s.Network == r.Network && s.Layout.PodIface == r.PodIface && s.RAMode == r.RAMode
+		s.Identity == r.Identity && s.Network == r.Network && s.Layout.PodIface == r.PodIface && s.RAMode == r.RAMode &&
+		s.Timers == r.Timers
 }
 
 // dhcpExtras turns the VMI's dhcpOptions into raw DHCPv4 options, as
