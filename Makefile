@@ -54,9 +54,10 @@ GO_TEST_FLAGS ?= -count=1 -timeout 25m
 # e2e/kubevirt (its own module) runs KubeVirt v1.9.0's own code, a real
 # libvirt (session mode) and QEMU (TCG) around the dsbridge binaries:
 # libvirt's Go binding is cgo (libvirt-dev, gcc), and its guest is built
-# from Debian's kernel and busybox source packages (dpkg-dev, cpio, kmod).
+# from Debian's kernel package and .ci/busybox.sh's busybox (dpkg-dev,
+# bzip2, xz-utils, patch; cpio, kmod).
 KUBEVIRT_DEB_PACKAGES := libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 libvirt-dev \
-	gcc libc6-dev pkg-config make dpkg-dev xz-utils cpio kmod
+	gcc libc6-dev pkg-config make dpkg-dev bzip2 xz-utils patch cpio kmod
 KUBEVIRT_TEST_FLAGS ?= -count=1 -timeout 40m
 
 .PHONY: all build deps deps-kubevirt test-kubevirt tools generate generate-bpf check-generate lint test test-deploy test-short bench perf fuzz-smoke demo clean image image-containerfile fresh-check go-toolchain

@@ -2,19 +2,19 @@
 # Builds the guest the KubeVirt e2e tests boot with KubeVirt's kernelBoot:
 # Debian 12's kernel (linux-image-amd64, unpacked, never installed) and a
 # small initramfs: busybox built from Debian's own source package with
-# udhcpc6 enabled (Debian's busybox binaries lack it), the virtio-net
-# modules, and the scripts in rootfs/.
+# udhcpc6 enabled (Debian's busybox binaries lack it) by the repository's
+# .ci/busybox.sh, the virtio-net modules, and the scripts in rootfs/.
 #
 # Output: $DSBRIDGE_GUEST_CACHE/out/{vmlinuz,initramfs.gz} (default cache
 # ${XDG_CACHE_HOME:-$HOME/.cache}/dsbridge/kubevirt-guest). Nothing goes
 # into the repository. A second run with the same inputs (this script,
-# rootfs/, the kernel and busybox package versions) rebuilds nothing.
-# Needs root (apt-get), dpkg-dev, gcc, make, libc6-dev, cpio, kmod (modinfo).
+# rootfs/, the kernel package and the busybox binary) rebuilds nothing.
+# Needs root (apt-get), cpio, kmod (modinfo) and what .ci/busybox.sh needs.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${DSBRIDGE_GUEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dsbridge/kubevirt-guest}
-mkdir -p "$cache/out" "$cache/apt/lists/partial" "$cache/src" "$cache/kernel"
+mkdir -p "$cache/out" "$cache/apt/lists/partial" "$cache/kernel"
 
 # A private apt state with deb-src entries made from the machine's own
 # sources (same mirrors, same keys), so the host's apt configuration and
@@ -44,34 +44,17 @@ setup_apt() {
 setup_apt
 kpkg=$(apt_private apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 kver=$(apt_private apt-cache policy "$kpkg" | awk '/Candidate:/{print $2}')
-bver=$(apt_private apt-cache showsrc busybox 2>/dev/null | awk '/^Version:/{print $2}' | sort -V | tail -1)
-[ -n "$kpkg" ] && [ -n "$kver" ] && [ -n "$bver" ] || { echo "build.sh: cannot resolve the kernel ($kpkg $kver) or busybox ($bver) packages" >&2; exit 1; }
-stamp=$( (echo "$kpkg $kver busybox $bver"; cat "$0"; find "$here/rootfs" -type f | sort | xargs cat) | sha256sum | cut -c1-16)
+[ -n "$kpkg" ] && [ -n "$kver" ] || { echo "build.sh: cannot resolve the kernel package ($kpkg $kver)" >&2; exit 1; }
+# busybox: static, udhcpc6 with DNS and search (one build for the lab's
+# tests and this guest).
+"$here/../../../.ci/busybox.sh" "$cache/busybox"
+busybox="$cache/busybox/busybox"
+bsum=$(sha256sum "$busybox" | cut -c1-16)
+stamp=$( (echo "$kpkg $kver busybox $bsum"; cat "$0"; find "$here/rootfs" -type f | sort | xargs cat) | sha256sum | cut -c1-16)
 if [ "$(cat "$cache/out/stamp" 2>/dev/null)" = "$stamp" ] && [ -s "$cache/out/vmlinuz" ] && [ -s "$cache/out/initramfs.gz" ]; then
-	echo "guest up to date in $cache/out ($kpkg $kver, busybox $bver)"
+	echo "guest up to date in $cache/out ($kpkg $kver, busybox $bsum)"
 	exit 0
 fi
-
-# busybox from Debian's source package (its patches applied by dpkg-source),
-# configured from upstream's defconfig: static, udhcpc6 with DNS/search.
-bdir="$cache/src/bb-${bver#*:}"
-if [ ! -x "$bdir/busybox" ]; then
-	rm -rf "$cache/src"/*
-	(cd "$cache/src" && apt_private apt-get source busybox="$bver" >/dev/null)
-	mv "$(find "$cache/src" -maxdepth 1 -mindepth 1 -type d -name 'busybox-*' | head -1)" "$bdir.tmp"
-	mv "$bdir.tmp" "$bdir"
-	make -C "$bdir" -s defconfig >/dev/null
-	for opt in STATIC UDHCPC6 FEATURE_UDHCPC6_RFC3646 FEATURE_UDHCPC6_RFC4704; do
-		sed -i "s/^# CONFIG_$opt is not set\$/CONFIG_$opt=y/; s/^CONFIG_$opt=.*/CONFIG_$opt=y/" "$bdir/.config"
-		grep -q "^CONFIG_$opt=y" "$bdir/.config" || echo "CONFIG_$opt=y" >>"$bdir/.config"
-	done
-	# tc does not build against bookworm's kernel headers; the guest needs none of it.
-	sed -i 's/^CONFIG_TC=y/# CONFIG_TC is not set/' "$bdir/.config"
-	(yes '' || true) | make -C "$bdir" -s oldconfig >/dev/null
-	make -C "$bdir" -s -j"$(nproc)" busybox >"$cache/src/busybox-build.log" 2>&1 ||
-		{ tail -30 "$cache/src/busybox-build.log" >&2; exit 1; }
-fi
-"$bdir/busybox" --list | grep -qx udhcpc6 || { echo "build.sh: busybox has no udhcpc6" >&2; exit 1; }
 
 # The kernel and the modules virtio-net needs, dependencies first.
 kdir="$cache/kernel/$kpkg-$kver"
@@ -99,7 +82,7 @@ add_module virtio_net
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,run,tmp,lib/modules,usr/bin,usr/sbin}
-cp "$bdir/busybox" "$root/bin/busybox"
+cp "$busybox" "$root/bin/busybox"
 cp -r "$here/rootfs/." "$root/"
 : >"$root/lib/modules/load"
 for f in "${order[@]}"; do
@@ -112,4 +95,4 @@ cp "$kdir/x/boot/vmlinuz-"* "$cache/out/vmlinuz.tmp"
 mv "$cache/out/initramfs.gz.tmp" "$cache/out/initramfs.gz"
 mv "$cache/out/vmlinuz.tmp" "$cache/out/vmlinuz"
 echo "$stamp" >"$cache/out/stamp"
-echo "guest built in $cache/out ($kpkg $kver, busybox $bver, modules: $(tr '\n' ' ' <"$root/lib/modules/load"))"
+echo "guest built in $cache/out ($kpkg $kver, busybox $bsum, modules: $(tr '\n' ' ' <"$root/lib/modules/load"))"
