@@ -267,3 +267,57 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestTiersMLDReport: in the unprivileged tier a guest whose interface was
+// already configured, and which therefore does not solicit (a Linux guest
+// after KubeVirt's carrier flap, net/ipv6/addrconf.c addrconf_notify
+// NETDEV_CHANGE), still meets the router: a new address makes its kernel
+// join the address's solicited-node group and send an MLD report (RFC 3810
+// §5.2, RFC 4861 §7.2.1), and the kernel responder answers it
+// with the RA from the gateway's link-local to ff02::1 at the guest's MAC,
+// with no RS in between. The report itself still goes upstream; the RA
+// never does.
+func TestTiersMLDReport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long end-to-end row")
+	}
+	l := lab.NewLab(t, lab.KubeOVN)
+	leak := lab.StartCapture(t, l.Node, l.NodeIf, lab.LeakFilter)
+	startTier(t, l, unprivilegedTier())
+	l.Guest.Run(t, "ip", "link", "set", l.GuestIf, "up")
+	waitDefault(t, l, "-6", l.GatewayLLA(), 10*time.Second)
+	// Let the guest's start-up RSs and unsolicited reports (RFC 3810 §6.1:
+	// Robustness Variable 2, about 1 s apart) and their RAs pass.
+	time.Sleep(4 * time.Second)
+	upstream := lab.StartCapture(t, l.Node, l.NodeIf, "ip6 and ip6[6] == 0")
+	vm := lab.StartCapture(t, l.Pod, l.Tap, "ip6")                               // not icmp6: it misses ICMPv6 behind Hop-by-Hop
+	l.Guest.Run(t, "ip", "addr", "add", "fd00:99::1:2345/128", "dev", l.GuestIf) // joins ff02::1:ff01:2345
+	ra := l.GatewayLLA() + " > ff02::1: ICMP6, router advertisement"
+	lab.WaitFor(t, 3*time.Second, "the RA the guest's MLD report brings", func() bool {
+		return strings.Contains(strings.Join(vm.Read(t, "-n", "-e"), "\n"), ra)
+	})
+	vm.Stop(t)
+	pkts := vm.Read(t, "-n", "-e")
+	report, answer, solicits := -1, -1, 0
+	for i, p := range pkts {
+		switch {
+		case strings.Contains(p, "router solicitation"):
+			solicits++
+		case report < 0 && strings.Contains(p, l.Spec.MAC+" > ") && strings.Contains(p, "multicast listener report"):
+			report = i
+		case answer < 0 && strings.Contains(p, l.Spec.NodeMAC+" > "+l.Spec.MAC+",") && strings.Contains(p, ra):
+			answer = i
+		}
+	}
+	if report < 0 || answer < report || solicits != 0 {
+		t.Errorf("want the guest's MLD report, then the RA to its MAC, no RS (report %d, RA %d, %d RSs):\n%s",
+			report, answer, solicits, strings.Join(pkts, "\n"))
+	}
+	upstream.Stop(t)
+	if up := strings.Join(upstream.Packets(t), "\n"); !strings.Contains(up, "ff02::1:ff01:2345") {
+		t.Errorf("the guest's report for ff02::1:ff01:2345 did not go upstream:\n%s", up)
+	}
+	if pkts := leak.Stop(t); len(pkts) > 0 {
+		t.Errorf("the uplink capture (%s) holds:\n%s", lab.LeakFilter, strings.Join(pkts, "\n"))
+	}
+}
