@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -266,4 +267,92 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestTiersMLDReport: in the unprivileged tier a guest whose interface was
+// already configured, and which therefore does not solicit (a Linux guest
+// after KubeVirt's carrier flap, net/ipv6/addrconf.c addrconf_notify
+// NETDEV_CHANGE), still meets the router: a new address makes its kernel
+// join the address's solicited-node group and send an MLD report (RFC 3810
+// §5.2, RFC 4861 §7.2.1), and the kernel responder answers it with the RA
+// from the gateway's link-local to ff02::1 at the guest's MAC, with no RS
+// in between. The report itself still goes upstream; the RA never does.
+func TestTiersMLDReport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long end-to-end row")
+	}
+	l := lab.NewLab(t, lab.KubeOVN)
+	leak := lab.StartCapture(t, l.Node, l.NodeIf, lab.LeakFilter)
+	startTier(t, l, unprivilegedTier())
+	vm := lab.StartCapture(t, l.Pod, l.Tap, "ip6") // not icmp6: it misses ICMPv6 behind Hop-by-Hop
+	l.Guest.Run(t, "ip", "link", "set", l.GuestIf, "up")
+	waitDefault(t, l, "-6", l.GatewayLLA(), 10*time.Second)
+	ra := l.GatewayLLA() + " > ff02::1: ICMP6, router advertisement"
+	// The responder sends at most one RA a second for reports: wait until
+	// the guest's start-up RSs and reports (RFC 3810 §6.1) and their RAs
+	// are 2 s past.
+	lab.WaitFor(t, 30*time.Second, "2 s without an RA to the guest", func() bool {
+		return time.Since(lastAt(t, vm.Read(t, "-n", "-e", "-tt"), ra)) > 2*time.Second
+	})
+	upstream := lab.StartCapture(t, l.Node, l.NodeIf, "ip6 and ip6[6] == 0")
+	added := time.Now()
+	l.Guest.Run(t, "ip", "addr", "add", "fd00:99::1:2345/128", "dev", l.GuestIf) // joins ff02::1:ff01:2345
+	for deadline := added.Add(3 * time.Second); time.Now().Before(deadline) && lastAt(t, vm.Read(t, "-n", "-e", "-tt"), ra).Before(added); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	vm.Stop(t)
+	var pkts []string
+	for _, p := range vm.Read(t, "-n", "-e", "-tt") {
+		if !packetTime(t, p).Before(added) {
+			pkts = append(pkts, p)
+		}
+	}
+	report, answer, solicits := -1, -1, 0
+	for i, p := range pkts {
+		switch {
+		case answer < 0 && strings.Contains(p, "router solicitation"):
+			solicits++
+		case report < 0 && strings.Contains(p, l.Spec.MAC+" > ") && strings.Contains(p, "multicast listener report"):
+			report = i
+		case answer < 0 && strings.Contains(p, l.Spec.NodeMAC+" > "+l.Spec.MAC+",") && strings.Contains(p, ra):
+			answer = i
+		}
+	}
+	if report < 0 || answer < report || solicits != 0 {
+		t.Errorf("want the guest's MLD report, then the RA to its MAC, no RS (report %d, RA %d, %d RSs):\n%s",
+			report, answer, solicits, strings.Join(pkts, "\n"))
+	}
+	upstream.Stop(t)
+	if up := strings.Join(upstream.Packets(t), "\n"); !strings.Contains(up, "ff02::1:ff01:2345") {
+		t.Errorf("the guest's report for ff02::1:ff01:2345 did not go upstream:\n%s", up)
+	}
+	if pkts := leak.Stop(t); len(pkts) > 0 {
+		t.Errorf("the uplink capture (%s) holds:\n%s", lab.LeakFilter, strings.Join(pkts, "\n"))
+	}
+}
+
+// lastAt is the time of the last packet line (tcpdump -tt) holding what;
+// the zero time when none does.
+func lastAt(t *testing.T, pkts []string, what string) time.Time {
+	t.Helper()
+	var last time.Time
+	for _, p := range pkts {
+		if strings.Contains(p, what) {
+			last = packetTime(t, p)
+		}
+	}
+	return last
+}
+
+// packetTime reads the epoch timestamp tcpdump -tt starts a line with.
+func packetTime(t *testing.T, line string) time.Time {
+	t.Helper()
+	f, _, _ := strings.Cut(line, " ")
+	sec, frac, _ := strings.Cut(f, ".")
+	s, err1 := strconv.ParseInt(sec, 10, 64)
+	us, err2 := strconv.ParseInt(frac, 10, 64)
+	if err1 != nil || err2 != nil || len(frac) != 6 {
+		t.Fatalf("tcpdump line without a -tt timestamp: %q", line)
+	}
+	return time.Unix(s, us*1000)
 }

@@ -21,7 +21,10 @@
 //     complete RA frame to that MAC, redirected to the uplink's
 //     ingress, so the bridge delivers it to the VM alone; an NS for the
 //     gateway's link-local address goes upstream and, at most once per
-//     Config.Refresh, also brings the VM the RA; an ARP request for an
+//     Config.Refresh, also brings the VM the RA, and so does an MLD
+//     listener report (RFC 3810 §5.2, RFC 2710 §3), at most once a second
+//     after the last RA (a Linux guest reports its groups again, but does
+//     not solicit, when its carrier comes back); an ARP request for an
 //     address in ServerIDNet gets the reply "at the bridge's MAC" on the
 //     VM's port, so the guest can unicast a DHCPv4 Renew to the server
 //     identifier. The VM's fe80::/64 source address and its port are

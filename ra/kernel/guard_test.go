@@ -100,8 +100,8 @@ func tagged(in []byte, tags int) []byte {
 	return append(out, in[12:]...)
 }
 
-// mld2 is an MLDv2 report (RFC 3810 §5.2) from the bridge, with the Router
-// Alert hop-by-hop option, listing groups.
+// mld2 is an MLDv2 report (RFC 3810 §5.2) from the bridge, behind a
+// Hop-by-Hop header (a PadN option), listing groups.
 func mld2(groups ...netip.Addr) []byte {
 	body := []byte{143, 0, 0, 0, 0, 0, 0, byte(len(groups))}
 	for _, g := range groups {
@@ -410,7 +410,9 @@ func TestGuardWithoutRA(t *testing.T) {
 func FuzzEgress(f *testing.F) {
 	for _, s := range [][]byte{rs(f, vmMAC), ns(f, gwLLA), rs(f, bridge), podNSFor(f, bridgeLLA, vmLLA), mld2(dhcpGroup), dhcpReply(vmMAC, vmIP),
 		arp(vmMAC, frame.ARPRequest, vmIP, sid), udp6(vmMAC, vmLLA, dhcpGroup, 546, 547), rs(f, movedMAC), dhcpReply(movedMAC, vmIP),
-		arp(movedMAC, frame.ARPRequest, vmIP, sid), rs(f, frame.MAC{0x0b, 0x58, 0x0a, 0x10, 0x00, 0x77})} {
+		arp(movedMAC, frame.ARPRequest, vmIP, sid), rs(f, frame.MAC{0x0b, 0x58, 0x0a, 0x10, 0x00, 0x77}),
+		vmMLD2(vmMAC, vmLLA, joined), vmMLD2(movedMAC, netip.IPv6Unspecified(), joined), vmMLD1(vmMAC, joined),
+		mldVariants()["Hdr Ext Len past the end"], mldVariants()["echo behind HBH"]} {
 		f.Add(s, uint8(0), true)
 		f.Add(s, uint8(1), true)
 		f.Add(s, uint8(2), false)

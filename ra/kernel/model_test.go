@@ -117,7 +117,8 @@ func port16(b []byte, off int) int {
 
 // egress models dsbridge_egress for a frame that arrived on ingress (0: the
 // pod stack) and leaves through the uplink (index uplinkIndex); refresh says
-// whether the RA refresh interval has passed. It updates st.
+// whether the RA refresh interval, and the least gap before an RA for an
+// MLD report, have passed. It updates st.
 func egress(b []byte, v vars, st *learned, ingress uint32, refresh bool) verdict {
 	if ingress == uplinkIndex || len(b) < frame.EthernetLen {
 		return pass
@@ -149,6 +150,12 @@ func vmIPv6(b []byte, v vars, st *learned, refresh bool) verdict {
 	if iid := iidOf(b[ip+8 : ip+24]); iid != 0 {
 		st.iid = iid
 	}
+	if b[ip+6] == 0 && b[ip+7] == 1 { // Hop-by-Hop, hop limit 1 (RFC 3810 §5)
+		if !isReport(b) || !refresh || len(v.frame) == 0 {
+			return pass
+		}
+		return verdict{act: actRedirect, out: raTo(v.frame, frame.MAC(b[6:12])), mark: ownMark}
+	}
 	if b[ip+6] != 58 || b[ip+7] != 255 || b[icmp+1] != 0 || len(v.frame) == 0 {
 		return pass
 	}
@@ -158,6 +165,31 @@ func vmIPv6(b []byte, v vars, st *learned, refresh bool) verdict {
 		return verdict{act: actRedirect, out: raTo(v.frame, frame.MAC(b[6:12])), mark: ownMark}
 	}
 	return pass
+}
+
+// isReport reports whether the IPv6 frame b (Hop-by-Hop header first) is an
+// MLD listener report (RFC 2710 §3, RFC 3810 §5.2) the program answers: a
+// Hop-by-Hop header of at most four 8-octet units (RFC 8200 §4.3) that
+// starts with the Router Alert option for MLD (RFC 2711 §2.1) and leads to
+// ICMPv6, a report of type 143 or 131 whose fixed part fits in the IPv6
+// payload length.
+func isReport(b []byte) bool {
+	const ip, hbh = frame.EthernetLen, frame.EthernetLen + frame.IPv6Len
+	if len(b) < hbh+8 || b[hbh] != 58 || b[hbh+1] > 3 || !bytes.Equal(b[hbh+2:hbh+6], []byte{5, 2, 0, 0}) {
+		return false
+	}
+	n := 8 + 8*int(b[hbh+1])
+	plen := int(binary.BigEndian.Uint16(b[ip+4:]))
+	if len(b) <= hbh+n || plen < n+8 {
+		return false
+	}
+	switch b[hbh+n] {
+	case 143:
+		return true
+	case 131:
+		return plen >= n+24
+	}
+	return false
 }
 
 // raTo is the RA frame f sent to dst.

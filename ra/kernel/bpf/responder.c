@@ -16,6 +16,15 @@
 //     destination = VM MAC) and the RS never leaves the pod. An NS the VM
 //     sent for the gateway's link-local address goes upstream as a clone
 //     and, at most once per refresh_ns, the VM also gets the RA.
+//   - An MLD listener report the VM sent (RFC 2710 §3 type 131, RFC 3810
+//     §5.2 type 143, behind the Hop-by-Hop header with the Router Alert
+//     option that RFC 3810 §5 and RFC 2711 §2.1 require) also brings the VM
+//     the RA, at most once per MLD_RA_GAP_NS after the last RA, while the
+//     report itself goes upstream as a clone, as the NS does. A Linux guest
+//     whose interface was up before does not solicit when its carrier
+//     comes back (KubeVirt's link flap after a migration), it only reports
+//     its groups again (net/ipv6/addrconf.c, addrconf_notify, NETDEV_CHANGE:
+//     ipv6_mc_up); this RA is how it meets the target pod's router.
 //   - The VM's MAC, its IPv6 link-local source (fe80::/64, RFC 4291
 //     §2.5.6), its port (the tap's ifindex) and, from the pod stack's frames,
 //     the bridge's MAC are learned. A frame the bridge forwarded from another
@@ -130,6 +139,7 @@ enum {
 	OFF_ICMP6 = OFF_IP6 + IP6_LEN,
 	OFF_ICMP6_CODE = OFF_ICMP6 + 1,
 	OFF_NS_TARGET = OFF_ICMP6 + 8, // RFC 4861 §4.3
+	HBH_LEN = 8,                   // RFC 8200 §4.3: a Hop-by-Hop header's 8-octet unit
 	RS_LEN = OFF_ICMP6 + 8,        // RFC 4861 §4.1: the shortest RS frame
 	NS_LEN = OFF_ICMP6 + 24,       // RFC 4861 §4.3: the shortest NS frame
 	NA_LEN = OFF_ICMP6 + 32,       // RFC 4861 §4.4 with a target link-layer address option
@@ -163,6 +173,18 @@ enum {
 #define MLD_DONE 132     // RFC 2710 §3
 #define MLD2_REPORT 143  // RFC 3810 §5.2
 #define ND_HOP_LIMIT 255 // RFC 4861 §6.1.1, §7.1.1
+#define MLD_HOP_LIMIT 1  // RFC 2710 §3, RFC 3810 §5
+#define IPPROTO_HOPOPTS 0
+#define IP6OPT_ROUTER_ALERT 5 // RFC 2711 §2.1: type 5, length 2, value 0 (MLD)
+
+// MLD_RA_GAP_NS is the least time between the last RA and one an MLD report
+// brings: a guest's burst of reports after its link came up yields one RA.
+#define MLD_RA_GAP_NS 1000000000ULL
+
+// MAX_HBH_UNITS bounds the Hop-by-Hop header in front of an MLD report: its
+// Hdr Ext Len (RFC 8200 §4.3), 8-octet units beyond the first. Stacks send 0
+// (Router Alert and a PadN).
+#define MAX_HBH_UNITS 3
 
 // Bounds of the parsers: VLAN tags in the frame data (a first tag is in
 // skb->vlan_tci already at ingress), IPv6 extension headers, MLDv2 records.
@@ -368,8 +390,50 @@ INLINE int refresh(struct __sk_buff *skb, const __u8 *eth)
 	return answer(skb, eth);
 }
 
+// is_report reports whether the VM's IPv6 packet (b: its first RS_LEN bytes,
+// hop limit 1, next header Hop-by-Hop) is an MLD listener report: a
+// Hop-by-Hop header of at most MAX_HBH_UNITS whose first option is the
+// Router Alert for MLD, then ICMPv6 type 131 or 143, inside the IPv6
+// payload length.
+INLINE int is_report(const struct __sk_buff *skb, const __u8 *b)
+{
+	__u8 t;
+	__u32 units = b[OFF_ICMP6 + 1], hbh = HBH_LEN + HBH_LEN * units;
+
+	if (b[OFF_ICMP6] != IPPROTO_ICMPV6 || units > MAX_HBH_UNITS || b[OFF_ICMP6 + 2] != IP6OPT_ROUTER_ALERT ||
+	    b[OFF_ICMP6 + 3] != 2 || b[OFF_ICMP6 + 4] != 0 || b[OFF_ICMP6 + 5] != 0)
+		return 0;
+	// The report's fixed part: 8 bytes (RFC 3810 §5.2) or 24 (RFC 2710 §3).
+	if (be16(b + OFF_IP6 + 4) < hbh + 8 || bpf_skb_load_bytes(skb, OFF_ICMP6 + hbh, &t, 1) < 0)
+		return 0;
+	if (t == MLD2_REPORT)
+		return 1;
+	return t == MLD_REPORT && be16(b + OFF_IP6 + 4) >= hbh + 24;
+}
+
+// report answers the VM's MLD report with the RA, at most once per
+// MLD_RA_GAP_NS since the last RA. The report goes upstream as a clone sent
+// before the rewrite, which passes through this program again and is let
+// go because last_ra_ns was updated first.
+INLINE int report(struct __sk_buff *skb, const __u8 *eth)
+{
+	__u64 now, last;
+
+	if (frame_len < MIN_FRAME || frame_len > MAX_FRAME)
+		return TC_ACT_OK; // no RA responder configured
+	now = bpf_ktime_get_ns();
+	last = last_ra_ns;
+	if (last != 0 && now - last < MLD_RA_GAP_NS)
+		return TC_ACT_OK;
+	last_ra_ns = now;
+	if (bpf_clone_redirect(skb, skb->ifindex, 0) != 0)
+		return TC_ACT_OK; // no copy went upstream: let the original go
+	return answer(skb, eth);
+}
+
 // vm_ipv6 learns the VM's link-local source and serves its RS and NS (an
-// ICMPv6 ND message right after the IPv6 header, hop limit 255, code 0).
+// ICMPv6 ND message right after the IPv6 header, hop limit 255, code 0) and
+// its MLD reports.
 INLINE int vm_ipv6(struct __sk_buff *skb, const __u8 *eth)
 {
 	__u8 b[RS_LEN];
@@ -380,6 +444,8 @@ INLINE int vm_ipv6(struct __sk_buff *skb, const __u8 *eth)
 	iid = iid_of(b + OFF_IP6_SRC);
 	if (iid != 0 && iid != vm_lla_iid)
 		vm_lla_iid = iid;
+	if (b[OFF_IP6_NEXT] == IPPROTO_HOPOPTS && b[OFF_IP6_HOPS] == MLD_HOP_LIMIT)
+		return is_report(skb, b) ? report(skb, eth) : TC_ACT_OK;
 	if (b[OFF_IP6_NEXT] != IPPROTO_ICMPV6 || b[OFF_IP6_HOPS] != ND_HOP_LIMIT || b[OFF_ICMP6_CODE] != 0)
 		return TC_ACT_OK;
 	if (b[OFF_ICMP6] == ND_ROUTER_SOLICIT)
