@@ -17,10 +17,10 @@ import (
 // (uplink guard and kernel RS->RA responder, configured from that pod's
 // addresses), the sidecar as uid 107 without capabilities, managedTap's
 // plumbing, then OnDefineDomain with the VM's MAC in the VMI status. There
-// the sidecar has no packet socket: the target answers only the RSs the
-// guest sends (no periodic RA, no deprecation, no withdrawal), so a guest
-// that does not solicit keeps the old router and prefix, and learns the
-// new router only if it solicits (unprivilegedStack).
+// the sidecar has no packet socket: the target answers only the RSs and
+// MLD reports the guest sends (no periodic RA, no deprecation, no
+// withdrawal), so a guest keeps the old router and prefix, and learns the
+// new router when it solicits or reports its groups (unprivilegedStack).
 //
 // The target pod has a MAC of its own (lab.Renumbered's), as a CNI without
 // address persistence gives it, while the VM keeps its MAC: the binding
