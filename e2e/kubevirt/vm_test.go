@@ -48,8 +48,16 @@ type vm struct {
 // bootVM takes a VMI from admission to a guest shell in a new pod on s.
 func bootVM(t *testing.T, n *node, s subnet, tr tier) *vm {
 	t.Helper()
+	return bootVMAnnotated(t, n, s, tr, nil)
+}
+
+// bootVMAnnotated is bootVM for a VMI with these annotations.
+func bootVMAnnotated(t *testing.T, n *node, s subnet, tr tier, annotations map[string]string) *vm {
+	t.Helper()
 	c := newCluster(kubeVirtCR(string(v1.ManagedTap), tr.root))
-	vmi := withPodStatus(c.admit(t, newVMI("vm1", v1.Interface{})))
+	vmi := newVMI("vm1", v1.Interface{})
+	vmi.Annotations = annotations
+	vmi = withPodStatus(c.admit(t, vmi))
 	wantUser := uint64(107)
 	if tr.root {
 		wantUser = 0
