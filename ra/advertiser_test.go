@@ -121,18 +121,19 @@ func exerciseAdvertiser(t *testing.T, cfg Config, tap, guest frame.Conn, guestMA
 		t.Fatal(err)
 	}
 	a.rnd = rndMax // solicited replies 500 ms late, so the two RAs arrive in a known order
-	// The advertiser's clock stamps when it took the RS and when it sent the
-	// unicast reply: the schedule must hold the reply back by the drawn
-	// delay (timers never fire early, so this cannot flake on a slow host).
+	// The schedule must hold the unicast reply back by the drawn delay,
+	// counted from when the advertiser took the RS. The test stamps the RS
+	// before it writes it (no later than the advertiser takes it) and the
+	// advertiser's clock stamps the reply after it is sent (no earlier than
+	// it was due): timers never fire early, so this cannot flake on a slow
+	// host. (Stamping the RS in the observer could not: the observer runs
+	// after the schedule took its time, and was seen 0.1 ms late.)
 	var mu sync.Mutex
 	stamps := map[string]time.Time{}
 	a.Observer = func(ev serve.Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case ev.Request == "RS":
-			stamps["rs"] = a.now()
-		case ev.Reply == "RA" && ev.Peer == guestLLA:
+		if ev.Reply == "RA" && ev.Peer == guestLLA {
+			mu.Lock()
+			defer mu.Unlock()
 			stamps["unicast"] = a.now()
 		}
 	}
@@ -154,6 +155,9 @@ func exerciseAdvertiser(t *testing.T, cfg Config, tap, guest frame.Conn, guestMA
 	if p, ok := readRA(t, guest, cfg, 300*time.Millisecond); ok {
 		t.Fatalf("RA to %v before the guest spoke", p.Dst)
 	}
+	mu.Lock()
+	stamps["rs"] = time.Now()
+	mu.Unlock()
 	if err := guest.WriteFrame(rsFrame(t, guestLLA, 255, nil)); err != nil {
 		t.Fatalf("guest RS: %v", err)
 	}
