@@ -124,8 +124,8 @@ var renumberStacks = []renumberStack{
 		timers: []string{"--renew-time", testRenew.String(), "--lease-time", testLeaseBusybox.String()},
 		// busybox udhcpc and udhcpc6 ignore the link and T1: they renew
 		// at half the lease (networking/udhcp/dhcpc.c, d6_dhcpc.c), and
-		// udhcpc pauses 3 s after a NAK before it starts over. One run
-		// in nine of a fresh-machine check lost IPv4 3 s later than the
+		// udhcpc pauses 3 s after a NAK before it starts over. One of
+		// six runs in a fresh-machine check lost IPv4 3 s later than the
 		// others (20.7 s against 17.7 s): udhcpc retries its renewal
 		// after 3 s, so the bound allows one retry.
 		bound: func(bool) time.Duration { return testLeaseBusybox/2 + 8*time.Second },
