@@ -119,19 +119,7 @@ func TestMLDReport(t *testing.T) {
 		{name: "echo request behind Hop-by-Hop", cfg: kubeOVN(), steps: []step{{m["echo behind HBH"], tapIndex, false}}},
 		{name: "report without Hop-by-Hop", cfg: kubeOVN(), steps: []step{{m["no Hop-by-Hop"], tapIndex, false}}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := newTestProgram(t, tc.cfg)
-			for i, s := range tc.steps {
-				ret, out := p.run(t, s.in, s.ingress)
-				want, wantOut := uint32(actOK), s.in
-				if s.answer {
-					want, wantOut = actRedirect, raTo(p.v.frame, frame.MAC(s.in[6:12]))
-				}
-				if ret != want || !bytes.Equal(out, wantOut) {
-					t.Errorf("step %d: verdict %d, frame:\n%x\nwant verdict %d, frame:\n%x", i, ret, out, want, wantOut)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { runSteps(t, tc.cfg, tc.steps) })
 	}
 }
 

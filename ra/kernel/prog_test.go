@@ -161,6 +161,23 @@ type step struct {
 	answer  bool // redirected as the RA to the frame's source, else passed unchanged
 }
 
+// runSteps feeds the steps in order to one program built from cfg and
+// checks each verdict and the frame that leaves.
+func runSteps(t *testing.T, cfg Config, steps []step) {
+	t.Helper()
+	p := newTestProgram(t, cfg)
+	for i, s := range steps {
+		ret, out := p.run(t, s.in, s.ingress)
+		want, wantOut := uint32(actOK), s.in
+		if s.answer {
+			want, wantOut = actRedirect, raTo(p.v.frame, frame.MAC(s.in[6:12]))
+		}
+		if ret != want || !bytes.Equal(out, wantOut) {
+			t.Errorf("step %d: verdict %d, frame:\n%x\nwant verdict %d, frame:\n%x", i, ret, out, want, wantOut)
+		}
+	}
+}
+
 func TestProgram(t *testing.T) {
 	flags := kubeOVN()
 	flags.RA.Mode = ra.ModeFlagsOnly
@@ -210,19 +227,7 @@ func TestProgram(t *testing.T) {
 		{name: "NS truncated", cfg: kubeOVN(), steps: []step{{ns(t, gwLLA)[:NSFrameLen-1], tapIndex, false}}},
 		{name: "flags-only NS", cfg: flags, steps: []step{{ns(t, gwLLA), tapIndex, false}}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := newTestProgram(t, tc.cfg)
-			for i, s := range tc.steps {
-				ret, out := p.run(t, s.in, s.ingress)
-				want, wantOut := uint32(actOK), s.in
-				if s.answer {
-					want, wantOut = actRedirect, raTo(p.v.frame, frame.MAC(s.in[6:12]))
-				}
-				if ret != want || !bytes.Equal(out, wantOut) {
-					t.Errorf("step %d: verdict %d, frame:\n%x\nwant verdict %d, frame:\n%x", i, ret, out, want, wantOut)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { runSteps(t, tc.cfg, tc.steps) })
 	}
 }
 
