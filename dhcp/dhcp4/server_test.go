@@ -13,6 +13,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/internal/frametest"
 	"github.com/dsbridge/dsbridge/dhcp/serve"
 	"github.com/dsbridge/dsbridge/e2e/lab"
 )
@@ -273,27 +274,6 @@ func TestUDPRoute(t *testing.T) {
 // the server's events carry it.
 const testXID = 0xdeadbeef
 
-// loopConn is a frame.Conn for benchmarks: each read returns the next of
-// frames, round-robin, until n have been read, then net.ErrClosed; writes
-// are counted.
-type loopConn struct {
-	frames  [][]byte
-	n, read int
-	written int
-}
-
-func (c *loopConn) ReadFrame(b []byte) (int, error) {
-	if c.read == c.n {
-		return 0, net.ErrClosed
-	}
-	f := c.frames[c.read%len(c.frames)]
-	c.read++
-	return copy(b, f), nil
-}
-func (c *loopConn) WriteFrame([]byte) error         { c.written++; return nil }
-func (c *loopConn) SetReadDeadline(time.Time) error { return nil }
-func (c *loopConn) Close() error                    { return nil }
-
 // BenchmarkPacketServerDORA is the whole frame path of one DORA (two
 // requests) through a running packet server, rate limit off, with an
 // observer: read the frame, parse, filter, answer, write the reply frame.
@@ -302,7 +282,7 @@ func BenchmarkPacketServerDORA(b *testing.B) {
 	discover := requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(b, dhcpv4.MessageTypeDiscover))
 	request := requestFrame(vmMAC, zero, bcastAddr, frame.PortDHCPv4Client, newRequest(b, dhcpv4.MessageTypeRequest,
 		withAddrOpt(optServerID, serverID), withAddrOpt(optRequestedIP, podAddr)))
-	conn := &loopConn{frames: [][]byte{discover, request}, n: 2 * b.N}
+	conn := &frametest.Loop{Frames: [][]byte{discover, request}, N: 2 * b.N}
 	s := NewPacketServer(h, conn, discardLogger())
 	s.Limit = serve.Limit{}
 	replied := 0
@@ -316,7 +296,7 @@ func BenchmarkPacketServerDORA(b *testing.B) {
 	if err := s.Run(context.Background()); !errors.Is(err, net.ErrClosed) {
 		b.Fatalf("Run: %v", err)
 	}
-	if replied != 2*b.N || conn.written != 2*b.N {
-		b.Fatalf("%d replies, %d frames written for %d DORAs", replied, conn.written, b.N)
+	if replied != 2*b.N || conn.Written != 2*b.N {
+		b.Fatalf("%d replies, %d frames written for %d DORAs", replied, conn.Written, b.N)
 	}
 }

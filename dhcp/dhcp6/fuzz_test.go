@@ -6,11 +6,11 @@ import (
 	"errors"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
 
 	"github.com/dsbridge/dsbridge/dhcp/frame"
+	"github.com/dsbridge/dsbridge/dhcp/internal/frametest"
 	"github.com/dsbridge/dsbridge/dhcp/serve"
 )
 
@@ -152,27 +152,6 @@ func BenchmarkHandleRequest(b *testing.B) { benchAnswer(b, dhclientRequest(b)) }
 // Advertise, Request -> Reply.
 func BenchmarkSARR(b *testing.B) { benchAnswer(b, dhclientSolicit(b), dhclientRequest(b)) }
 
-// loopConn is a frame.Conn for benchmarks: each read returns the next of
-// frames, round-robin, until n have been read, then net.ErrClosed; writes
-// are counted.
-type loopConn struct {
-	frames  [][]byte
-	n, read int
-	written int
-}
-
-func (c *loopConn) ReadFrame(b []byte) (int, error) {
-	if c.read == c.n {
-		return 0, net.ErrClosed
-	}
-	f := c.frames[c.read%len(c.frames)]
-	c.read++
-	return copy(b, f), nil
-}
-func (c *loopConn) WriteFrame([]byte) error         { c.written++; return nil }
-func (c *loopConn) SetReadDeadline(time.Time) error { return nil }
-func (c *loopConn) Close() error                    { return nil }
-
 // BenchmarkPacketServerSARR is the whole frame path of one SARR (two
 // requests) through a running packet server, rate limit off, with an
 // observer: read the frame, parse, filter, answer, write the reply frame.
@@ -182,7 +161,7 @@ func BenchmarkPacketServerSARR(b *testing.B) {
 		udpFrame(vmMAC, vmLLA, allDHCP, frame.PortDHCPv6Client, frame.PortDHCPv6Server, dhclientSolicit(b).ToBytes()),
 		udpFrame(vmMAC, vmLLA, allDHCP, frame.PortDHCPv6Client, frame.PortDHCPv6Server, dhclientRequest(b).ToBytes()),
 	}
-	conn := &loopConn{frames: frames, n: 2 * b.N}
+	conn := &frametest.Loop{Frames: frames, N: 2 * b.N}
 	s := NewPacketServer(h, conn, discard())
 	s.Limit = serve.Limit{}
 	replied := 0
@@ -196,7 +175,7 @@ func BenchmarkPacketServerSARR(b *testing.B) {
 	if err := s.Run(context.Background()); !errors.Is(err, net.ErrClosed) {
 		b.Fatalf("Run: %v", err)
 	}
-	if replied != 2*b.N || conn.written != 2*b.N {
-		b.Fatalf("%d replies, %d frames written for %d SARRs", replied, conn.written, b.N)
+	if replied != 2*b.N || conn.Written != 2*b.N {
+		b.Fatalf("%d replies, %d frames written for %d SARRs", replied, conn.Written, b.N)
 	}
 }
