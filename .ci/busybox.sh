@@ -16,29 +16,10 @@
 set -euo pipefail
 
 out=$1
-mkdir -p "$out/apt/lists/partial" "$out/apt/cache/archives/partial" "$out/apt/sources.list.d" "$out/src"
-
-apt_private() {
-	local tool=$1
-	shift
-	"$tool" -q -o APT::Sandbox::User=root -o Dir::Etc::SourceList="$out/apt/sources.list" \
-		-o Dir::Etc::SourceParts="$out/apt/sources.list.d" \
-		-o Dir::State::Lists="$out/apt/lists" \
-		-o Dir::Cache="$out/apt/cache" "$@"
-}
-
-setup_apt() {
-	: >"$out/apt/sources.list"
-	if [ -f /etc/apt/sources.list ]; then
-		sed -n 's/^deb \(.*\)/deb \1\ndeb-src \1/p' /etc/apt/sources.list >"$out/apt/sources.list"
-	fi
-	rm -f "$out/apt/sources.list.d/"*
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] || continue
-		sed 's/^Types: deb$/Types: deb deb-src/' "$f" >"$out/apt/sources.list.d/$(basename "$f")"
-	done
-	apt_private apt-get update >/dev/null
-}
+mkdir -p "$out/src"
+apt_dir=$out/apt
+# shellcheck source=apt-private.sh
+. "$(dirname "$0")/apt-private.sh"
 
 # The version is the installed busybox-static's when there is one (the
 # version the rest of the tests run), else the newest source on the mirror.

@@ -14,32 +14,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${DSBRIDGE_GUEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dsbridge/kubevirt-guest}
-mkdir -p "$cache/out" "$cache/apt/lists/partial" "$cache/kernel"
-
-# A private apt state with deb-src entries made from the machine's own
-# sources (same mirrors, same keys), so the host's apt configuration and
-# lists stay as they are.
-apt_private() {
-	local tool=$1
-	shift
-	"$tool" -q -o APT::Sandbox::User=root -o Dir::Etc::SourceList="$cache/apt/sources.list" \
-		-o Dir::Etc::SourceParts="$cache/apt/sources.list.d" \
-		-o Dir::State::Lists="$cache/apt/lists" \
-		-o Dir::Cache="$cache/apt/cache" "$@"
-}
-setup_apt() {
-	mkdir -p "$cache/apt/sources.list.d" "$cache/apt/cache/archives/partial"
-	: >"$cache/apt/sources.list"
-	if [ -f /etc/apt/sources.list ]; then
-		sed -n 's/^deb \(.*\)/deb \1\ndeb-src \1/p' /etc/apt/sources.list >"$cache/apt/sources.list"
-	fi
-	rm -f "$cache/apt/sources.list.d/"*
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] || continue
-		sed 's/^Types: deb$/Types: deb deb-src/' "$f" >"$cache/apt/sources.list.d/$(basename "$f")"
-	done
-	apt_private apt-get update >/dev/null
-}
+mkdir -p "$cache/out" "$cache/kernel"
+apt_dir=$cache/apt
+# shellcheck source=../../../.ci/apt-private.sh
+. "$here/../../../.ci/apt-private.sh"
 
 setup_apt
 kpkg=$(apt_private apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
