@@ -219,7 +219,10 @@ func waitRenumbered(t *testing.T, g *console, s subnet, since time.Time) (conver
 
 // quietTap checks a capture on the target's tap (tcpdump -n -e lines): before
 // the guest's first frame (source vmMAC) there is no DHCPv4 or DHCPv6 reply
-// and no RA, and nothing from the MAC that sent DHCPv4 replies later.
+// and no RA, and nothing from the MAC that sent DHCPv4 replies later but
+// the MLD reports of the pod's own stack: in the unprivileged tier that MAC
+// is the bridge's, whose kernel reports its own groups when the tap comes
+// up (seen once, at QEMU's start), and dsbridge never sends MLD reports.
 func quietTap(t *testing.T, lines []string, vmMAC string) {
 	t.Helper()
 	first := slices.IndexFunc(lines, func(l string) bool { return srcMAC(l) == vmMAC })
@@ -234,7 +237,8 @@ func quietTap(t *testing.T, lines []string, vmMAC string) {
 	}
 	for _, l := range lines[:first] {
 		if strings.Contains(l, ".67 > ") || strings.Contains(l, ".547 > ") ||
-			strings.Contains(l, "router advertisement") || service[srcMAC(l)] {
+			strings.Contains(l, "router advertisement") ||
+			service[srcMAC(l)] && !strings.Contains(l, "multicast listener report") {
 			t.Errorf("the target sent before the guest spoke: %s", l)
 		}
 	}
