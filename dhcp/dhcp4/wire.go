@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
-	"slices"
 	"strconv"
 )
 
@@ -249,7 +248,7 @@ func appendReply(out []byte, req *message, r *reply, chaddr [6]byte) []byte {
 	out = append(out, chaddr[:]...)
 	out = append(out, make([]byte, chaddrLen-len(chaddr)+64+128)...) // chaddr padding, sname, file
 	out = append(out, magicCookie[:]...)
-	slices.SortFunc(r.opts, func(a, b kv) int { return int(a.code) - int(b.code) })
+	sortOptions(r.opts)
 	for _, o := range r.opts {
 		out = appendOption(out, o.code, o.value)
 	}
@@ -258,6 +257,18 @@ func appendReply(out []byte, req *message, r *reply, chaddr [6]byte) []byte {
 		out = append(out, optPad)
 	}
 	return out
+}
+
+// sortOptions puts opts in code order, stably. They come nearly in order
+// (the handler sets most in code order), where an insertion sort is a
+// single pass, and cheaper than slices.SortFunc's pattern-defeating sort
+// on a reply's dozen or more options.
+func sortOptions(opts []kv) {
+	for i := 1; i < len(opts); i++ {
+		for j := i; j > 0 && opts[j].code < opts[j-1].code; j-- {
+			opts[j], opts[j-1] = opts[j-1], opts[j]
+		}
+	}
 }
 
 // appendOption appends one option, split into 255-byte instances.

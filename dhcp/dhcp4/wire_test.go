@@ -101,3 +101,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestSortOptions: a reply's options in code order, options of one code in
+// the order they were set.
+func TestSortOptions(t *testing.T) {
+	t.Parallel()
+	v := func(s string) []byte { return []byte(s) }
+	tests := []struct{ in, want []kv }{
+		{nil, nil},
+		{[]kv{{53, v("a")}}, []kv{{53, v("a")}}},
+		{[]kv{{1, v("a")}, {3, v("b")}, {6, v("c")}}, []kv{{1, v("a")}, {3, v("b")}, {6, v("c")}}},
+		{[]kv{{54, v("a")}, {51, v("b")}, {1, v("c")}, {53, v("d")}}, []kv{{1, v("c")}, {51, v("b")}, {53, v("d")}, {54, v("a")}}},
+		{[]kv{{121, v("x")}, {3, v("a")}, {121, v("y")}, {3, v("b")}}, []kv{{3, v("a")}, {3, v("b")}, {121, v("x")}, {121, v("y")}}},
+	}
+	for _, tt := range tests {
+		got := append([]kv(nil), tt.in...)
+		sortOptions(got)
+		if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(kv{})); diff != "" {
+			t.Errorf("sortOptions(%v) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
