@@ -162,14 +162,20 @@ bench:
 
 # perf measures dsbridge against dnsmasq on the same lab, alternating, and
 # prints one table of every ratio of issue 17 (README, Performance): CPU per
-# exchange, sustained perfdhcp rates, floods, the Go memory limit, idle
+# exchange and, from a perf profile of each server, where it goes per
+# request; sustained perfdhcp rates, floods, the Go memory limit, idle
 # memory and size, OnDefineDomain, time to address per client and tier. It
 # asserts no timing (tests of its own machinery run in make test).
 # PERF_RUNS runs make each median; the whole log goes to bin/perf.log.
 # udhcpc6 is timed with make busybox-udhcpc6's busybox (DSBRIDGE_BUSYBOX
 # overrides it). About 25 minutes on 2 cores.
 PERF_RUNS ?= 5
+# linux-perf profiles both servers for the table's CPU breakdown.
+PERF_DEB_PACKAGES := linux-perf
 perf: deps busybox-udhcpc6
+	@if ! dpkg -s $(PERF_DEB_PACKAGES) >/dev/null 2>&1; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(PERF_DEB_PACKAGES); \
+	fi
 	@mkdir -p bin
 	DSBRIDGE_PERF=1 DSBRIDGE_PERF_RUNS=$(PERF_RUNS) DSBRIDGE_PERF_TABLE=$(CURDIR)/bin/perf.md \
 		go test -count=1 -timeout 120m -run '^TestPerf$$' -v ./e2e/ > bin/perf.log 2>&1 || { tail -40 bin/perf.log; exit 1; }

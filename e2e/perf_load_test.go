@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +23,11 @@ type perfdhcpRun struct {
 	// Sending is how long perfdhcp took to send its exchanges (its run
 	// less the final wait); Planned how long at the offered rate.
 	Sending, Planned time.Duration
+	// Replied is the replies the server sent meanwhile (dsbridge's
+	// counters; the pod's UDP datagrams sent, for dnsmasq), and
+	// Overflowed the replies the guest's kernel dropped because
+	// perfdhcp's socket was full (UDP receive buffer errors).
+	Replied, Overflowed int
 }
 
 type perfdhcpExchange struct {
@@ -69,11 +75,23 @@ func (r perfdhcpRun) DropRatio() float64 {
 	return float64(r.Exchanges[0].Drops+r.Exchanges[1].Drops) / float64(sent)
 }
 
+// sent is the requests perfdhcp sent, both exchanges.
+func (r perfdhcpRun) sent() int { return r.Exchanges[0].Sent + r.Exchanges[1].Sent }
+
 // GeneratorLimited reports a run in which perfdhcp took over 10 % longer
 // than planned to send its exchanges without the server dropping them: the
 // load generator, not the server, set the rate.
 func (r perfdhcpRun) GeneratorLimited() bool {
 	return r.Sending > r.Planned*11/10 && r.DropRatio() < maxDropRatio
+}
+
+// ClientLimited reports a run whose drops are perfdhcp's own: the server
+// answered every request it sent (to 0.1 %), and the guest's kernel
+// dropped at least as many replies as perfdhcp missed because perfdhcp did
+// not read its socket in time.
+func (r perfdhcpRun) ClientLimited() bool {
+	drops := r.Exchanges[0].Drops + r.Exchanges[1].Drops
+	return drops > 0 && float64(r.Replied) >= float64(r.sent())*(1-maxDropRatio) && r.Overflowed >= drops
 }
 
 // perfdhcpWait is perfdhcp's -W: how long it waits for the last replies.
@@ -122,19 +140,74 @@ func perfdhcp(t *testing.T, l *lab.Lab, s *perfServer, family string, rate, secs
 		args[3] = "10.16.0.50"
 		args = append(args, s.addr4)
 	}
-	before := usage(t, s.pid)
+	before, replied0, overflowed0 := usage(t, s.pid), serverReplies(t, l, s, family), udpCounter(t, l.Guest, family, "RcvbufErrors")
 	start := time.Now()
 	out, err := l.Guest.Exec(args...)
 	took := time.Since(start)
 	after := usage(t, s.pid)
 	cpu := after.CPU - before.CPU
-	t.Logf("PERF perfdhcp -%s server=%s rate=%d: %d context switches, CPU %v", family, s.name, rate, after.Switches-before.Switches, cpu)
 	r, perr := parsePerfdhcp(out)
 	if perr != nil {
 		t.Fatalf("perfdhcp -%s at %d/s against %s: %v (%v)", family, rate, s.name, perr, err)
 	}
 	r.Sending, r.Planned = took-perfdhcpWait, time.Duration(secs)*time.Second
+	r.Replied = int(serverReplies(t, l, s, family) - replied0)
+	r.Overflowed = int(udpCounter(t, l.Guest, family, "RcvbufErrors") - overflowed0)
+	t.Logf("PERF perfdhcp -%s server=%s rate=%d: %d context switches, CPU %v; %d requests sent, %d replied, %d missed, %d replies dropped at perfdhcp's socket",
+		family, s.name, rate, after.Switches-before.Switches, cpu, r.sent(), r.Replied, r.Exchanges[0].Drops+r.Exchanges[1].Drops, r.Overflowed)
 	return r, cpu
+}
+
+// serverReplies is the replies s has sent in family "4" or "6" so far:
+// dsbridge's own counters, or, for dnsmasq (the pod's only UDP sender), the
+// pod's UDP datagrams sent.
+func serverReplies(t *testing.T, l *lab.Lab, s *perfServer, family string) uint64 {
+	t.Helper()
+	if s.stateDir == "" {
+		return udpCounter(t, l.Pod, family, "OutDatagrams")
+	}
+	return readCounters(t, s.stateDir)["dhcpv"+family].Replied
+}
+
+// udpCounter reads one of ns's UDP counters (/proc/net/snmp for "4",
+// /proc/net/snmp6 for "6"), e.g. RcvbufErrors.
+func udpCounter(t *testing.T, ns *lab.NS, family, name string) uint64 {
+	t.Helper()
+	file := map[string]string{"4": "/proc/net/snmp", "6": "/proc/net/snmp6"}[family]
+	out := ns.Run(t, "cat", file)
+	v, err := parseUDPCounter(out, family, name)
+	if err != nil {
+		t.Fatalf("%s in %s: %v", file, ns.Name, err)
+	}
+	return v
+}
+
+// parseUDPCounter finds counter name in /proc/net/snmp ("Udp:" header and
+// value lines) or /proc/net/snmp6 ("Udp6<name> <value>" lines).
+func parseUDPCounter(out, family, name string) (uint64, error) {
+	if family == "6" {
+		for line := range strings.Lines(out) {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == "Udp6"+name {
+				return strconv.ParseUint(f[1], 10, 64)
+			}
+		}
+		return 0, fmt.Errorf("no Udp6%s", name)
+	}
+	var header []string
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if header == nil {
+			header = f
+			continue
+		}
+		if i := slices.Index(header, name); i > 0 && i < len(f) {
+			return strconv.ParseUint(f[i], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no Udp %s", name)
 }
 
 // cpuPer10k is the CPU time per 10,000 completed exchanges.
@@ -146,20 +219,25 @@ func cpuPer10k(cpu time.Duration, completed int) time.Duration {
 }
 
 // sustained is the highest rate a server answered with under 0.1 % drops,
-// or the rate perfdhcp itself could not exceed.
+// and what stopped the next rate tried: the server, or perfdhcp itself.
 type sustained struct {
-	Rate             int  // highest passing offered rate
-	GeneratorLimited bool // perfdhcp fell short of the next rate without drops
+	Rate int // highest passing offered rate
+	// GeneratorLimited: the lowest failing rate failed because of perfdhcp
+	// (Why says how), not the server.
+	GeneratorLimited bool
+	Why              string
 	Tried            []string
 }
 
 // sustainedRate doubles perfdhcp's rate from start until a run drops 0.1 %
-// or more (or perfdhcp cannot send at the rate), then bisects twice between
+// or more, or perfdhcp cannot keep up (it sends late, or misses replies the
+// server sent because its socket overflowed), then bisects twice between
 // the last passing and the first failing rate. Each run has a fresh lab and
 // server: dnsmasq keeps its one address bound to the last run's client.
 func sustainedRate(t *testing.T, srv addrServer, family string, start, ceiling, secs int) sustained {
 	t.Helper()
 	var res sustained
+	why := map[int]string{} // failing rate: perfdhcp's limit, "" for the server's
 	try := func(rate int) bool {
 		var r perfdhcpRun
 		t.Run(fmt.Sprintf("%d", rate), func(t *testing.T) {
@@ -168,16 +246,21 @@ func sustainedRate(t *testing.T, srv addrServer, family string, start, ceiling, 
 			perfdhcpLab(t, l, s, family)
 			r, _ = perfdhcp(t, l, s, family, rate, secs)
 		})
-		res.Tried = append(res.Tried, fmt.Sprintf("%d:%.2f%%/%v", rate, 100*r.DropRatio(), r.Sending.Round(10*time.Millisecond)))
+		drops := r.Exchanges[0].Drops + r.Exchanges[1].Drops
+		res.Tried = append(res.Tried, fmt.Sprintf("%d/s: %.2f%% dropped, sent in %v, %d of %d replied, %d overflowed perfdhcp's socket",
+			rate, 100*r.DropRatio(), r.Sending.Round(10*time.Millisecond), r.Replied, r.sent(), r.Overflowed))
 		switch {
 		case r.GeneratorLimited():
-			res.GeneratorLimited = true
-			return false
-		case r.DropRatio() >= maxDropRatio:
-			return false
+			why[rate] = fmt.Sprintf("perfdhcp took %v to send %v of requests", r.Sending.Round(10*time.Millisecond), r.Planned)
+		case r.DropRatio() < maxDropRatio:
+			return true
+		case r.ClientLimited():
+			why[rate] = fmt.Sprintf("at %d/s the server answered all %d requests; the %d perfdhcp missed overflowed its socket",
+				rate, r.sent(), drops)
+		default:
+			why[rate] = ""
 		}
-		res.GeneratorLimited = false
-		return true
+		return false
 	}
 	fail := 0
 	for rate := start; rate <= ceiling; rate *= 2 {
@@ -203,6 +286,8 @@ func sustainedRate(t *testing.T, srv addrServer, family string, start, ceiling, 
 		}
 	}
 	res.Rate = lo
+	res.Why = why[hi]
+	res.GeneratorLimited = res.Why != ""
 	return res
 }
 

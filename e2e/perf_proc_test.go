@@ -128,6 +128,7 @@ type perfServer struct {
 type serveOptions struct {
 	env       []string // e.g. GOMEMLIMIT=6MiB; GODEBUG=gctrace=1 is always set
 	rateLimit bool
+	bin       string // the dsbridge binary; "": dsbridgeBin
 }
 
 // startServe runs `dsbridge serve` (the packet tier: root) in l's pod at
@@ -135,7 +136,11 @@ type serveOptions struct {
 func startServe(t *testing.T, l *lab.Lab, o serveOptions) *perfServer {
 	t.Helper()
 	s := &perfServer{name: "dsbridge", out: &lab.Buffer{}, stateDir: t.TempDir(), addr4: serverID4}
-	cmd := exec.Command("ip", "netns", "exec", l.Pod.Name, dsbridgeBin, "serve",
+	bin := dsbridgeBin
+	if o.bin != "" {
+		bin = o.bin
+	}
+	cmd := exec.Command("ip", "netns", "exec", l.Pod.Name, bin, "serve",
 		"--pod-iface", l.Spec.PodIface, "--tap", l.Tap, "--resolv-conf", l.ResolvConf, "--hostname", l.Hostname,
 		"--state-dir", s.stateDir, "--log-level", "info", "--rate-limit="+strconv.FormatBool(o.rateLimit))
 	cmd.Env = append(append(os.Environ(), "GODEBUG=gctrace=1"), o.env...)

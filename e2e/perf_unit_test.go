@@ -70,6 +70,55 @@ func TestGeneratorLimited(t *testing.T) {
 	}
 }
 
+func TestClientLimited(t *testing.T) {
+	t.Parallel()
+	run := func(sent, drops, replied, overflowed int) perfdhcpRun {
+		return perfdhcpRun{Exchanges: [2]perfdhcpExchange{{Sent: sent, Drops: drops}, {Sent: sent - drops}},
+			Replied: replied, Overflowed: overflowed}
+	}
+	tests := []struct {
+		name string
+		run  perfdhcpRun
+		want bool
+	}{
+		{"no drops", run(3000, 0, 6000, 0), false},
+		{"all answered, perfdhcp's socket dropped them", run(3000, 30, 5970, 30), true},
+		{"all answered, more overflowed than missed", run(3000, 30, 5970, 45), true},
+		{"the server did not answer", run(3000, 30, 5940, 30), false},
+		{"answered, lost elsewhere", run(3000, 30, 5970, 10), false},
+	}
+	for _, tt := range tests {
+		if got := tt.run.ClientLimited(); got != tt.want {
+			t.Errorf("%s: ClientLimited = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestParseUDPCounter(t *testing.T) {
+	t.Parallel()
+	snmp := "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 1633 0 0 1635 17 0\n" +
+		"UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdpLite: 0 0 0 0 0 0\n"
+	snmp6 := "Udp6InDatagrams                 \t808\nUdp6OutDatagrams \t809\nUdp6RcvbufErrors  \t5\n"
+	tests := []struct {
+		out, family, name string
+		want              uint64
+	}{
+		{snmp, "4", "RcvbufErrors", 17},
+		{snmp, "4", "OutDatagrams", 1635},
+		{snmp6, "6", "RcvbufErrors", 5},
+		{snmp6, "6", "OutDatagrams", 809},
+	}
+	for _, tt := range tests {
+		got, err := parseUDPCounter(tt.out, tt.family, tt.name)
+		if err != nil || got != tt.want {
+			t.Errorf("parseUDPCounter(%s, %s) = %d, %v; want %d", tt.family, tt.name, got, err, tt.want)
+		}
+	}
+	if _, err := parseUDPCounter(snmp, "4", "Nope"); err == nil {
+		t.Error("parseUDPCounter found a counter that is not there")
+	}
+}
+
 func TestParseStatCPU(t *testing.T) {
 	t.Parallel()
 	// proc(5): pid (comm) state ppid ... utime (14) stime (15) ...
@@ -197,5 +246,52 @@ func TestPerfTable(t *testing.T) {
 	}
 	if got := medianDur(nil); got != 0 {
 		t.Errorf("median of nothing = %v, want 0", got)
+	}
+}
+
+func TestParsePerfScript(t *testing.T) {
+	t.Parallel()
+	out := `dsbridge 101 10.000001:    1000000 cpu-clock:ppp:
+	ffffffff82242009 pvm_irq_enable+0x19 ([kernel.kallsyms])
+	ffffffff8223c33a schedule_hrtimeout_range_clock+0xba ([kernel.kallsyms])
+	ffffffff81733a10 do_epoll_wait+0x4d0 ([kernel.kallsyms])
+	ffffffff8223c951 do_syscall_64+0x71 ([kernel.kallsyms])
+	            aa0e internal/runtime/syscall/linux.Syscall6+0xe (/tmp/dsbridge)
+	           55690 runtime.findRunnable+0x650 (/tmp/dsbridge)
+
+dsbridge 101 10.000002:    1000000 cpu-clock:ppp:
+	ffffffff81ea383f sock_def_readable+0x25f ([kernel.kallsyms])
+	ffffffff8219a371 packet_sendmsg+0xb21 ([kernel.kallsyms])
+	ffffffff816dcb43 ksys_write+0xc3 ([kernel.kallsyms])
+	ffffffff8223c951 do_syscall_64+0x71 ([kernel.kallsyms])
+	            aa0e internal/runtime/syscall/linux.Syscall6+0xe (/tmp/dsbridge)
+
+dsbridge 101 10.000003:    1000000 cpu-clock:ppp:
+	ffffffff8223c925 pvm_irq_enable+0x45 ([kernel.kallsyms])
+	ffffffff8223c951 exit_to_user_mode_loop+0x71 ([kernel.kallsyms])
+	ffffffff8223c951 do_syscall_64+0x71 ([kernel.kallsyms])
+
+dsbridge 102 10.000004:    1000000 cpu-clock:ppp:
+	          1c06a6 github.com/dsbridge/dsbridge/dhcp/dhcp4.appendReply+0x46 (/tmp/dsbridge)
+	          33fc53 github.com/dsbridge/dsbridge/dhcp/serve.(*Server).Run+0x4b3 (/tmp/dsbridge)
+
+dsbridge 102 10.000005:    1000000 cpu-clock:ppp:
+	           55690 runtime.findRunnable+0x650 (/tmp/dsbridge)
+
+dnsmasq 103 10.000006:    1000000 cpu-clock:ppp:
+	ffffffff816dcb43 __x64_sys_ioctl+0xc3 ([kernel.kallsyms])
+	ffffffff8223c951 do_syscall_64+0x71 ([kernel.kallsyms])
+
+dnsmasq 103 10.000007:    1000000 cpu-clock:ppp:
+	           2a0e3 [unknown] (/usr/sbin/dnsmasq)
+
+dnsmasq 103 10.000008:    1000000 cpu-clock:ppp:
+	           fe0e3 __libc_recvmsg+0x13 (/usr/lib/x86_64-linux-gnu/libc.so.6)
+`
+	got := parsePerfScript(out, time.Millisecond)
+	want := profile{partWait: time.Millisecond, partSend: time.Millisecond, partKernel: time.Millisecond,
+		partOwn: 2 * time.Millisecond, partRuntime: 2 * time.Millisecond, partOtherSC: time.Millisecond}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parsePerfScript (-want +got):\n%s", diff)
 	}
 }
