@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +25,10 @@ type perfdhcpRun struct {
 	// Sending is how long perfdhcp took to send its exchanges (its run
 	// less the final wait); Planned how long at the offered rate.
 	Sending, Planned time.Duration
+	// MachineBusy is how many of the machine's cores were busy while
+	// perfdhcp sent (/proc/stat: all but idle and iowait, over the sending
+	// time: the final wait is quiet), perfdhcp's own work included.
+	MachineBusy float64
 	// Replied is the replies the server sent meanwhile (dsbridge's
 	// counters; the pod's UDP datagrams sent, for dnsmasq), and
 	// Overflowed the replies the guest's kernel dropped because
@@ -78,20 +84,22 @@ func (r perfdhcpRun) DropRatio() float64 {
 // sent is the requests perfdhcp sent, both exchanges.
 func (r perfdhcpRun) sent() int { return r.Exchanges[0].Sent + r.Exchanges[1].Sent }
 
-// GeneratorLimited reports a run in which perfdhcp took over 10 % longer
-// than planned to send its exchanges without the server dropping them: the
-// load generator, not the server, set the rate.
-func (r perfdhcpRun) GeneratorLimited() bool {
-	return r.Sending > r.Planned*11/10 && r.DropRatio() < maxDropRatio
+// ServerLossRatio is the share of the requests perfdhcp sent that the
+// server did not answer. perfdhcp's own drops (DropRatio) also count the
+// replies the guest's kernel dropped because perfdhcp did not read its
+// socket in time (Overflowed): those are the load generator's.
+func (r perfdhcpRun) ServerLossRatio() float64 {
+	if r.sent() == 0 {
+		return 1
+	}
+	return float64(max(r.sent()-r.Replied, 0)) / float64(r.sent())
 }
 
-// ClientLimited reports a run whose drops are perfdhcp's own: the server
-// answered every request it sent (to 0.1 %), and the guest's kernel
-// dropped at least as many replies as perfdhcp missed because perfdhcp did
-// not read its socket in time.
-func (r perfdhcpRun) ClientLimited() bool {
-	drops := r.Exchanges[0].Drops + r.Exchanges[1].Drops
-	return drops > 0 && float64(r.Replied) >= float64(r.sent())*(1-maxDropRatio) && r.Overflowed >= drops
+// GeneratorLimited reports a run in which perfdhcp took over 10 % longer
+// than planned to send its exchanges while the server answered them: the
+// load generator, not the server, set the rate.
+func (r perfdhcpRun) GeneratorLimited() bool {
+	return r.Sending > r.Planned*11/10 && r.ServerLossRatio() < maxDropRatio
 }
 
 // perfdhcpWait is perfdhcp's -W: how long it waits for the last replies.
@@ -141,9 +149,11 @@ func perfdhcp(t *testing.T, l *lab.Lab, s *perfServer, family string, rate, secs
 		args = append(args, s.addr4)
 	}
 	before, replied0, overflowed0 := usage(t, s.pid), serverReplies(t, l, s, family), udpCounter(t, l.Guest, family, "RcvbufErrors")
+	busy0 := machineTicks(t)
 	start := time.Now()
 	out, err := l.Guest.Exec(args...)
 	took := time.Since(start)
+	busy1 := machineTicks(t)
 	after := usage(t, s.pid)
 	cpu := after.CPU - before.CPU
 	r, perr := parsePerfdhcp(out)
@@ -153,9 +163,51 @@ func perfdhcp(t *testing.T, l *lab.Lab, s *perfServer, family string, rate, secs
 	r.Sending, r.Planned = took-perfdhcpWait, time.Duration(secs)*time.Second
 	r.Replied = int(serverReplies(t, l, s, family) - replied0)
 	r.Overflowed = int(udpCounter(t, l.Guest, family, "RcvbufErrors") - overflowed0)
+	if r.Sending > 0 {
+		r.MachineBusy = min(float64(busy1-busy0)*clockTick.Seconds()/r.Sending.Seconds(), float64(runtime.NumCPU()))
+	}
 	t.Logf("PERF perfdhcp -%s server=%s rate=%d: %d context switches, CPU %v; %d requests sent, %d replied, %d missed, %d replies dropped at perfdhcp's socket",
 		family, s.name, rate, after.Switches-before.Switches, cpu, r.sent(), r.Replied, r.Exchanges[0].Drops+r.Exchanges[1].Drops, r.Overflowed)
 	return r, cpu
+}
+
+// machineTicks reads /proc/stat's first line: the ticks all cores spent
+// busy (all but idle and iowait).
+func machineTicks(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, _, err := parseCPUTicks(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return busy
+}
+
+// parseCPUTicks reads the "cpu  user nice system idle iowait irq softirq
+// steal ..." line of /proc/stat (proc(5)).
+func parseCPUTicks(stat string) (busy, total uint64, err error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("unrecognised /proc/stat line %q", line)
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("unrecognised /proc/stat line %q", line)
+		}
+		if i >= 8 { // guest and guest_nice are already in user and nice
+			break
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total, nil
 }
 
 // serverReplies is the replies s has sent in family "4" or "6" so far:
@@ -218,26 +270,38 @@ func cpuPer10k(cpu time.Duration, completed int) time.Duration {
 	return cpu * 10000 / time.Duration(completed)
 }
 
-// sustained is the highest rate a server answered with under 0.1 % drops,
-// and what stopped the next rate tried: the server, or perfdhcp itself.
+// sustained is the highest rate a server answered with under 0.1 % of
+// perfdhcp's requests unanswered, and what stopped the next rate tried: the
+// server, or perfdhcp itself.
 type sustained struct {
 	Rate int // highest passing offered rate
-	// GeneratorLimited: the lowest failing rate failed because of perfdhcp
-	// (Why says how), not the server.
+	// GeneratorLimited: the lowest failing rate failed because perfdhcp
+	// could not send at it, not because of the server.
 	GeneratorLimited bool
-	Why              string
-	Tried            []string
+	// ClientLost is the share of replies perfdhcp itself lost at Rate
+	// (its socket overflowed), though the server sent them.
+	ClientLost float64
+	// The lowest failing rate, the share of its requests left unanswered,
+	// and the machine's busy cores meanwhile (0 rate: none failed).
+	FailRate           int
+	FailLoss, FailBusy float64
+	Tried              []string
 }
 
-// sustainedRate doubles perfdhcp's rate from start until a run drops 0.1 %
-// or more, or perfdhcp cannot keep up (it sends late, or misses replies the
-// server sent because its socket overflowed), then bisects twice between
-// the last passing and the first failing rate. Each run has a fresh lab and
-// server: dnsmasq keeps its one address bound to the last run's client.
+// sustainedRate doubles perfdhcp's rate from start until the server leaves
+// 0.1 % or more of the requests unanswered (by its own count: replies sent
+// against requests perfdhcp sent), or perfdhcp cannot send at the rate,
+// then bisects twice between the last passing and the first failing rate.
+// Replies the server sent but perfdhcp lost at its own full socket are the
+// generator's loss, not the server's: they are reported, not counted. Each
+// run has a fresh lab and server: dnsmasq keeps its one address bound to
+// the last run's client.
 func sustainedRate(t *testing.T, srv addrServer, family string, start, ceiling, secs int) sustained {
 	t.Helper()
 	var res sustained
-	why := map[int]string{} // failing rate: perfdhcp's limit, "" for the server's
+	late := map[int]bool{}          // failing rates perfdhcp could not send at
+	clientLost := map[int]float64{} // passing rates: perfdhcp's own losses
+	failed := map[int]perfdhcpRun{}
 	try := func(rate int) bool {
 		var r perfdhcpRun
 		t.Run(fmt.Sprintf("%d", rate), func(t *testing.T) {
@@ -246,21 +310,18 @@ func sustainedRate(t *testing.T, srv addrServer, family string, start, ceiling, 
 			perfdhcpLab(t, l, s, family)
 			r, _ = perfdhcp(t, l, s, family, rate, secs)
 		})
-		drops := r.Exchanges[0].Drops + r.Exchanges[1].Drops
-		res.Tried = append(res.Tried, fmt.Sprintf("%d/s: %.2f%% dropped, sent in %v, %d of %d replied, %d overflowed perfdhcp's socket",
-			rate, 100*r.DropRatio(), r.Sending.Round(10*time.Millisecond), r.Replied, r.sent(), r.Overflowed))
+		res.Tried = append(res.Tried, fmt.Sprintf("%d/s: %d of %d requests answered (%.2f%% not), sent in %v; perfdhcp missed %.2f%%, %d at its full socket; %.2f cores busy",
+			rate, r.Replied, r.sent(), 100*r.ServerLossRatio(), r.Sending.Round(10*time.Millisecond), 100*r.DropRatio(), r.Overflowed, r.MachineBusy))
 		switch {
 		case r.GeneratorLimited():
-			why[rate] = fmt.Sprintf("perfdhcp took %v to send %v of requests", r.Sending.Round(10*time.Millisecond), r.Planned)
-		case r.DropRatio() < maxDropRatio:
-			return true
-		case r.ClientLimited():
-			why[rate] = fmt.Sprintf("at %d/s the server answered all %d requests; the %d perfdhcp missed overflowed its socket",
-				rate, r.sent(), drops)
-		default:
-			why[rate] = ""
+			late[rate], failed[rate] = true, r
+			return false
+		case r.ServerLossRatio() >= maxDropRatio:
+			failed[rate] = r
+			return false
 		}
-		return false
+		clientLost[rate] = float64(r.Overflowed) / float64(max(r.Replied, 1))
+		return true
 	}
 	fail := 0
 	for rate := start; rate <= ceiling; rate *= 2 {
@@ -270,24 +331,23 @@ func sustainedRate(t *testing.T, srv addrServer, family string, start, ceiling, 
 		}
 		res.Rate = rate
 	}
-	if fail == 0 {
-		return res
-	}
-	lo, hi := res.Rate, fail
-	for range 2 {
-		mid := (lo + hi) / 2
-		if mid <= lo {
-			break
+	if fail != 0 {
+		lo, hi := res.Rate, fail
+		for range 2 {
+			mid := (lo + hi) / 2
+			if mid <= lo {
+				break
+			}
+			if try(mid) {
+				lo = mid
+			} else {
+				hi = mid
+			}
 		}
-		if try(mid) {
-			lo = mid
-		} else {
-			hi = mid
-		}
+		res.Rate, res.GeneratorLimited = lo, late[hi]
+		res.FailRate, res.FailLoss, res.FailBusy = hi, failed[hi].ServerLossRatio(), failed[hi].MachineBusy
 	}
-	res.Rate = lo
-	res.Why = why[hi]
-	res.GeneratorLimited = res.Why != ""
+	res.ClientLost = clientLost[res.Rate]
 	return res
 }
 

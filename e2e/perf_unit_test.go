@@ -59,9 +59,10 @@ func TestGeneratorLimited(t *testing.T) {
 		run  perfdhcpRun
 		want bool
 	}{
-		{"on time", perfdhcpRun{Exchanges: ex(3000, 0), Sending: 3010 * time.Millisecond, Planned: 3 * time.Second}, false},
-		{"late, no drops", perfdhcpRun{Exchanges: ex(3000, 0), Sending: 4 * time.Second, Planned: 3 * time.Second}, true},
-		{"late with drops: the server", perfdhcpRun{Exchanges: ex(3000, 30), Sending: 4 * time.Second, Planned: 3 * time.Second}, false},
+		{"on time", perfdhcpRun{Exchanges: ex(3000, 0), Replied: 6000, Sending: 3010 * time.Millisecond, Planned: 3 * time.Second}, false},
+		{"late, all answered", perfdhcpRun{Exchanges: ex(3000, 0), Replied: 6000, Sending: 4 * time.Second, Planned: 3 * time.Second}, true},
+		{"late, all answered, perfdhcp lost some", perfdhcpRun{Exchanges: ex(3000, 30), Replied: 6000, Sending: 4 * time.Second, Planned: 3 * time.Second}, true},
+		{"late with drops: the server", perfdhcpRun{Exchanges: ex(3000, 30), Replied: 5970, Sending: 4 * time.Second, Planned: 3 * time.Second}, false},
 	}
 	for _, tt := range tests {
 		if got := tt.run.GeneratorLimited(); got != tt.want {
@@ -70,26 +71,24 @@ func TestGeneratorLimited(t *testing.T) {
 	}
 }
 
-func TestClientLimited(t *testing.T) {
+func TestServerLossRatio(t *testing.T) {
 	t.Parallel()
-	run := func(sent, drops, replied, overflowed int) perfdhcpRun {
-		return perfdhcpRun{Exchanges: [2]perfdhcpExchange{{Sent: sent, Drops: drops}, {Sent: sent - drops}},
-			Replied: replied, Overflowed: overflowed}
+	run := func(sent, replied int) perfdhcpRun {
+		return perfdhcpRun{Exchanges: [2]perfdhcpExchange{{Sent: sent}, {Sent: sent}}, Replied: replied}
 	}
 	tests := []struct {
 		name string
 		run  perfdhcpRun
-		want bool
+		want float64
 	}{
-		{"no drops", run(3000, 0, 6000, 0), false},
-		{"all answered, perfdhcp's socket dropped them", run(3000, 30, 5970, 30), true},
-		{"all answered, more overflowed than missed", run(3000, 30, 5970, 45), true},
-		{"the server did not answer", run(3000, 30, 5940, 30), false},
-		{"answered, lost elsewhere", run(3000, 30, 5970, 10), false},
+		{"all answered", run(3000, 6000), 0},
+		{"one in a hundred not", run(3000, 5940), 0.01},
+		{"more replies than requests (a retransmission answered twice)", run(3000, 6010), 0},
+		{"nothing sent", run(0, 0), 1},
 	}
 	for _, tt := range tests {
-		if got := tt.run.ClientLimited(); got != tt.want {
-			t.Errorf("%s: ClientLimited = %v, want %v", tt.name, got, tt.want)
+		if got := tt.run.ServerLossRatio(); got != tt.want {
+			t.Errorf("%s: ServerLossRatio = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
@@ -293,5 +292,16 @@ dnsmasq 103 10.000008:    1000000 cpu-clock:ppp:
 		partOwn: 2 * time.Millisecond, partRuntime: 2 * time.Millisecond, partOtherSC: time.Millisecond}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("parsePerfScript (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseCPUTicks(t *testing.T) {
+	t.Parallel()
+	busy, total, err := parseCPUTicks("cpu  100 5 50 800 20 3 7 2 9 1\ncpu0 50 2 25 400 10 1 3 1 0 0\n")
+	if err != nil || busy != 167 || total != 987 {
+		t.Errorf("parseCPUTicks = %d, %d, %v; want 167, 987", busy, total, err)
+	}
+	if _, _, err := parseCPUTicks("intr 1 2 3\n"); err == nil {
+		t.Error("parseCPUTicks read a line that is not cpu's")
 	}
 }
