@@ -94,6 +94,10 @@ func (n *NS) destroy(t T) {
 	}
 }
 
+// stopWaitDelay is how long Wait waits for a finished process's output to
+// be closed by whatever it left running.
+const stopWaitDelay = 2 * time.Second
+
 // stopProcess ends a process by PID: SIGTERM, then SIGKILL after a second.
 func stopProcess(c *exec.Cmd) {
 	if c.Process == nil || c.ProcessState != nil {
@@ -137,6 +141,11 @@ func (n *NS) Start(t T, args ...string) *exec.Cmd {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
 	var buf Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
+	// A process's helpers may outlive it holding its output open (dhcpcd's
+	// privilege-separation proxies, when the manager exits first): Wait
+	// then returns stopWaitDelay after the process, not when they exit
+	// (the namespace's destroy kills them).
+	cmd.WaitDelay = stopWaitDelay
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s in netns %s: %v", strings.Join(args, " "), n.Name, err)
 	}
