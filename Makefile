@@ -168,7 +168,7 @@ bench:
 # asserts no timing (tests of its own machinery run in make test).
 # PERF_RUNS runs make each median; the whole log goes to bin/perf.log.
 # udhcpc6 is timed with make busybox-udhcpc6's busybox (DSBRIDGE_BUSYBOX
-# overrides it). About 25 minutes on 2 cores.
+# overrides it). About 17 minutes on 2 cores.
 PERF_RUNS ?= 5
 # linux-perf profiles both servers for the table's CPU breakdown.
 PERF_DEB_PACKAGES := linux-perf
