@@ -179,35 +179,33 @@ func machineTicks(t *testing.T) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	busy, _, err := parseCPUTicks(string(b))
+	busy, err := parseCPUTicks(string(b))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return busy
 }
 
-// parseCPUTicks reads the "cpu  user nice system idle iowait irq softirq
-// steal ..." line of /proc/stat (proc(5)).
-func parseCPUTicks(stat string) (busy, total uint64, err error) {
+// parseCPUTicks reads the busy ticks of the "cpu  user nice system idle
+// iowait irq softirq steal ..." line of /proc/stat (proc(5)): all of the
+// first eight but idle and iowait (guest and guest_nice are already in
+// user and nice).
+func parseCPUTicks(stat string) (busy uint64, err error) {
 	line, _, _ := strings.Cut(stat, "\n")
 	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("unrecognised /proc/stat line %q", line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("unrecognised /proc/stat line %q", line)
 	}
-	for i, v := range f[1:] {
+	for i, v := range f[1:9] {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("unrecognised /proc/stat line %q", line)
+			return 0, fmt.Errorf("unrecognised /proc/stat line %q", line)
 		}
-		if i >= 8 { // guest and guest_nice are already in user and nice
-			break
-		}
-		total += n
 		if i != 3 && i != 4 { // idle, iowait
 			busy += n
 		}
 	}
-	return busy, total, nil
+	return busy, nil
 }
 
 // serverReplies is the replies s has sent in family "4" or "6" so far:
