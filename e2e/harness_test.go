@@ -32,16 +32,30 @@ func TestMain(m *testing.M) {
 	for bin, pkg := range map[string]string{dsbridgeBin: "./cmd/dsbridge", cniBin: "./cmd/dsbridge-cni"} {
 		// Built as released (cmd/internal/image BuildFlags, stripped), so
 		// that memory and size measured here are the image's.
-		build := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", bin, "github.com/dsbridge/dsbridge/"+pkg[2:])
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+		if err := buildBinary(bin, pkg, true); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// buildBinary builds the command pkg ("./cmd/dsbridge") into bin as the
+// image does; stripped false keeps the symbols (for a profiler), the code
+// being the same.
+func buildBinary(bin, pkg string, stripped bool) error {
+	args := []string{"build", "-trimpath", "-tags", "grpcnotrace"}
+	if stripped {
+		args = append(args, "-ldflags", "-s -w")
+	}
+	build := exec.Command("go", append(args, "-o", bin, "github.com/dsbridge/dsbridge/"+pkg[2:])...)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+	}
+	return nil
 }
 
 // server is a running `dsbridge serve` (or sidecar) in the pod namespace.

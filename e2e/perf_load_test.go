@@ -298,9 +298,8 @@ type sustained struct {
 func sustainedRate(t *testing.T, srv addrServer, family string, start, ceiling, secs int) sustained {
 	t.Helper()
 	var res sustained
-	late := map[int]bool{}          // failing rates perfdhcp could not send at
 	clientLost := map[int]float64{} // passing rates: perfdhcp's own losses
-	failed := map[int]perfdhcpRun{}
+	failed := map[int]perfdhcpRun{} // failing rates' last run
 	once := func(rate, attempt int) bool {
 		var r perfdhcpRun
 		t.Run(fmt.Sprintf("%d/%d", rate, attempt), func(t *testing.T) {
@@ -311,12 +310,8 @@ func sustainedRate(t *testing.T, srv addrServer, family string, start, ceiling, 
 		})
 		res.Tried = append(res.Tried, fmt.Sprintf("%d/s: %d of %d requests answered (%.2f%% not), sent in %v; perfdhcp missed %.2f%%, %d at its full socket; %.2f cores busy",
 			rate, r.Replied, r.sent(), 100*r.ServerLossRatio(), r.Sending.Round(10*time.Millisecond), 100*r.DropRatio(), r.Overflowed, r.MachineBusy))
-		switch {
-		case r.GeneratorLimited():
-			late[rate], failed[rate] = true, r
-			return false
-		case r.ServerLossRatio() >= maxDropRatio:
-			late[rate], failed[rate] = false, r
+		if r.GeneratorLimited() || r.ServerLossRatio() >= maxDropRatio {
+			failed[rate] = r
 			return false
 		}
 		clientLost[rate] = float64(r.Overflowed) / float64(max(r.Replied, 1))
@@ -347,8 +342,9 @@ func sustainedRate(t *testing.T, srv addrServer, family string, start, ceiling, 
 				hi = mid
 			}
 		}
-		res.Rate, res.GeneratorLimited = lo, late[hi]
-		res.FailRate, res.FailLoss, res.FailBusy = hi, failed[hi].ServerLossRatio(), failed[hi].MachineBusy
+		f := failed[hi]
+		res.Rate, res.GeneratorLimited = lo, f.GeneratorLimited()
+		res.FailRate, res.FailLoss, res.FailBusy = hi, f.ServerLossRatio(), f.MachineBusy
 	}
 	res.ClientLost = clientLost[res.Rate]
 	return res

@@ -158,10 +158,8 @@ func unstrippedDsbridge(t *testing.T) string {
 	if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	build := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-o", bin, "github.com/dsbridge/dsbridge/cmd/dsbridge")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building dsbridge with symbols: %v\n%s", err, out)
+	if err := buildBinary(bin, "./cmd/dsbridge", false); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
